@@ -1,0 +1,316 @@
+"""ModelManager: the active checkpoint and VAE, hot-swapped in place, with an LRU RAM cache.
+
+- Switching between checkpoints of the same architecture re-points the existing modules' parameters
+  at the cached weights (no rebuild, no copy on CPU); another architecture builds new modules.
+- Everything that can fail (finding, reading, checking, building) happens before the active model is
+  touched, so a failed switch leaves the previous model active and working.
+- One re-entrant lock serialises switches and jobs: a job holds it through `use()`, so a switch waits
+  for the running job instead of changing weights under it.
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+import threading
+import time
+from collections import OrderedDict
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Generic, Iterator, TypeVar
+
+import torch
+
+from modules.checkpoints.loader import read_checkpoint
+from modules.checkpoints.registry import ModelFile, ModelRegistry
+from modules.checkpoints.tensor_files import open_tensor_file
+from modules.checkpoints.tokenizer import load_clip_tokenizer
+from modules.checkpoints.weights import Tensors, WeightSet, build_module, read_vae_file, swap_weights
+from modules.errors import ModelLoadError, UserError
+
+log = logging.getLogger(__name__)
+
+VAE_AUTOMATIC = "Automatic"
+VAE_NONE = "None"
+OPENCLIP_PAD = "!"
+CLIP_PAD = "<|endoftext|>"
+
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+class LruCache(Generic[K, V]):
+    """A small least-recently-used map; `capacity` entries at most."""
+
+    def __init__(self, capacity: int):
+        self.capacity = max(1, int(capacity))
+        self._items: OrderedDict[K, V] = OrderedDict()
+
+    def get(self, key: K) -> V | None:
+        value = self._items.get(key)
+        if value is not None:
+            self._items.move_to_end(key)
+        return value
+
+    def put(self, key: K, value: V) -> list[K]:
+        """Stores `value` as most recent; returns the keys it evicted."""
+        self._items[key] = value
+        self._items.move_to_end(key)
+        evicted = []
+        while len(self._items) > self.capacity:
+            old, _ = self._items.popitem(last=False)
+            evicted.append(old)
+        return evicted
+
+    def keys(self) -> list[K]:
+        return list(self._items)
+
+    def clear(self) -> None:
+        self._items.clear()
+
+
+@dataclass
+class ManagerOptions:
+    """Settings the manager reads (see modules/config.py for their descriptions)."""
+
+    checkpoint_cache_size: int = 2
+    vae_cache_size: int = 2
+    sd2_prediction: str = "auto"  # "auto" | "epsilon" | "v_prediction"
+
+
+@dataclass
+class LoadedModel:
+    """The modules of the active checkpoint, as the generation engine uses them."""
+
+    checkpoint: ModelFile
+    weights: WeightSet
+    modules: dict[str, torch.nn.Module]
+    tokenizers: dict[str, object]
+    vae: ModelFile | None  # None: the checkpoint's own (baked-in) VAE
+    device: torch.device
+    dtype: torch.dtype
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def spec(self):
+        return self.weights.spec
+
+    @property
+    def unet(self) -> torch.nn.Module:
+        return self.modules["unet"]
+
+    @property
+    def vae_module(self) -> torch.nn.Module:
+        return self.modules["vae"]
+
+
+def _file_key(entry: ModelFile) -> str:
+    files = entry.weight_files()
+    stats = [f.stat() for f in files]
+    return f"{entry.path}|{sum(s.st_size for s in stats)}|{max(s.st_mtime_ns for s in stats)}"
+
+
+def detect_v_prediction(unet: torch.nn.Module) -> bool:
+    """A1111's test for SD2 files: a v-model's output at t=999 on a constant input is strongly negative."""
+    config = unet.config
+    param = next(unet.parameters())
+    x = torch.full((1, config.in_channels, 8, 8), 0.5, device=param.device, dtype=param.dtype)
+    context = torch.full((1, 2, config.cross_attention_dim), 0.5, device=param.device, dtype=param.dtype)
+    with torch.no_grad():
+        out = unet(x, torch.tensor([999], device=param.device), encoder_hidden_states=context).sample
+    return bool((out.float() - x[:, : out.shape[1]].float()).mean().item() < -1)
+
+
+class ModelManager:
+    """Owns the active model; switches checkpoints and VAEs; caches recently used weights in RAM."""
+
+    def __init__(
+        self,
+        registry: ModelRegistry,
+        device: torch.device,
+        dtype: torch.dtype,
+        tokenizer_cache: Path,
+        options: ManagerOptions | None = None,
+    ):
+        self.registry = registry
+        self.device = device
+        self.dtype = dtype
+        self.tokenizer_cache = Path(tokenizer_cache)
+        self.options = options or ManagerOptions()
+        self.lock = threading.RLock()
+        self.loaded: LoadedModel | None = None
+        self.vae_choice = VAE_AUTOMATIC
+        self.warnings: list[str] = []
+        self._checkpoints: LruCache[str, WeightSet] = LruCache(self.options.checkpoint_cache_size)
+        self._vaes: LruCache[str, Tensors] = LruCache(self.options.vae_cache_size)
+        self._tokenizers: dict[str, object] = {}
+
+    # public ------------------------------------------------------------------------------------
+
+    @contextmanager
+    def use(self) -> Iterator[LoadedModel]:
+        """Holds the model for a job: no switch happens until the block ends."""
+        with self.lock:
+            if self.loaded is None:
+                raise UserError("No checkpoint is loaded. Put a .safetensors file in models/Stable-diffusion and select it.")
+            yield self.loaded
+
+    def cached_checkpoints(self) -> list[str]:
+        """Paths of the checkpoints whose weights are in the RAM cache, least recent first."""
+        return [key.split("|", 1)[0] for key in self._checkpoints.keys()]
+
+    def set_cache_size(self, size: int) -> None:
+        """Changes how many checkpoints stay in RAM (the active one counts), evicting the oldest."""
+        with self.lock:
+            self.options.checkpoint_cache_size = max(1, int(size))
+            self._checkpoints.capacity = self.options.checkpoint_cache_size
+            if self.loaded is not None:
+                self._remember(*self._active_cache_item())
+
+    def switch_checkpoint(self, query: str | ModelFile) -> LoadedModel:
+        """Makes a checkpoint active (by title, name, stem, hash or entry). On failure nothing changes."""
+        with self.lock:
+            entry = query if isinstance(query, ModelFile) else self.registry.find_checkpoint(query)
+            if self.loaded is not None and self.loaded.checkpoint.path == entry.path and self._is_current(entry):
+                return self.loaded
+            timings: dict[str, float] = {}
+            start = time.perf_counter()
+            key = self._cache_key(entry)
+            weights = self._checkpoints.get(key)
+            if weights is None:
+                weights = read_checkpoint(entry, self.dtype, self.options.sd2_prediction)
+                timings["read"] = time.perf_counter() - start
+                hash_start = time.perf_counter()
+                self.registry.sha256(entry)  # `Model hash` needs it; cached on disk after the first time
+                timings["hash"] = time.perf_counter() - hash_start
+            vae_entry, vae_tensors = self._resolve_vae(entry, weights, self.vae_choice, strict=False)
+            loaded = self._activate(entry, weights, vae_entry, vae_tensors)
+            loaded.timings = {**timings, "total": time.perf_counter() - start}
+            self._remember(key, loaded.weights)
+            log.info("Loaded %s (%s) in %.2fs", entry.name, weights.spec.family.label, loaded.timings["total"])
+            return loaded
+
+    def switch_vae(self, choice: str) -> LoadedModel:
+        """Sets the VAE: "Automatic", "None" (the checkpoint's own) or a VAE name. On failure nothing changes."""
+        with self.lock:
+            loaded = self._require_loaded()
+            vae_entry, vae_tensors = self._resolve_vae(loaded.checkpoint, loaded.weights, choice, strict=True)
+            swap_weights(loaded.modules["vae"], vae_tensors, self.device)
+            loaded.vae = vae_entry
+            self.vae_choice = choice
+            return loaded
+
+    def reload(self) -> LoadedModel:
+        """Reads the active checkpoint from disk again (after it changed on disk)."""
+        with self.lock:
+            loaded = self._require_loaded()
+            self._checkpoints = LruCache(self.options.checkpoint_cache_size)
+            entry = loaded.checkpoint
+            self.loaded = None
+            try:
+                return self.switch_checkpoint(entry)
+            except UserError:
+                self.loaded = loaded
+                raise
+
+    def unload(self) -> None:
+        """Drops the active model and the caches, freeing their memory."""
+        with self.lock:
+            self.loaded = None
+            self._checkpoints.clear()
+            self._vaes.clear()
+            gc.collect()
+            if self.device.type == "cuda":
+                torch.cuda.empty_cache()
+
+    # internals ---------------------------------------------------------------------------------
+
+    def _require_loaded(self) -> LoadedModel:
+        if self.loaded is None:
+            raise UserError("No checkpoint is loaded.")
+        return self.loaded
+
+    def _cache_key(self, entry: ModelFile) -> str:
+        try:
+            return _file_key(entry)
+        except OSError as error:
+            raise ModelLoadError(f"{entry.name} cannot be read: {error.strerror}. Press refresh.") from error
+
+    def _is_current(self, entry: ModelFile) -> bool:
+        try:
+            return self._cache_key(entry) == self._checkpoints.keys()[-1]
+        except (ModelLoadError, IndexError):
+            return False
+
+    def _active_cache_item(self) -> tuple[str, WeightSet]:
+        loaded = self._require_loaded()
+        return self._cache_key(loaded.checkpoint), loaded.weights
+
+    def _remember(self, key: str, weights: WeightSet) -> None:
+        evicted = self._checkpoints.put(key, weights)
+        if evicted:
+            gc.collect()
+
+    def _tokenizer(self, pad: str) -> object:
+        if pad not in self._tokenizers:
+            self._tokenizers[pad] = load_clip_tokenizer(self.tokenizer_cache, pad)
+        return self._tokenizers[pad]
+
+    def _tokenizers_for(self, weights: WeightSet) -> dict[str, object]:
+        out = {}
+        for name, (layout, _) in weights.spec.text_sources.items():
+            tokenizer_name = "tokenizer" if name == "text_encoder" else "tokenizer_2"
+            out[tokenizer_name] = self._tokenizer(OPENCLIP_PAD if layout == "open_clip" else CLIP_PAD)
+        return out
+
+    def _read_vae(self, vae: ModelFile, weights: WeightSet) -> Tensors:
+        key = self._cache_key(vae) + "|" + weights.spec.signature()
+        cached = self._vaes.get(key)
+        if cached is not None:
+            return cached
+        file = open_tensor_file(vae.path)
+        try:
+            tensors = read_vae_file(file, weights.spec.components["vae"], self.dtype)
+        finally:
+            file.close()
+        self._vaes.put(key, tensors)
+        return tensors
+
+    def _resolve_vae(self, checkpoint: ModelFile, weights: WeightSet, choice: str, strict: bool) -> tuple[ModelFile | None, Tensors]:
+        """The VAE to use with `checkpoint` under A1111's rules, and its tensors."""
+        if choice == VAE_NONE:
+            return None, weights.tensors["vae"]
+        entry = self.registry.automatic_vae(checkpoint) if choice == VAE_AUTOMATIC else self.registry.find_vae(choice)
+        if entry is None:
+            return None, weights.tensors["vae"]
+        try:
+            return entry, self._read_vae(entry, weights)
+        except ModelLoadError as error:
+            if strict:
+                raise
+            message = f"VAE {entry.name} could not be used with {checkpoint.name}; using its own VAE. ({error})"
+            log.warning(message)
+            self.warnings.append(message)
+            return None, weights.tensors["vae"]
+
+    def _activate(self, entry: ModelFile, weights: WeightSet, vae_entry: ModelFile | None, vae_tensors: Tensors) -> LoadedModel:
+        tokenizers = self._tokenizers_for(weights)
+        current = self.loaded
+        if current is not None and current.spec.signature() == weights.spec.signature():
+            modules = current.modules
+            for name, module in modules.items():
+                swap_weights(module, vae_tensors if name == "vae" else weights.tensors[name], self.device)
+        else:
+            modules = {}
+            for name, component in weights.spec.components.items():
+                tensors = vae_tensors if name == "vae" else weights.tensors[name]
+                modules[name] = build_module(component, tensors, self.device)
+        if weights.spec.prediction_type == "auto":
+            is_v = detect_v_prediction(modules["unet"])
+            weights.spec = replace(weights.spec, prediction_type="v_prediction" if is_v else "epsilon")
+        self.loaded = LoadedModel(entry, weights, modules, tokenizers, vae_entry, self.device, self.dtype)
+        if current is not None and current.modules is not modules:
+            del current
+            gc.collect()
+        return self.loaded

@@ -1,0 +1,190 @@
+"""Reading and writing tensor files: `.safetensors` (streamed, no mmap) and `.ckpt` (safe unpickling).
+
+The safetensors reader parses the header itself and reads one tensor at a time with `readinto`, so a
+load never holds the whole file in memory next to the converted weights, and the file's pages are not
+mapped into our address space (they would count towards RSS for as long as the mapping lives).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import struct
+import tempfile
+import zipfile
+from pathlib import Path
+from typing import Iterable, Mapping, Protocol
+
+import torch
+
+from modules.errors import ModelLoadError, UnsafeCheckpointError
+
+_SAFETENSORS_DTYPES: dict[str, torch.dtype] = {
+    "F64": torch.float64,
+    "F32": torch.float32,
+    "F16": torch.float16,
+    "BF16": torch.bfloat16,
+    "I64": torch.int64,
+    "I32": torch.int32,
+    "I16": torch.int16,
+    "I8": torch.int8,
+    "U8": torch.uint8,
+    "BOOL": torch.bool,
+}
+_DTYPE_NAMES = {v: k for k, v in _SAFETENSORS_DTYPES.items()}
+_MAX_HEADER = 100 * 1024 * 1024
+
+
+class TensorFile(Protocol):
+    """A file of named tensors whose shapes are known before any tensor is read."""
+
+    path: Path
+    metadata: dict[str, str]
+
+    def shapes(self) -> dict[str, tuple[int, ...]]: ...
+
+    def read(self, key: str) -> torch.Tensor: ...
+
+    def close(self) -> None: ...
+
+
+class SafetensorsFile:
+    """Streams tensors out of a `.safetensors` file."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        try:
+            self._file = open(self.path, "rb")
+        except OSError as error:
+            raise ModelLoadError(f"Cannot open {self.path.name}: {error.strerror}.") from error
+        try:
+            self._entries, self.metadata, self._data_start = self._parse_header()
+        except Exception:
+            self._file.close()
+            raise
+
+    def _parse_header(self) -> tuple[dict[str, dict], dict[str, str], int]:
+        size = os.fstat(self._file.fileno()).st_size
+        raw = self._file.read(8)
+        if len(raw) < 8:
+            raise ModelLoadError(f"{self.path.name} is not a safetensors file (it is only {size} bytes).")
+        (header_len,) = struct.unpack("<Q", raw)
+        if header_len > min(_MAX_HEADER, size - 8):
+            raise ModelLoadError(f"{self.path.name} is not a valid safetensors file (bad header length).")
+        try:
+            header = json.loads(self._file.read(header_len))
+        except (UnicodeDecodeError, json.JSONDecodeError) as error:
+            raise ModelLoadError(f"{self.path.name} is not a valid safetensors file (unreadable header).") from error
+        metadata = header.pop("__metadata__", None) or {}
+        data_start = 8 + header_len
+        for key, entry in header.items():
+            begin, end = entry["data_offsets"]
+            if data_start + end > size:
+                raise ModelLoadError(
+                    f"{self.path.name} is truncated: tensor {key} ends at byte {data_start + end} "
+                    f"but the file has {size} bytes. Download or copy it again."
+                )
+            if entry["dtype"] not in _SAFETENSORS_DTYPES:
+                raise ModelLoadError(f"{self.path.name}: tensor {key} has unsupported dtype {entry['dtype']}.")
+        return header, metadata, data_start
+
+    def shapes(self) -> dict[str, tuple[int, ...]]:
+        return {key: tuple(entry["shape"]) for key, entry in self._entries.items()}
+
+    def dtypes(self) -> dict[str, torch.dtype]:
+        return {key: _SAFETENSORS_DTYPES[entry["dtype"]] for key, entry in self._entries.items()}
+
+    def read(self, key: str) -> torch.Tensor:
+        entry = self._entries[key]
+        begin, end = entry["data_offsets"]
+        buffer = torch.empty(end - begin, dtype=torch.uint8)
+        self._file.seek(self._data_start + begin)
+        if end > begin and self._file.readinto(memoryview(buffer.numpy())) != end - begin:
+            raise ModelLoadError(f"{self.path.name} is truncated inside tensor {key}.")
+        return buffer.view(_SAFETENSORS_DTYPES[entry["dtype"]]).reshape(entry["shape"])
+
+    def close(self) -> None:
+        self._file.close()
+
+
+class StateDictFile:
+    """Tensors already in memory (a `.ckpt` unpickled safely, or a dict built in code)."""
+
+    def __init__(self, path: Path, tensors: Mapping[str, torch.Tensor], metadata: dict[str, str] | None = None):
+        self.path = Path(path)
+        self._tensors = dict(tensors)
+        self.metadata = metadata or {}
+
+    def shapes(self) -> dict[str, tuple[int, ...]]:
+        return {key: tuple(t.shape) for key, t in self._tensors.items()}
+
+    def read(self, key: str) -> torch.Tensor:
+        return self._tensors[key]
+
+    def close(self) -> None:
+        self._tensors.clear()
+
+
+def load_pickle_checkpoint(path: Path) -> StateDictFile:
+    """Loads a `.ckpt`/`.pt` with `weights_only=True`: plain tensors and containers, never code."""
+    path = Path(path)
+    try:
+        mmap = zipfile.is_zipfile(path)
+        data = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
+    except pickle.UnpicklingError as error:
+        raise UnsafeCheckpointError(
+            f"{path.name} was refused: it is a pickle that would run code or build objects other than "
+            "tensors when loaded. Nothing from it was executed. Use a .safetensors version of this model."
+        ) from error
+    except (RuntimeError, EOFError, OSError, ValueError) as error:
+        raise ModelLoadError(f"Cannot read {path.name}: it is corrupt or not a PyTorch checkpoint ({error}).") from error
+    if isinstance(data, dict) and isinstance(data.get("state_dict"), dict):
+        data = data["state_dict"]
+    if not isinstance(data, dict):
+        raise ModelLoadError(f"{path.name} does not contain a state dict.")
+    tensors = {k: v for k, v in data.items() if isinstance(k, str) and isinstance(v, torch.Tensor)}
+    if not tensors:
+        raise ModelLoadError(f"{path.name} contains no tensors.")
+    return StateDictFile(path, tensors)
+
+
+def open_tensor_file(path: Path) -> TensorFile:
+    """Opens a single-file checkpoint or VAE by its extension."""
+    path = Path(path)
+    if not path.is_file():
+        raise ModelLoadError(f"{path.name} does not exist or is not a file.")
+    if path.suffix == ".safetensors":
+        return SafetensorsFile(path)
+    if path.suffix in (".ckpt", ".pt", ".pth", ".bin"):
+        return load_pickle_checkpoint(path)
+    raise ModelLoadError(f"{path.name}: unsupported file type {path.suffix} (use .safetensors or .ckpt).")
+
+
+def write_safetensors(path: Path, tensors: Iterable[tuple[str, torch.Tensor]], metadata: dict[str, str] | None = None) -> None:
+    """Writes tensors atomically (temp file + rename), so a half-written file never has the final name."""
+    path = Path(path)
+    items = [(key, t.detach().contiguous().cpu()) for key, t in tensors]
+    header: dict[str, object] = {}
+    if metadata:
+        header["__metadata__"] = {str(k): str(v) for k, v in metadata.items()}
+    offset = 0
+    for key, t in items:
+        nbytes = t.numel() * t.element_size()
+        header[key] = {"dtype": _DTYPE_NAMES[t.dtype], "shape": list(t.shape), "data_offsets": [offset, offset + nbytes]}
+        offset += nbytes
+    encoded = json.dumps(header, separators=(",", ":")).encode()
+    encoded += b" " * (-len(encoded) % 8)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+    try:
+        with os.fdopen(fd, "wb") as out:
+            out.write(struct.pack("<Q", len(encoded)))
+            out.write(encoded)
+            for _, t in items:
+                if t.numel():
+                    out.write(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

@@ -1,0 +1,107 @@
+"""Typed settings with defaults and descriptions, persisted as JSON in the data dir.
+
+A bad value in the file (wrong type, out of range, unknown choice) falls back to the default with a
+warning; a file that is not JSON at all is moved aside and a fresh one started. Unknown keys are kept
+untouched so settings of extensions or newer versions survive a round trip.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+
+def setting(default: Any, description: str, choices: tuple | None = None, minimum: float | None = None, maximum: float | None = None) -> Any:
+    return field(default=default, metadata={"description": description, "choices": choices, "min": minimum, "max": maximum})
+
+
+@dataclass
+class Settings:
+    """User settings (A1111 option names where one exists)."""
+
+    sd_model_checkpoint: str = setting("", "Checkpoint to load at start (title, name or hash); empty: the first one found.")
+    sd_vae: str = setting("Automatic", "VAE: Automatic (a VAE named like the checkpoint, else its own), None (its own), or a VAE file name.")
+    sd_checkpoint_cache: int = setting(2, "Checkpoints kept in RAM for fast switching, the active one included.", minimum=1, maximum=16)
+    sd_vae_checkpoint_cache: int = setting(2, "VAEs kept in RAM.", minimum=1, maximum=16)
+    sd2_prediction: str = setting("auto", "Prediction type of SD2 checkpoints without a .yaml: auto detects it with a test pass.", choices=("auto", "epsilon", "v_prediction"))
+    device: str = setting("auto", "Device: auto, cpu, cuda, cuda:N or mps.")
+    dtype: str = setting("auto", "Weights dtype: auto (fp16 on GPU, fp32 on CPU), fp32, fp16 or bf16.", choices=("auto", "fp32", "fp16", "bf16"))
+
+    @staticmethod
+    def describe() -> dict[str, dict[str, Any]]:
+        """Each setting's default, description and allowed values (for the Settings UI and the API)."""
+        return {f.name: {"default": f.default, **f.metadata} for f in fields(Settings)}
+
+    def validate(self, name: str, value: Any) -> Any:
+        """The value converted to the setting's type, or ValueError with a sentence."""
+        spec = {f.name: f for f in fields(self)}.get(name)
+        if spec is None:
+            raise ValueError(f"Unknown setting {name}.")
+        kind = type(spec.default)
+        if kind is int and isinstance(value, bool) or not isinstance(value, (kind, int if kind is float else kind)):
+            raise ValueError(f"{name} must be a {kind.__name__}, not {value!r}.")
+        value = kind(value)
+        meta = spec.metadata
+        if meta["choices"] and value not in meta["choices"]:
+            raise ValueError(f"{name} must be one of {', '.join(meta['choices'])}, not {value!r}.")
+        if meta["min"] is not None and value < meta["min"] or meta["max"] is not None and value > meta["max"]:
+            raise ValueError(f"{name} must be between {meta['min']} and {meta['max']}, not {value!r}.")
+        return value
+
+
+class SettingsStore:
+    """Loads and saves Settings as `config.json` in the data dir."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self.extra: dict[str, Any] = {}
+        self.settings = self._load()
+
+    def _load(self) -> Settings:
+        settings = Settings()
+        if not self.path.exists():
+            return settings
+        try:
+            data = json.loads(self.path.read_text(encoding="utf-8"))
+            if not isinstance(data, dict):
+                raise ValueError("not a JSON object")
+        except (OSError, ValueError) as error:
+            aside = self.path.with_name(self.path.name + ".corrupt")
+            log.warning("Settings file %s is unreadable (%s); moved to %s, using defaults.", self.path, error, aside)
+            try:
+                os.replace(self.path, aside)
+            except OSError:
+                pass
+            return settings
+        known = {f.name for f in fields(Settings)}
+        for key, value in data.items():
+            if key not in known:
+                self.extra[key] = value
+                continue
+            try:
+                setattr(settings, key, settings.validate(key, value))
+            except ValueError as error:
+                log.warning("Setting ignored, using the default: %s", error)
+        return settings
+
+    def update(self, values: dict[str, Any]) -> None:
+        """Validates all values first, then applies and saves them (all or nothing)."""
+        checked = {key: self.settings.validate(key, value) for key, value in values.items()}
+        for key, value in checked.items():
+            setattr(self.settings, key, value)
+        self.save()
+
+    def save(self) -> None:
+        data = {**self.extra, **{f.name: getattr(self.settings, f.name) for f in fields(Settings)}}
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".config.", suffix=".json")
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(data, f, indent=2)
+        os.replace(tmp, self.path)

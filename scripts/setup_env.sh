@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Creates .venv and installs Easel's dependencies, once: later runs skip pip while the requirement
+# files are unchanged. Usage: scripts/setup_env.sh [--dev]
+#   --dev           also install the test tools (requirements-dev.txt)
+#   EASEL_TORCH_INDEX=https://download.pytorch.org/whl/cu128   take torch from another index
+#   PYTHON=python3.11                                          interpreter for the venv
+set -euo pipefail
+cd "$(dirname "$0")/.."
+files=(requirements.txt)
+[ "${1:-}" = "--dev" ] && files+=(requirements-dev.txt)
+python=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+  echo "Creating .venv with $($python --version 2>&1)"
+  "$python" -m venv .venv
+fi
+want="$(cat "${files[@]}" scripts/setup_env.sh | sha256sum | cut -c1-16)${EASEL_TORCH_INDEX:-}"
+stamp=.venv/.easel-installed-$(echo "${files[*]}" | tr ' /' '__')
+if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+  echo "Installing dependencies (${files[*]})..."
+  quiet() { grep -v -e 'is ignored: it is neither a file nor a directory' -e '^$' || true; }
+  if [ -n "${EASEL_TORCH_INDEX:-}" ]; then
+    .venv/bin/pip install -q "torch==2.13.0" --index-url "$EASEL_TORCH_INDEX" 2>&1 | quiet
+  fi
+  for f in "${files[@]}"; do .venv/bin/pip install -q -r "$f" 2>&1 | quiet; done
+  # Only for its MIT CLIP vocabulary file (the tokenizer is built from it offline); its own
+  # dependencies (torchvision, timm...) are not needed.
+  .venv/bin/pip install -q --no-deps "open-clip-torch==3.3.0" 2>&1 | quiet
+  .venv/bin/python -c "import torch, diffusers, transformers, gradio" || { echo "Install failed: see the pip output above." >&2; exit 1; }
+  echo "$want" > "$stamp"
+fi
