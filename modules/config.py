@@ -46,7 +46,8 @@ class Settings:
             raise ValueError(f"Unknown setting {name}.")
         kind = type(spec.default)
         if kind is int and isinstance(value, bool) or not isinstance(value, (kind, int if kind is float else kind)):
-            raise ValueError(f"{name} must be a {kind.__name__}, not {value!r}.")
+            kind_name = {int: "an integer", float: "a number", str: "text", bool: "true or false"}.get(kind, kind.__name__)
+            raise ValueError(f"{name} must be {kind_name}, not {value!r}.")
         value = kind(value)
         meta = spec.metadata
         if meta["choices"] and value not in meta["choices"]:
