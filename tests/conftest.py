@@ -22,3 +22,25 @@ torch.set_num_threads(min(2, os.cpu_count() or 1))
 def tokenizer_cache(tmp_path_factory) -> Path:
     """One built tokenizer for the whole session (building it takes a second)."""
     return tmp_path_factory.mktemp("tokenizers")
+
+
+@pytest.fixture(autouse=True)
+def no_network(monkeypatch):
+    """Any connection to a non-loopback address fails the test: Easel must never reach out."""
+    import ipaddress
+    import socket
+
+    real_connect = socket.socket.connect
+
+    def guarded(sock, address):
+        if sock.family in (socket.AF_INET, socket.AF_INET6):
+            host = address[0]
+            try:
+                loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+            except ValueError:
+                loopback = False
+            if not loopback:
+                raise AssertionError(f"test tried to connect to {address}")
+        return real_connect(sock, address)
+
+    monkeypatch.setattr(socket.socket, "connect", guarded)

@@ -127,3 +127,54 @@ def test_tiny_spec_families_have_expected_text_encoders():
     assert set(tiny_spec("sdxl-base").components) == {"unet", "vae", "text_encoder", "text_encoder_2"}
     assert set(tiny_spec("sdxl-refiner").components) == {"unet", "vae", "text_encoder_2"}
     assert tiny_spec("sd2").components["text_encoder"].config["hidden_act"] == "gelu"
+
+
+def _write_variant(path, family, **unet_changes):
+    from dataclasses import replace
+
+    from modules.checkpoints.architecture import ComponentSpec
+    from modules.checkpoints.weights import normalize_spec, write_ldm_checkpoint
+    from tools.make_test_models import random_weights
+
+    spec = tiny_spec(family, "small")
+    unet = dict(spec.components["unet"].config, **unet_changes)
+    spec = normalize_spec(replace(spec, components={**spec.components, "unet": ComponentSpec("UNet2DConditionModel", unet)}))
+    weights = random_weights(spec, 11)
+    write_ldm_checkpoint(path, spec, weights)
+    return spec, weights
+
+
+def test_distilled_layout_without_mid_block_loads(tmp_path):
+    """BK-SDM-style models drop the UNet's middle block; shapes alone must tell."""
+    path = tmp_path / "bk.safetensors"
+    spec, written = _write_variant(path, "sd1", mid_block_type=None)
+    weights = read_single_file(path, torch.float32)
+    assert weights.spec.components["unet"].config["mid_block_type"] is None
+    _assert_same(weights.tensors, written)
+
+
+def test_extra_keys_of_real_checkpoints_are_ignored(tmp_path):
+    """Real files carry EMA copies, position_ids, schedule buffers: none of them stops a load."""
+    path = tmp_path / "a.safetensors"
+    _, written = write_test_checkpoint(path, "sd1", "tiny", seed=5)
+    file = SafetensorsFile(path)
+    items = [(k, file.read(k)) for k in file.shapes()]
+    metadata = file.metadata
+    file.close()
+    items += [
+        ("model_ema.decay", torch.tensor(0.9999)),
+        ("alphas_cumprod", torch.linspace(1, 0, 1000)),
+        ("cond_stage_model.transformer.text_model.embeddings.position_ids", torch.arange(77)[None]),
+    ]
+    write_safetensors(path, items, metadata)
+    _assert_same(read_single_file(path, torch.float32).tensors, written)
+
+
+def test_old_sd1_text_encoder_prefix_without_text_model(tmp_path):
+    path = tmp_path / "old.safetensors"
+    _, written = write_test_checkpoint(path, "sd1", "tiny", seed=6)
+    file = SafetensorsFile(path)
+    items = [(k.replace("cond_stage_model.transformer.text_model.", "cond_stage_model.transformer."), file.read(k)) for k in file.shapes()]
+    file.close()
+    write_safetensors(path, items)
+    _assert_same(read_single_file(path, torch.float32).tensors, written)
