@@ -179,11 +179,7 @@ class ModelManager:
             key = self._cache_key(entry)
             weights = self._checkpoints.get(key)
             if weights is None:
-                weights = read_checkpoint(entry, self.dtype, self.options.sd2_prediction)
-                timings["read"] = time.perf_counter() - start
-                hash_start = time.perf_counter()
-                self.registry.sha256(entry)  # `Model hash` needs it; cached on disk after the first time
-                timings["hash"] = time.perf_counter() - hash_start
+                weights = self._read_and_hash(entry, timings)
             vae_entry, vae_tensors = self._resolve_vae(entry, weights, self.vae_choice, strict=False)
             loaded = self._activate(entry, weights, vae_entry, vae_tensors)
             loaded.timings = {**timings, "total": time.perf_counter() - start}
@@ -225,6 +221,27 @@ class ModelManager:
                 torch.cuda.empty_cache()
 
     # internals ---------------------------------------------------------------------------------
+
+    def _read_and_hash(self, entry: ModelFile, timings: dict[str, float]) -> WeightSet:
+        """Reads the weights while a second thread computes the sha256 that `Model hash` needs
+        (hashlib releases the GIL, so on two cores the hash costs almost no extra time)."""
+        start = time.perf_counter()
+        hasher = None
+        if self.registry.known_sha256(entry) is None:
+            hasher = threading.Thread(target=self._hash_quietly, args=(entry,), name="easel-hash", daemon=True)
+            hasher.start()
+        weights = read_checkpoint(entry, self.dtype, self.options.sd2_prediction)
+        timings["read"] = time.perf_counter() - start
+        if hasher is not None:
+            hasher.join()
+            timings["hash_wait"] = time.perf_counter() - start - timings["read"]
+        return weights
+
+    def _hash_quietly(self, entry: ModelFile) -> None:
+        try:
+            self.registry.sha256(entry)
+        except OSError as error:  # the read reports unreadable files; the title just lacks a hash
+            log.warning("Could not hash %s: %s", entry.name, error)
 
     def _require_loaded(self) -> LoadedModel:
         if self.loaded is None:
