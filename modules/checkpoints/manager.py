@@ -298,18 +298,26 @@ class ModelManager:
         """The VAE to use with `checkpoint` under A1111's rules, and its tensors."""
         if choice == VAE_NONE:
             return None, weights.tensors["vae"]
-        entry = self.registry.automatic_vae(checkpoint) if choice == VAE_AUTOMATIC else self.registry.find_vae(choice)
+        try:
+            entry = self.registry.automatic_vae(checkpoint) if choice == VAE_AUTOMATIC else self.registry.find_vae(choice)
+        except UserError as error:
+            if strict:
+                raise
+            self._warn(f"VAE {choice} is gone; using the checkpoint's own VAE. ({error})")
+            return None, weights.tensors["vae"]
         if entry is None:
             return None, weights.tensors["vae"]
         try:
             return entry, self._read_vae(entry, weights)
-        except ModelLoadError as error:
+        except UserError as error:
             if strict:
                 raise
-            message = f"VAE {entry.name} could not be used with {checkpoint.name}; using its own VAE. ({error})"
-            log.warning(message)
-            self.warnings.append(message)
+            self._warn(f"VAE {entry.name} could not be used with {checkpoint.name}; using its own VAE. ({error})")
             return None, weights.tensors["vae"]
+
+    def _warn(self, message: str) -> None:
+        log.warning(message)
+        self.warnings.append(message)
 
     def _activate(self, entry: ModelFile, weights: WeightSet, vae_entry: ModelFile | None, vae_tensors: Tensors) -> LoadedModel:
         tokenizers = self._tokenizers_for(weights)

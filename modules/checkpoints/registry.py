@@ -72,9 +72,12 @@ def _scan(root: Path, suffixes: tuple[str, ...], kind: Literal["checkpoint", "va
 class ModelRegistry:
     """Scans checkpoint and VAE folders; names, hashes and finds models."""
 
-    def __init__(self, checkpoint_dirs: list[Path], vae_dirs: list[Path], hash_cache: HashCache):
+    def __init__(self, checkpoint_dirs: list[Path], vae_dirs: list[Path], hash_cache: HashCache, extra_checkpoints: list[Path] = ()):
         self.checkpoint_dirs = [Path(d) for d in checkpoint_dirs]
         self.vae_dirs = [Path(d) for d in vae_dirs]
+        # Single files named on the command line (`--ckpt`): listed without scanning their folder,
+        # which for a file in ~/Downloads would list everything beside it.
+        self.extra_checkpoints = [Path(p) for p in extra_checkpoints]
         self.hash_cache = hash_cache
         self._lock = threading.Lock()
         self.checkpoints: list[ModelFile] = []
@@ -91,6 +94,11 @@ class ModelRegistry:
                 ModelFile("vae", p, p.name)
                 for p in sorted(root.rglob("*.vae.*")) if p.is_file() and p.suffix in VAE_SUFFIXES
             ]
+        listed = {entry.path.resolve() for entry in checkpoints}
+        for path in self.extra_checkpoints:
+            if path.is_file() and path.resolve() not in listed:
+                checkpoints.append(ModelFile("checkpoint", path, path.name))
+                vaes += [ModelFile("vae", p, p.name) for p in sorted(path.parent.glob(f"{path.stem}.vae.*")) if p.suffix in VAE_SUFFIXES]
         for root in self.vae_dirs:
             vaes += _scan(root, VAE_SUFFIXES, "vae", with_folders=False)
         unique_vaes: dict[str, ModelFile] = {}
@@ -99,6 +107,11 @@ class ModelRegistry:
         with self._lock:
             self.checkpoints = checkpoints
             self.vaes = sorted(unique_vaes.values(), key=lambda m: m.name.lower())
+
+    def entry_for_path(self, path: Path) -> ModelFile | None:
+        """The listed checkpoint at `path`, if any."""
+        resolved = Path(path).resolve()
+        return next((e for e in self.checkpoints if e.path.resolve() == resolved), None)
 
     # hashes -------------------------------------------------------------------------------------
 

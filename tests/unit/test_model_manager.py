@@ -172,3 +172,16 @@ def test_sd2_prediction_setting_and_yaml(tmp_path, tokenizer_cache):
     loaded = manager.switch_checkpoint("two")
     assert loaded.spec.prediction_type == "epsilon"  # our own files carry the prediction type
     assert loaded.tokenizers["tokenizer"].pad_token == "!"
+
+
+def test_a_deleted_vae_does_not_block_checkpoint_switches(tmp_path, tokenizer_cache, two_models):
+    _, b = two_models
+    write_test_vae(tmp_path / "vae" / "gone.safetensors", seed=52)
+    manager = _manager(tmp_path, tokenizer_cache)
+    manager.switch_checkpoint("a")
+    manager.switch_vae("gone.safetensors")
+    (tmp_path / "vae" / "gone.safetensors").unlink()
+    manager.registry.refresh()
+    loaded = manager.switch_checkpoint("b")
+    assert loaded.checkpoint.stem == "b" and loaded.vae is None and _equal(loaded.vae_module, b["vae"])
+    assert any("gone.safetensors is gone" in w for w in manager.warnings)

@@ -1,0 +1,68 @@
+"""A1111's model and options routes under /sdapi/v1 (shapes as in REFERENCE.md §6).
+
+Routes are plain `def`s: FastAPI runs them in its thread pool, so a checkpoint load does not block
+the event loop, and the model manager's lock serialises them with each other and with jobs.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import APIRouter, Body
+
+from modules.app_services import Services
+from modules.checkpoints.registry import ModelFile
+
+log = logging.getLogger(__name__)
+
+
+def _checkpoint_item(services: Services, entry: ModelFile) -> dict[str, Any]:
+    sha256 = services.registry.known_sha256(entry)  # never hashes here: listing must stay instant
+    return {
+        "title": services.registry.title(entry),
+        "model_name": entry.model_name,
+        "hash": sha256[:10] if sha256 else None,
+        "sha256": sha256,
+        "filename": str(entry.path),
+        "config": None,
+    }
+
+
+def add_model_routes(router: APIRouter, services: Services) -> None:
+    """Adds the checkpoint, VAE and options routes to `router`."""
+
+    @router.get("/sd-models")
+    def sd_models() -> list[dict[str, Any]]:
+        return [_checkpoint_item(services, entry) for entry in services.registry.checkpoints]
+
+    @router.get("/sd-vae")
+    def sd_vae() -> list[dict[str, Any]]:
+        return [{"model_name": vae.name, "filename": str(vae.path)} for vae in services.registry.vaes]
+
+    @router.get("/options")
+    def get_options() -> dict[str, Any]:
+        return services.options()
+
+    @router.post("/options")
+    def set_options(values: dict[str, Any] = Body(...)) -> None:
+        ignored = services.set_options(values)
+        if ignored:
+            log.info("POST /options ignored unknown settings: %s", ", ".join(sorted(ignored)))
+        return None
+
+    @router.post("/refresh-checkpoints")
+    def refresh_checkpoints() -> None:
+        services.refresh()
+
+    @router.post("/refresh-vae")
+    def refresh_vae() -> None:
+        services.refresh()
+
+    @router.post("/unload-checkpoint")
+    def unload_checkpoint() -> None:
+        services.unload_checkpoint()
+
+    @router.post("/reload-checkpoint")
+    def reload_checkpoint() -> None:
+        services.reload_checkpoint()

@@ -1,0 +1,252 @@
+"""The state objects of a running Easel, built from the command line in one place.
+
+`build_services(args)` makes the settings store, the model registry and the model manager, and loads
+the start-up checkpoint. The UI and the API get the resulting `Services` and call its methods, so a
+model switch from either one does the same thing: switch, hash, remember the choice in config.json.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from modules.checkpoints.hashing import HashCache
+from modules.checkpoints.manager import VAE_AUTOMATIC, VAE_NONE, LoadedModel, ManagerOptions, ModelManager
+from modules.checkpoints.registry import ModelFile, ModelRegistry
+from modules.cmd_args import Args
+from modules.config import Settings, SettingsStore
+from modules.devices import choose_device, choose_dtype
+from modules.errors import ModelNotFoundError, UserError
+
+log = logging.getLogger(__name__)
+
+# Settings that only take effect when Easel starts again.
+RESTART_SETTINGS = ("device", "dtype", "sd_vae_checkpoint_cache")
+
+
+@dataclass(frozen=True)
+class AppPaths:
+    """Where Easel reads weights and writes its files (see modules/cmd_args.py)."""
+
+    models_dir: Path
+    data_dir: Path
+
+    @property
+    def checkpoints_dir(self) -> Path:
+        return self.models_dir / "Stable-diffusion"
+
+    @property
+    def vae_dir(self) -> Path:
+        return self.models_dir / "VAE"
+
+    @property
+    def config_file(self) -> Path:
+        return self.data_dir / "config.json"
+
+    @property
+    def hash_cache_file(self) -> Path:
+        return self.data_dir / "cache.json"
+
+    @property
+    def tokenizer_cache(self) -> Path:
+        return self.data_dir / "caches" / "tokenizers"
+
+    @property
+    def outputs_dir(self) -> Path:
+        return self.data_dir / "outputs"
+
+    @property
+    def database(self) -> Path:
+        return self.data_dir / "history.sqlite3"
+
+
+@dataclass
+class Services:
+    """What the UI and the API work with. Built once by `build_services`; no globals."""
+
+    args: Args
+    paths: AppPaths
+    config_store: SettingsStore
+    registry: ModelRegistry
+    manager: ModelManager
+    last_checkpoint: ModelFile | None = None  # the one `reload_checkpoint` brings back after an unload
+
+    @property
+    def settings(self) -> Settings:
+        return self.config_store.settings
+
+    # models ------------------------------------------------------------------------------------
+
+    def active_title(self) -> str | None:
+        loaded = self.manager.loaded
+        return self.registry.title(loaded.checkpoint) if loaded is not None else None
+
+    def active_sha256(self) -> str | None:
+        loaded = self.manager.loaded
+        return self.registry.known_sha256(loaded.checkpoint) if loaded is not None else None
+
+    def checkpoint_titles(self) -> list[str]:
+        return [self.registry.title(entry) for entry in self.registry.checkpoints]
+
+    def vae_choices(self) -> list[str]:
+        return [VAE_AUTOMATIC, VAE_NONE, *(vae.name for vae in self.registry.vaes)]
+
+    def switch_checkpoint(self, query: str | ModelFile, remember: bool = True) -> LoadedModel:
+        """Makes a checkpoint active (the manager hashes it for its title). With `remember`, it
+        becomes the `sd_model_checkpoint` setting. On failure the old model stays."""
+        with self.manager.lock:
+            loaded = self.manager.switch_checkpoint(query)
+            self.last_checkpoint = loaded.checkpoint
+            if remember:
+                self.config_store.update({"sd_model_checkpoint": self.registry.title(loaded.checkpoint)})
+            return loaded
+
+    def switch_vae(self, choice: str) -> str:
+        """Sets the VAE ("Automatic", "None" or a VAE name) and remembers it; returns the choice as stored."""
+        with self.manager.lock:
+            if choice not in (VAE_AUTOMATIC, VAE_NONE):
+                choice = self.registry.find_vae(choice).name
+            if self.manager.loaded is not None:
+                self.manager.switch_vae(choice)
+            else:
+                self.manager.vae_choice = choice  # applies when a checkpoint is loaded
+            self.config_store.update({"sd_vae": choice})
+            return choice
+
+    def refresh(self) -> None:
+        """Rescans the model folders (new files appear without a restart)."""
+        self.registry.refresh()
+
+    def unload_checkpoint(self) -> None:
+        with self.manager.lock:
+            if self.manager.loaded is not None:
+                self.last_checkpoint = self.manager.loaded.checkpoint
+            self.manager.unload()
+
+    def reload_checkpoint(self) -> LoadedModel:
+        """Reads the active checkpoint from disk again, or loads the last one after an unload."""
+        with self.manager.lock:
+            if self.manager.loaded is not None:
+                return self.manager.reload()
+            if self.last_checkpoint is not None:
+                return self.switch_checkpoint(self.last_checkpoint, remember=False)
+            return self.switch_checkpoint(self._startup_choice(), remember=False)
+
+    # settings ----------------------------------------------------------------------------------
+
+    def options(self) -> dict[str, Any]:
+        """All settings, with the active checkpoint's title and hash (A1111's `/options` shape)."""
+        values = {**self.config_store.extra, **{f.name: getattr(self.settings, f.name) for f in fields(Settings)}}
+        title = self.active_title()
+        if title is not None:
+            values["sd_model_checkpoint"] = title
+        values["sd_checkpoint_hash"] = self.active_sha256()
+        values["sd_vae"] = self.manager.vae_choice
+        return values
+
+    def set_options(self, values: dict[str, Any]) -> list[str]:
+        """Applies settings: the checkpoint and VAE are switched, others validated and saved (all of
+        them checked before anything changes). Returns the keys it did not know (ignored, as A1111)."""
+        known = {f.name for f in fields(Settings)}
+        unknown = [key for key in values if key not in known and key != "sd_checkpoint_hash"]
+        rest = {k: v for k, v in values.items() if k in known and k not in ("sd_model_checkpoint", "sd_vae")}
+        for key, value in rest.items():
+            try:
+                self.settings.validate(key, value)
+            except ValueError as error:
+                raise UserError(str(error)) from error
+        for key in ("sd_model_checkpoint", "sd_vae"):
+            if key in values and not isinstance(values[key], str):
+                raise UserError(f"{key} must be a string, not {values[key]!r}.")
+        with self.manager.lock:
+            if "sd_model_checkpoint" in values:
+                self.switch_checkpoint(values["sd_model_checkpoint"])
+            if "sd_vae" in values:
+                self.switch_vae(values["sd_vae"])
+            if rest:
+                self.config_store.update(rest)
+                self._apply_live(rest)
+        return unknown
+
+    def _apply_live(self, values: dict[str, Any]) -> None:
+        if "sd_checkpoint_cache" in values:
+            self.manager.set_cache_size(self.settings.sd_checkpoint_cache)
+        if "sd2_prediction" in values:
+            self.manager.options.sd2_prediction = self.settings.sd2_prediction  # for the next load
+        later = [key for key in values if key in RESTART_SETTINGS]
+        if later:
+            log.info("Saved %s; they take effect when Easel restarts.", ", ".join(later))
+
+    # start-up ----------------------------------------------------------------------------------
+
+    def _startup_choice(self) -> ModelFile:
+        if self.args.ckpt is not None:
+            entry = self.registry.entry_for_path(self.args.ckpt)
+            if entry is None:
+                raise ModelNotFoundError(f"--ckpt {self.args.ckpt} is not a readable checkpoint file.")
+            return entry
+        wanted = self.settings.sd_model_checkpoint
+        if wanted:
+            try:
+                return self.registry.find_checkpoint(wanted)
+            except ModelNotFoundError as error:
+                if not self.registry.checkpoints:
+                    raise
+                log.warning("%s Loading %s instead.", error, self.registry.checkpoints[0].name)
+        if not self.registry.checkpoints:
+            raise ModelNotFoundError(
+                f"No checkpoint found. Put a .safetensors or .ckpt file in {self.paths.checkpoints_dir} "
+                "(or start with --ckpt PATH / --ckpt-dir DIR), then press refresh."
+            )
+        return self.registry.checkpoints[0]
+
+    def load_startup_checkpoint(self) -> LoadedModel | None:
+        """`--ckpt`, else the `sd_model_checkpoint` setting, else the first listed. Never raises:
+        Easel starts without a model and says why."""
+        try:
+            return self.switch_checkpoint(self._startup_choice(), remember=False)
+        except UserError as error:
+            log.error("Starting without a model: %s", error)
+        except Exception:  # a bug in loading must not keep the UI from starting; the traceback is logged
+            log.exception("Starting without a model: loading the checkpoint failed unexpectedly.")
+        return None
+
+
+def build_services(args: Args) -> Services:
+    """Builds the settings store, registry and model manager from the command line, then loads the
+    start-up checkpoint unless --skip-load. Raises UserError for an unusable --device/--dtype."""
+    paths = AppPaths(models_dir=args.models_dir, data_dir=args.data_dir)
+    paths.data_dir.mkdir(parents=True, exist_ok=True)
+    store = SettingsStore(paths.config_file)
+    if not paths.config_file.exists():
+        store.save()  # a file to look at and edit from the first start
+    settings = store.settings
+    registry = ModelRegistry(
+        [paths.checkpoints_dir, *args.ckpt_dirs],
+        [paths.vae_dir, *args.vae_dirs],
+        HashCache(paths.hash_cache_file),
+        [args.ckpt] if args.ckpt is not None else [],
+    )
+    device = choose_device(args.device or settings.device)
+    dtype = choose_dtype(device, args.dtype or settings.dtype)
+    options = ManagerOptions(settings.sd_checkpoint_cache, settings.sd_vae_checkpoint_cache, settings.sd2_prediction)
+    manager = ModelManager(registry, device, dtype, paths.tokenizer_cache, options)
+    services = Services(args, paths, store, registry, manager)
+    _restore_vae_choice(services)
+    log.info("Device %s, %s; %d checkpoint(s), %d VAE(s) found.", device, str(dtype).removeprefix("torch."), len(registry.checkpoints), len(registry.vaes))
+    if not args.skip_load:
+        services.load_startup_checkpoint()
+    return services
+
+
+def _restore_vae_choice(services: Services) -> None:
+    choice = services.settings.sd_vae
+    if choice not in (VAE_AUTOMATIC, VAE_NONE):
+        try:
+            choice = services.registry.find_vae(choice).name
+        except ModelNotFoundError as error:
+            log.warning("%s Using Automatic.", error)
+            choice = VAE_AUTOMATIC
+    services.manager.vae_choice = choice

@@ -1,0 +1,166 @@
+"""Command-line flags (A1111's names), parsed into a typed `Args`.
+
+Only the standard library is imported here, so a typo in a flag is reported at once, before torch or
+gradio take seconds to import. Where things live:
+
+- `--models-dir` (default `<repo>/models`): `Stable-diffusion/` and `VAE/` are scanned for weights;
+  `--ckpt-dir` / `--vae-dir` add folders, `--ckpt` adds one file.
+- `--data-dir` (default `<repo>/data`): everything Easel writes — `config.json` (settings),
+  `cache.json` (model hashes), `caches/` (the built CLIP tokenizer), `outputs/` (images) and the
+  history database. Point it elsewhere to keep several independent set-ups, or for tests.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_PORT = 7860
+DEFAULT_API_ONLY_PORT = 7861  # A1111's default when there is no web UI (--nowebui)
+LOOPBACK = "127.0.0.1"
+ALL_INTERFACES = "0.0.0.0"
+
+Credentials = list[tuple[str, str]]
+
+
+@dataclass
+class Args:
+    """The parsed command line; paths are absolute."""
+
+    host: str = LOOPBACK
+    port: int = DEFAULT_PORT
+    listen: bool = False
+    api: bool = False
+    nowebui: bool = False
+    ckpt: Path | None = None
+    ckpt_dirs: list[Path] = field(default_factory=list)
+    vae_dirs: list[Path] = field(default_factory=list)
+    data_dir: Path = REPO_ROOT / "data"
+    models_dir: Path = REPO_ROOT / "models"
+    gradio_auth: Credentials = field(default_factory=list)
+    api_auth: Credentials = field(default_factory=list)
+    device: str | None = None  # None: the `device` setting decides
+    dtype: str | None = None  # None: the `dtype` setting decides
+    skip_load: bool = False
+
+    @property
+    def webui(self) -> bool:
+        return not self.nowebui
+
+    def open_surfaces(self) -> list[str]:
+        """What anyone who can reach the port may use without a password (for the --listen warning)."""
+        surfaces = []
+        if self.webui and not self.gradio_auth:
+            surfaces.append("the web UI (add --gradio-auth user:password)")
+        if self.api and not self.api_auth:
+            surfaces.append("the HTTP API (add --api-auth user:password)")
+        return surfaces
+
+
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a port number (1-65535)") from None
+    if not 1 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"{value} is out of range (1-65535)")
+    return value
+
+
+def _credentials(text: str) -> Credentials:
+    pairs = []
+    for item in text.split(","):
+        user, colon, password = item.strip().partition(":")
+        if not colon or not user or not password:
+            # the text is not echoed: it may be a password typed without its user name
+            raise argparse.ArgumentTypeError("expected user:password (several: user1:pass1,user2:pass2)")
+        pairs.append((user, password))
+    return pairs
+
+
+def _existing_file(text: str) -> Path:
+    path = Path(text).expanduser().resolve()
+    if not path.is_file():
+        raise argparse.ArgumentTypeError(f"no such file: {text}")
+    return path
+
+
+def _existing_dir(text: str) -> Path:
+    path = Path(text).expanduser().resolve()
+    if not path.is_dir():
+        raise argparse.ArgumentTypeError(f"no such folder: {text}")
+    return path
+
+
+def _folder(text: str) -> Path:
+    path = Path(text).expanduser().resolve()
+    if path.exists() and not path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text} exists and is not a folder")
+    return path
+
+
+def _device(text: str) -> str:
+    if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", text):
+        raise argparse.ArgumentTypeError(f"'{text}' is not a device: use auto, cpu, cuda, cuda:N or mps")
+    return text
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line, not argparse's usage block; still exit code 2
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="webui.py",
+        description="Easel: a Stable Diffusion web UI and A1111-compatible HTTP API.",
+        epilog="Easel writes settings, hashes, caches and images under --data-dir; it reads weights from --models-dir.",
+    )
+    net = parser.add_argument_group("network")
+    net.add_argument("--port", type=_port, default=None, help=f"port to serve on (default {DEFAULT_PORT}; {DEFAULT_API_ONLY_PORT} with --nowebui)")
+    net.add_argument("--listen", action="store_true", help="serve on all network interfaces (0.0.0.0) instead of this machine only (127.0.0.1)")
+    net.add_argument("--server-name", metavar="HOST", default=None, help="exact address to bind (overrides --listen)")
+    net.add_argument("--api", action="store_true", help="serve the A1111-compatible HTTP API under /sdapi/v1")
+    net.add_argument("--nowebui", action="store_true", help="serve only the API, no web UI (implies --api)")
+    net.add_argument("--gradio-auth", type=_credentials, metavar="USER:PASS[,USER:PASS]", default=[], help="password-protect the web UI")
+    net.add_argument("--api-auth", type=_credentials, metavar="USER:PASS[,USER:PASS]", default=[], help="password-protect the API (HTTP Basic)")
+    models = parser.add_argument_group("models and files")
+    models.add_argument("--ckpt", type=_existing_file, metavar="PATH", default=None, help="checkpoint file to load at start (listed with the others)")
+    models.add_argument("--ckpt-dir", type=_existing_dir, metavar="DIR", action="append", default=[], help="another folder of checkpoints (repeatable)")
+    models.add_argument("--vae-dir", type=_existing_dir, metavar="DIR", action="append", default=[], help="another folder of VAEs (repeatable)")
+    models.add_argument("--models-dir", type=_folder, metavar="DIR", default=REPO_ROOT / "models", help="folder with Stable-diffusion/ and VAE/ (default: models/ in the Easel folder)")
+    models.add_argument("--data-dir", type=_folder, metavar="DIR", default=REPO_ROOT / "data", help="where config.json, cache.json, caches/ and outputs/ are written (default: data/ in the Easel folder)")
+    models.add_argument("--skip-load", action="store_true", help="start without loading a checkpoint")
+    compute = parser.add_argument_group("compute")
+    compute.add_argument("--device", type=_device, default=None, help="auto, cpu, cuda, cuda:N or mps (default: the 'device' setting, auto)")
+    compute.add_argument("--dtype", choices=("auto", "fp32", "fp16", "bf16"), default=None, help="weights dtype (default: the 'dtype' setting, auto)")
+    return parser
+
+
+def parse_args(argv: list[str] | None = None) -> Args:
+    """Parses `argv` (default: sys.argv[1:]); bad values print one line and exit with code 2."""
+    ns = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
+    api = ns.api or ns.nowebui
+    host = ns.server_name or (ALL_INTERFACES if ns.listen else LOOPBACK)
+    port = ns.port or (DEFAULT_API_ONLY_PORT if ns.nowebui else DEFAULT_PORT)
+    return Args(
+        host=host,
+        port=port,
+        listen=ns.listen,
+        api=api,
+        nowebui=ns.nowebui,
+        ckpt=ns.ckpt,
+        ckpt_dirs=ns.ckpt_dir,
+        vae_dirs=ns.vae_dir,
+        data_dir=ns.data_dir,
+        models_dir=ns.models_dir,
+        gradio_auth=ns.gradio_auth,
+        api_auth=ns.api_auth,
+        device=ns.device,
+        dtype=ns.dtype,
+        skip_load=ns.skip_load,
+    )

@@ -1,0 +1,95 @@
+"""Starts Easel: command line -> services -> FastAPI app (API + Gradio UI) -> uvicorn.
+
+    python webui.py [--listen] [--port 7860] [--api | --nowebui] [--ckpt PATH] ...  (--help for all)
+
+Importing this file does nothing; `main()` does the work. Tests build the app with `create_app`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+
+    from modules.app_services import Services
+    from modules.cmd_args import Args
+
+log = logging.getLogger("easel")
+
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+
+
+def set_offline_environment() -> None:
+    """Must run before diffusers, transformers or gradio are imported: they read these at import."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+    os.environ.setdefault("DISABLE_TELEMETRY", "1")
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+
+
+def create_app(services: Services, args: Args) -> FastAPI:
+    """The FastAPI app: API routes (with --api/--nowebui), then the UI at "/" (unless --nowebui)."""
+    set_offline_environment()
+    from fastapi import FastAPI
+
+    app = FastAPI(title="Easel", docs_url="/docs" if args.api else None, redoc_url=None, openapi_url="/openapi.json" if args.api else None)
+    if args.api:
+        from modules.api import install_api
+
+        install_api(app, services)
+    if args.webui:
+        from modules.ui.app import mount_ui
+
+        app = mount_ui(app, services)
+    return app
+
+
+def _warn_if_exposed(args: Args) -> None:
+    if args.host in LOOPBACK_HOSTS:
+        return
+    open_parts = args.open_surfaces()
+    if open_parts:
+        bar = "!" * 78
+        print(
+            f"{bar}\nWARNING: serving on {args.host}:{args.port}, reachable from other machines, WITHOUT a password for "
+            f"{' and '.join(open_parts)}.\nAnyone who can reach this port can use it.\n{bar}",
+            file=sys.stderr,
+            flush=True,
+        )
+
+
+def main(argv: list[str] | None = None) -> int:
+    set_offline_environment()
+    from modules.cmd_args import parse_args
+
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    _warn_if_exposed(args)
+
+    import uvicorn
+
+    from modules.app_services import build_services
+    from modules.errors import UserError
+
+    try:
+        services = build_services(args)
+    except UserError as error:
+        print(f"webui.py: error: {error}", file=sys.stderr)
+        return 1
+    app = create_app(services, args)
+    shown = "127.0.0.1" if args.host == "0.0.0.0" else args.host
+    parts = [] if args.nowebui else [f"web UI http://{shown}:{args.port}/"]
+    if args.api:
+        parts.append(f"API http://{shown}:{args.port}/sdapi/v1/ (docs at /docs)")
+    log.info("Serving on %s:%d: %s", args.host, args.port, "; ".join(parts))
+    uvicorn.run(app, host=args.host, port=args.port, log_level="info", timeout_graceful_shutdown=3)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
