@@ -146,13 +146,13 @@ class ModelRegistry:
 
     def find_checkpoint(self, query: str) -> ModelFile:
         """Finds a checkpoint by title, name, stem or model_name, hash, then unique substring."""
-        return self._find(query, self.checkpoints, "checkpoint", "models/Stable-diffusion")
+        return self._find(query, self.checkpoints, "checkpoint", self.checkpoint_dirs)
 
     def find_vae(self, query: str) -> ModelFile:
         """Finds a VAE by file name, stem or relative name, then unique substring."""
-        return self._find(query, self.vaes, "VAE", "models/VAE")
+        return self._find(query, self.vaes, "VAE", self.vae_dirs)
 
-    def _find(self, query: str, entries: list[ModelFile], what: str, folder: str) -> ModelFile:
+    def _find(self, query: str, entries: list[ModelFile], what: str, folders: list[Path]) -> ModelFile:
         query = query.strip()
         bare = query.rsplit(" [", 1)[0] if query.endswith("]") else query
         for entry in entries:
@@ -172,7 +172,8 @@ class ModelRegistry:
             return matches[0]
         names = ", ".join(e.name for e in entries[:10]) or "none"
         hint = f"several match: {', '.join(m.name for m in matches[:5])}" if matches else f"available: {names}"
-        raise ModelNotFoundError(f"No {what} named '{query}' in {folder} ({hint}). Press refresh after adding files.")
+        where = " or ".join(f"{d.parent.name}/{d.name}" for d in folders[:2]) or "the model folders"
+        raise ModelNotFoundError(f"No {what} named '{query}' in {where} ({hint}). Press refresh after adding files.")
 
     def automatic_vae(self, checkpoint: ModelFile) -> ModelFile | None:
         """A1111's "Automatic": the first VAE whose file name starts with the checkpoint's stem

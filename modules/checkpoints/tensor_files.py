@@ -184,6 +184,9 @@ def write_safetensors(path: Path, tensors: Iterable[tuple[str, torch.Tensor]], m
             for _, t in items:
                 if t.numel():
                     out.write(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; a model file should read like any other
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

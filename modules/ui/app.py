@@ -40,7 +40,7 @@ def status_text(services: Services, error: str | None = None) -> str:
             f" · VAE: {html.escape(vae)} ({html.escape(services.manager.vae_choice)})"
         )
     if error:
-        line += f"\n\n⚠️ {html.escape(error)}"
+        line += f"\n\n**Error:** {html.escape(error)}"
     return line
 
 
@@ -87,7 +87,7 @@ def build_ui(services: Services) -> gr.Blocks:
                 label="SD VAE", choices=services.vae_choices(), value=services.manager.vae_choice,
                 interactive=True, scale=2, elem_id="easel-vae",
             )
-            refresh = gr.Button("🔄 Refresh", scale=0, min_width=100, elem_id="easel-refresh")
+            refresh = gr.Button("Refresh", scale=0, min_width=100, elem_id="easel-refresh")
         status = gr.Markdown(status_text(services), elem_classes="easel-status", elem_id="easel-status")
         for name, text in PLACEHOLDER_TABS.items():
             with gr.Tab(name):
