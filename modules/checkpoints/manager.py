@@ -28,6 +28,7 @@ from modules.checkpoints.tensor_files import open_tensor_file
 from modules.checkpoints.tokenizer import load_clip_tokenizer
 from modules.checkpoints.weights import Tensors, WeightSet, build_module, read_vae_file, swap_weights
 from modules.errors import ModelLoadError, UserError
+from modules.memory import release_freed_memory
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +63,9 @@ class LruCache(Generic[K, V]):
             old, _ = self._items.popitem(last=False)
             evicted.append(old)
         return evicted
+
+    def pop(self, key: K) -> V | None:
+        return self._items.pop(key, None)
 
     def keys(self) -> list[K]:
         return list(self._items)
@@ -179,6 +183,7 @@ class ModelManager:
             key = self._cache_key(entry)
             weights = self._checkpoints.get(key)
             if weights is None:
+                self._make_room()
                 weights = self._read_and_hash(entry, timings)
             vae_entry, vae_tensors = self._resolve_vae(entry, weights, self.vae_choice, strict=False)
             loaded = self._activate(entry, weights, vae_entry, vae_tensors)
@@ -217,18 +222,22 @@ class ModelManager:
             self._checkpoints.clear()
             self._vaes.clear()
             gc.collect()
+            release_freed_memory()
             if self.device.type == "cuda":
                 torch.cuda.empty_cache()
 
     # internals ---------------------------------------------------------------------------------
 
     def _read_and_hash(self, entry: ModelFile, timings: dict[str, float]) -> WeightSet:
-        """Reads the weights while a second thread computes the sha256 that `Model hash` needs
-        (hashlib releases the GIL, so on two cores the hash costs almost no extra time)."""
+        """Reads the weights while a second thread computes the sha256 that `Model hash` needs.
+
+        Once per file (the hash is cached on disk). hashlib releases the GIL, so with spare cores
+        the hash is hidden behind the read; on 2 cores both compete and it adds about its own time.
+        """
         start = time.perf_counter()
         hasher = None
         if self.registry.known_sha256(entry) is None:
-            hasher = threading.Thread(target=self._hash_quietly, args=(entry,), name="easel-hash", daemon=True)
+            hasher = threading.Thread(target=self._hash_quietly, args=(entry, timings), name="easel-hash", daemon=True)
             hasher.start()
         weights = read_checkpoint(entry, self.dtype, self.options.sd2_prediction)
         timings["read"] = time.perf_counter() - start
@@ -237,11 +246,27 @@ class ModelManager:
             timings["hash_wait"] = time.perf_counter() - start - timings["read"]
         return weights
 
-    def _hash_quietly(self, entry: ModelFile) -> None:
+    def _hash_quietly(self, entry: ModelFile, timings: dict[str, float]) -> None:
+        start = time.perf_counter()
         try:
             self.registry.sha256(entry)
         except OSError as error:  # the read reports unreadable files; the title just lacks a hash
             log.warning("Could not hash %s: %s", entry.name, error)
+        timings["hash"] = time.perf_counter() - start
+
+    def _make_room(self) -> None:
+        """Before reading a new checkpoint, drops cached ones so that, with the new one, at most
+        `checkpoint_cache_size` are held (the active one always stays: a failed read falls back on it)."""
+        active = self._cache_key(self.loaded.checkpoint) if self.loaded is not None else None
+        keys = self._checkpoints.keys()
+        excess = len(keys) + 1 - self._checkpoints.capacity
+        for key in keys:
+            if excess <= 0:
+                break
+            if key != active:
+                self._checkpoints.pop(key)
+                excess -= 1
+        release_freed_memory()
 
     def _require_loaded(self) -> LoadedModel:
         if self.loaded is None:
@@ -267,7 +292,8 @@ class ModelManager:
     def _remember(self, key: str, weights: WeightSet) -> None:
         # Evicted weights and replaced modules are freed by reference counting (they hold no
         # cycles), so no gc.collect() here: on a large heap it costs a quarter of a second.
-        self._checkpoints.put(key, weights)
+        if self._checkpoints.put(key, weights):
+            release_freed_memory()
 
     def _tokenizer(self, pad: str) -> object:
         if pad not in self._tokenizers:

@@ -46,7 +46,21 @@ class TensorFile(Protocol):
 
     def read(self, key: str) -> torch.Tensor: ...
 
+    def read_as(self, key: str, dtype: torch.dtype, staging: "Staging") -> torch.Tensor: ...
+
     def close(self) -> None: ...
+
+
+class Staging:
+    """A growable byte buffer reused across reads (one per reading thread)."""
+
+    def __init__(self) -> None:
+        self._buffer = torch.empty(0, dtype=torch.uint8)
+
+    def get(self, nbytes: int) -> torch.Tensor:
+        if self._buffer.numel() < nbytes:
+            self._buffer = torch.empty(nbytes, dtype=torch.uint8)
+        return self._buffer
 
 
 class SafetensorsFile:
@@ -95,14 +109,38 @@ class SafetensorsFile:
     def dtypes(self) -> dict[str, torch.dtype]:
         return {key: _SAFETENSORS_DTYPES[entry["dtype"]] for key, entry in self._entries.items()}
 
+    def _pread(self, key: str, buffer: torch.Tensor) -> None:
+        begin, end = self._entries[key]["data_offsets"]
+        view = memoryview(buffer.numpy())[: end - begin]
+        done = 0
+        while done < end - begin:  # one pread stops at 2 GiB on Linux
+            count = os.preadv(self._file.fileno(), [view[done:]], self._data_start + begin + done)
+            if count <= 0:
+                raise ModelLoadError(f"{self.path.name} is truncated inside tensor {key}.")
+            done += count
+
     def read(self, key: str) -> torch.Tensor:
+        """One tensor, in a buffer of its own. Safe to call from several threads at once (pread)."""
         entry = self._entries[key]
         begin, end = entry["data_offsets"]
         buffer = torch.empty(end - begin, dtype=torch.uint8)
-        self._file.seek(self._data_start + begin)
-        if end > begin and self._file.readinto(memoryview(buffer.numpy())) != end - begin:
-            raise ModelLoadError(f"{self.path.name} is truncated inside tensor {key}.")
+        self._pread(key, buffer)
         return buffer.view(_SAFETENSORS_DTYPES[entry["dtype"]]).reshape(entry["shape"])
+
+    def read_as(self, key: str, dtype: torch.dtype, staging: Staging) -> torch.Tensor:
+        """One tensor converted to `dtype`, allocating only the result: same dtype reads straight
+        into it; another goes through the caller's reusable staging buffer (no per-tensor
+        temporaries, so no page faults and heap churn for them)."""
+        entry = self._entries[key]
+        stored = _SAFETENSORS_DTYPES[entry["dtype"]]
+        if stored == dtype or not stored.is_floating_point:
+            return self.read(key)
+        begin, end = entry["data_offsets"]
+        raw = staging.get(end - begin)
+        self._pread(key, raw)
+        out = torch.empty(entry["shape"], dtype=dtype)
+        out.copy_(raw[: end - begin].view(stored).reshape(entry["shape"]))
+        return out
 
     def close(self) -> None:
         self._file.close()
@@ -121,6 +159,10 @@ class StateDictFile:
 
     def read(self, key: str) -> torch.Tensor:
         return self._tensors[key]
+
+    def read_as(self, key: str, dtype: torch.dtype, staging: Staging) -> torch.Tensor:
+        t = self._tensors[key]
+        return t.to(dtype) if t.is_floating_point() else t
 
     def close(self) -> None:
         self._tensors.clear()

@@ -185,3 +185,19 @@ def test_a_deleted_vae_does_not_block_checkpoint_switches(tmp_path, tokenizer_ca
     loaded = manager.switch_checkpoint("b")
     assert loaded.checkpoint.stem == "b" and loaded.vae is None and _equal(loaded.vae_module, b["vae"])
     assert any("gone.safetensors is gone" in w for w in manager.warnings)
+
+
+def test_cache_makes_room_before_reading_a_new_checkpoint(tmp_path, tokenizer_cache, two_models):
+    """With a cache of 2, loading a third checkpoint never holds three: the oldest inactive one goes
+    first, and the active one stays even when the new read fails."""
+    write_test_checkpoint(tmp_path / "ckpt" / "c.safetensors", "sd1", "tiny", seed=3)
+    manager = _manager(tmp_path, tokenizer_cache, cache_size=2)
+    manager.switch_checkpoint("a")
+    manager.switch_checkpoint("b")
+    assert [p.rsplit("/", 1)[1] for p in manager.cached_checkpoints()] == ["a.safetensors", "b.safetensors"]
+    broken = tmp_path / "ckpt" / "c.safetensors"
+    broken.write_bytes(broken.read_bytes()[:-100])
+    with pytest.raises(ModelLoadError):
+        manager.switch_checkpoint("c")
+    assert [p.rsplit("/", 1)[1] for p in manager.cached_checkpoints()] == ["b.safetensors"]
+    assert manager.loaded.checkpoint.stem == "b"
