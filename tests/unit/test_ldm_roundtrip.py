@@ -178,3 +178,22 @@ def test_old_sd1_text_encoder_prefix_without_text_model(tmp_path):
     file.close()
     write_safetensors(path, items)
     _assert_same(read_single_file(path, torch.float32).tensors, written)
+
+
+def test_yaml_beside_the_checkpoint_sets_heads_and_prediction(tmp_path):
+    """A `<stem>.yaml` (the LDM config A1111 reads) supplies what no shape carries."""
+    path = tmp_path / "custom.safetensors"
+    spec, written = _write_variant(path, "sd2", attention_head_dim=[2, 4, 4])  # 16 channels per head
+    file = SafetensorsFile(path)
+    items = [(k, file.read(k)) for k in file.shapes()]
+    file.close()
+    write_safetensors(path, items)  # no hints: only shapes and the yaml
+    (tmp_path / "custom.yaml").write_text(
+        "model:\n  params:\n    parameterization: v\n    scale_factor: 0.5\n"
+        "    unet_config:\n      params:\n        num_head_channels: 16\n"
+    )
+    weights = read_single_file(path, torch.float32)
+    assert weights.spec.components["unet"].config["attention_head_dim"] == [2, 4, 4]
+    assert weights.spec.prediction_type == "v_prediction" and weights.spec.family.name == "sd2-v"
+    assert weights.spec.components["vae"].config["scaling_factor"] == 0.5
+    _assert_same(weights.tensors, written)
