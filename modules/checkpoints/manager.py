@@ -149,6 +149,7 @@ class ModelManager:
         self._checkpoints: LruCache[str, WeightSet] = LruCache(self.options.checkpoint_cache_size)
         self._vaes: LruCache[str, Tensors] = LruCache(self.options.vae_cache_size)
         self._tokenizers: dict[str, object] = {}
+        self._active_key: str | None = None  # cache key (path, size, mtime) of the active weights
 
     # public ------------------------------------------------------------------------------------
 
@@ -169,14 +170,14 @@ class ModelManager:
         with self.lock:
             self.options.checkpoint_cache_size = max(1, int(size))
             self._checkpoints.capacity = self.options.checkpoint_cache_size
-            if self.loaded is not None:
-                self._remember(*self._active_cache_item())
+            if self.loaded is not None and self._active_key is not None:
+                self._remember(self._active_key, self.loaded.weights)
 
     def switch_checkpoint(self, query: str | ModelFile) -> LoadedModel:
         """Makes a checkpoint active (by title, name, stem, hash or entry). On failure nothing changes."""
         with self.lock:
             entry = query if isinstance(query, ModelFile) else self.registry.find_checkpoint(query)
-            if self.loaded is not None and self.loaded.checkpoint.path == entry.path and self._is_current(entry):
+            if self.loaded is not None and self._is_current(entry):
                 return self.loaded
             timings: dict[str, float] = {}
             start = time.perf_counter()
@@ -189,6 +190,7 @@ class ModelManager:
             loaded = self._activate(entry, weights, vae_entry, vae_tensors)
             loaded.timings = {**timings, "total": time.perf_counter() - start}
             self._remember(key, loaded.weights)
+            self._active_key = key
             log.info("Loaded %s (%s) in %.2fs", entry.name, weights.spec.family.label, loaded.timings["total"])
             return loaded
 
@@ -206,19 +208,21 @@ class ModelManager:
         """Reads the active checkpoint from disk again (after it changed on disk)."""
         with self.lock:
             loaded = self._require_loaded()
-            self._checkpoints = LruCache(self.options.checkpoint_cache_size)
-            entry = loaded.checkpoint
-            self.loaded = None
+            self._checkpoints.clear()
+            entry, key = loaded.checkpoint, self._active_key
+            self.loaded, self._active_key = None, None
             try:
                 return self.switch_checkpoint(entry)
             except UserError:
-                self.loaded = loaded
+                self.loaded, self._active_key = loaded, key
+                self._checkpoints.put(key, loaded.weights)
                 raise
 
     def unload(self) -> None:
         """Drops the active model and the caches, freeing their memory."""
         with self.lock:
             self.loaded = None
+            self._active_key = None
             self._checkpoints.clear()
             self._vaes.clear()
             gc.collect()
@@ -257,7 +261,7 @@ class ModelManager:
     def _make_room(self) -> None:
         """Before reading a new checkpoint, drops cached ones so that, with the new one, at most
         `checkpoint_cache_size` are held (the active one always stays: a failed read falls back on it)."""
-        active = self._cache_key(self.loaded.checkpoint) if self.loaded is not None else None
+        active = self._active_key
         keys = self._checkpoints.keys()
         excess = len(keys) + 1 - self._checkpoints.capacity
         for key in keys:
@@ -280,14 +284,11 @@ class ModelManager:
             raise ModelLoadError(f"{entry.name} cannot be read: {error.strerror}. Press refresh.") from error
 
     def _is_current(self, entry: ModelFile) -> bool:
+        """True if `entry` is the active checkpoint and its file is unchanged since it was read."""
         try:
-            return self._cache_key(entry) == self._checkpoints.keys()[-1]
-        except (ModelLoadError, IndexError):
+            return self._cache_key(entry) == self._active_key
+        except ModelLoadError:
             return False
-
-    def _active_cache_item(self) -> tuple[str, WeightSet]:
-        loaded = self._require_loaded()
-        return self._cache_key(loaded.checkpoint), loaded.weights
 
     def _remember(self, key: str, weights: WeightSet) -> None:
         # Evicted weights and replaced modules are freed by reference counting (they hold no

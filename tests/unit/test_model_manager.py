@@ -201,3 +201,20 @@ def test_cache_makes_room_before_reading_a_new_checkpoint(tmp_path, tokenizer_ca
         manager.switch_checkpoint("c")
     assert [p.rsplit("/", 1)[1] for p in manager.cached_checkpoints()] == ["b.safetensors"]
     assert manager.loaded.checkpoint.stem == "b"
+
+
+def test_switching_away_from_a_deleted_active_file_works(tmp_path, tokenizer_cache, two_models):
+    _, b = two_models
+    manager = _manager(tmp_path, tokenizer_cache)
+    manager.switch_checkpoint("a")
+    (tmp_path / "ckpt" / "a.safetensors").unlink()
+    loaded = manager.switch_checkpoint("b")
+    assert loaded.checkpoint.stem == "b" and _equal(loaded.unet, b["unet"])
+
+
+def test_changed_file_is_read_again(tmp_path, tokenizer_cache, two_models):
+    manager = _manager(tmp_path, tokenizer_cache)
+    manager.switch_checkpoint("a")
+    _, new = write_test_checkpoint(tmp_path / "ckpt" / "a.safetensors", "sd1", "tiny", seed=77)
+    loaded = manager.switch_checkpoint("a")
+    assert "read" in loaded.timings and _equal(loaded.unet, new["unet"])
