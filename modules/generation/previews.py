@@ -1,0 +1,155 @@
+"""Live previews: turning the sampler's predicted clean latent (x0) into a small RGB image.
+
+Methods, one small class each:
+- `LinearPreview` ("Approx cheap"): one 4x3 matrix product per pixel at 1/8 size; almost free.
+  Published factors exist for the SD and SDXL VAEs; for any other VAE (custom, tiny, demo) the
+  factors are fitted once by least squares from a few synthetic images and cached by a fingerprint
+  of the VAE's weights.
+- `FullVaePreview` ("Full"): a real VAE decode; exact but costly.
+The latent is taken as the UNet sees it (already multiplied by the VAE scaling factor).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+import torch
+from PIL import Image
+
+log = logging.getLogger(__name__)
+
+# A1111 modules/sd_vae_approx.py (rows: latent channels 0-3; columns R, G, B).
+SD_FACTORS = [[0.298, 0.207, 0.208], [0.187, 0.286, 0.173], [-0.158, 0.189, 0.264], [-0.184, -0.271, -0.473]]
+SDXL_FACTORS = [[0.3448, 0.4168, 0.4395], [-0.1953, -0.0290, 0.0250], [0.1074, 0.0886, -0.0163], [-0.3730, -0.2499, -0.2088]]
+SD_VAE_CHANNELS = [128, 256, 512, 512]
+
+
+class PreviewMethod(Protocol):
+    name: str
+
+    def __call__(self, latent: torch.Tensor) -> list[Image.Image]: ...
+
+
+def to_images(rgb: torch.Tensor) -> list[Image.Image]:
+    """(B, 3, H, W) in [-1, 1] -> PIL images."""
+    array = ((rgb.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+    return [Image.fromarray(a) for a in array]
+
+
+class LinearPreview:
+    """latent (B, 4, h, w) -> RGB by a per-pixel linear map; `factors` (4, 3), `bias` (3,)."""
+
+    name = "Approx cheap"
+
+    def __init__(self, factors: torch.Tensor, bias: torch.Tensor | None = None):
+        self.factors = factors.float()
+        self.bias = bias.float() if bias is not None else torch.zeros(3)
+
+    def rgb(self, latent: torch.Tensor) -> torch.Tensor:
+        factors = self.factors.to(latent.device, latent.dtype)
+        bias = self.bias.to(latent.device, latent.dtype)
+        return torch.einsum("bchw,cr->brhw", latent, factors) + bias[None, :, None, None]
+
+    def __call__(self, latent: torch.Tensor) -> list[Image.Image]:
+        return to_images(self.rgb(latent))
+
+
+class FullVaePreview:
+    """A full VAE decode of the latent (exact, as slow as the final decode)."""
+
+    name = "Full"
+
+    def __init__(self, vae: torch.nn.Module):
+        self.vae = vae
+
+    @torch.no_grad()
+    def __call__(self, latent: torch.Tensor) -> list[Image.Image]:
+        scale = self.vae.config.scaling_factor
+        param = next(self.vae.parameters())
+        return to_images(self.vae.decode(latent.to(param.dtype) / scale).sample)
+
+
+def vae_fingerprint(vae: torch.nn.Module) -> str:
+    """A short hash of the VAE decoder's weights: equal weights, equal fitted factors."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(vae.decoder.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().float().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+def synthetic_images(count: int = 12, size: int = 64, seed: int = 0) -> torch.Tensor:
+    """Flat colours, gradients and blobs in [-1, 1]: enough colour variety to fit a linear map."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:size, 0:size] / (size - 1)
+    images = []
+    for i in range(count):
+        a, b = rng.uniform(-1, 1, 3), rng.uniform(-1, 1, 3)
+        t = xx if i % 2 else yy
+        image = a[:, None, None] * (1 - t) + b[:, None, None] * t
+        cx, cy, r = rng.uniform(0.2, 0.8), rng.uniform(0.2, 0.8), rng.uniform(0.1, 0.3)
+        blob = ((xx - cx) ** 2 + (yy - cy) ** 2) < r * r
+        image[:, blob] = rng.uniform(-1, 1, 3)[:, None]
+        images.append(image)
+    return torch.tensor(np.stack(images), dtype=torch.float32)
+
+
+@torch.no_grad()
+def fit_linear_factors(vae: torch.nn.Module, count: int = 12, size: int = 64) -> tuple[torch.Tensor, torch.Tensor]:
+    """Least-squares (4, 3) factors and bias mapping the scaled latent to the colours the VAE
+    decodes it to (for a well-trained VAE that is the image itself; for any VAE it is what the
+    final picture will show, which is what a preview should approximate)."""
+    param = next(vae.parameters())
+    images = synthetic_images(count, size).to(param.device, param.dtype)
+    raw = vae.encode(images).latent_dist.mean
+    decoded = vae.decode(raw).sample.float().cpu()
+    latents = raw.float().cpu() * vae.config.scaling_factor
+    h, w = latents.shape[-2:]
+    targets = torch.nn.functional.adaptive_avg_pool2d(decoded, (h, w))
+    x = latents.permute(0, 2, 3, 1).reshape(-1, latents.shape[1])
+    y = targets.permute(0, 2, 3, 1).reshape(-1, 3)
+    design = torch.cat([x, torch.ones(len(x), 1)], dim=1)
+    solution = torch.linalg.lstsq(design.double(), y.double()).solution.float()
+    return solution[:-1], solution[-1]
+
+
+class LinearFactorCache:
+    """Fitted factors by VAE fingerprint, in memory and in a JSON file in the data dir."""
+
+    def __init__(self, path: Path | None):
+        self.path = path
+        self._memory: dict[str, tuple[list, list]] = {}
+        if path is not None and path.is_file():
+            try:
+                self._memory = {k: (v[0], v[1]) for k, v in json.loads(path.read_text()).items()}
+            except (OSError, ValueError, KeyError, IndexError) as error:
+                log.warning("Ignoring unreadable preview factor cache %s: %s", path, error)
+
+    def get(self, vae: torch.nn.Module) -> LinearPreview:
+        config = vae.config
+        if list(config.block_out_channels) == SD_VAE_CHANNELS and config.latent_channels == 4:
+            factors = SDXL_FACTORS if abs(config.scaling_factor - 0.13025) < 1e-6 else SD_FACTORS
+            return LinearPreview(torch.tensor(factors))
+        key = vae_fingerprint(vae)
+        if key not in self._memory:
+            factors, bias = fit_linear_factors(vae)
+            self._memory[key] = (factors.tolist(), bias.tolist())
+            self._save()
+        factors, bias = self._memory[key]
+        return LinearPreview(torch.tensor(factors), torch.tensor(bias))
+
+    def _save(self) -> None:
+        if self.path is None:
+            return
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = self.path.with_suffix(".tmp")
+            tmp.write_text(json.dumps(self._memory))
+            tmp.replace(self.path)
+        except OSError as error:
+            log.warning("Could not save preview factors to %s: %s", self.path, error)
