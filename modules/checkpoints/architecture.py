@@ -69,6 +69,9 @@ class ModelSpec:
     scheduler_config: dict[str, Any]
     variant: str = ""  # "", "inpaint", "instruct-pix2pix"
     text_sources: dict[str, tuple[str, str]] = field(default_factory=dict)  # component -> (layout, LDM prefix)
+    # Top text-encoder layers the family never uses: SD2 single files keep all 24 OpenCLIP layers
+    # (exact round trip) but SD2 conditions on the penultimate one; diffusers folders drop it.
+    text_layers_unused: int = 0
 
     def signature(self) -> str:
         """Two specs with the same signature have interchangeable weights (same modules, same shapes)."""
@@ -328,5 +331,6 @@ def spec_from_ldm(
     return ModelSpec(
         family=family, components=components, prediction_type=prediction, scheduler_config=scheduler, variant=variant,
         text_sources=text_sources,
+        text_layers_unused=1 if family.text_layout == "sd2" else 0,
     )
 

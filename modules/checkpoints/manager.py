@@ -95,6 +95,8 @@ class LoadedModel:
     device: torch.device
     dtype: torch.dtype
     timings: dict[str, float] = field(default_factory=dict)
+    # Per-model caches of the generation engine (e.g. encoded prompts); they go with the model.
+    caches: dict[str, object] = field(default_factory=dict)
 
     @property
     def spec(self):
