@@ -7,13 +7,17 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 files=(requirements.txt)
-[ "${1:-}" = "--dev" ] && files+=(requirements-dev.txt)
+nodeps=()
+if [ "${1:-}" = "--dev" ]; then
+  files+=(requirements-dev.txt)
+  nodeps+=(requirements-test-nodeps.txt)  # test-only references whose own dependencies we must not pull
+fi
 python=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
   echo "Creating .venv with $($python --version 2>&1)"
   "$python" -m venv .venv
 fi
-want="$(cat "${files[@]}" scripts/setup_env.sh | sha256sum | cut -c1-16)${EASEL_TORCH_INDEX:-}"
+want="$(cat "${files[@]}" "${nodeps[@]}" scripts/setup_env.sh | sha256sum | cut -c1-16)${EASEL_TORCH_INDEX:-}"
 stamp=.venv/.easel-installed-$(echo "${files[*]}" | tr ' /' '__')
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   echo "Installing dependencies (${files[*]})..."
@@ -25,6 +29,7 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   # Only for its MIT CLIP vocabulary file (the tokenizer is built from it offline); its own
   # dependencies (torchvision, timm...) are not needed.
   .venv/bin/pip install -q --no-deps "open-clip-torch==3.3.0" 2>&1 | quiet
+  for f in "${nodeps[@]}"; do .venv/bin/pip install -q --no-deps -r "$f" 2>&1 | quiet; done
   .venv/bin/python -c "import torch, diffusers, transformers, gradio" || { echo "Install failed: see the pip output above." >&2; exit 1; }
   echo "$want" > "$stamp"
 fi

@@ -1,0 +1,110 @@
+"""The model as a sampler sees it: x0 prediction with classifier-free guidance and per-step prompts.
+
+`UNetEps` adapts a diffusers UNet to `eps(x_in, t, cond)` (adding SDXL's pooled text embedding and
+size ids). `GuidedDenoiser` wraps the k-diffusion-style denoiser: at every model call it takes the
+conditioning that the prompt schedule gives for the current step, runs conditional and
+unconditional in one batch when their lengths match (separately otherwise), and combines the x0
+predictions A1111's way: uncond + Σ wᵢ·cfg·(condᵢ − uncond) (AND sub-prompts carry their weights).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+
+from modules.prompts.conditioning import Conditioning
+
+
+@dataclass
+class StepConditions:
+    """Per-step conditioning: `at(step)` returns the list of (Conditioning, weight) for that step
+    (several when the prompt uses AND) built from the prompt's editing/alternation schedule."""
+
+    schedule: list[tuple[int, list[tuple[Conditioning, float]]]]  # (last step it applies to, conds)
+
+    def at(self, step: int) -> list[tuple[Conditioning, float]]:
+        for end_step, conds in self.schedule:
+            if step <= end_step:
+                return conds
+        return self.schedule[0][1]  # past the end A1111 falls back to the first entry; so do we
+
+
+def sdxl_time_ids(width: int, height: int, refiner: bool, aesthetic_score: float = 6.0) -> torch.Tensor:
+    """SDXL size conditioning: original size, crop (0, 0), target size (base) or aesthetic score (refiner)."""
+    if refiner:
+        return torch.tensor([[height, width, 0, 0, aesthetic_score]], dtype=torch.float32)
+    return torch.tensor([[height, width, 0, 0, height, width]], dtype=torch.float32)
+
+
+class UNetEps:
+    """`eps(x_in, t, hidden, pooled)` over a diffusers UNet (output is eps or v, as trained)."""
+
+    def __init__(self, unet: torch.nn.Module, time_ids: torch.Tensor | None = None):
+        self.unet = unet
+        self.time_ids = time_ids
+        self.dtype = next(unet.parameters()).dtype
+
+    def __call__(self, x: torch.Tensor, t: torch.Tensor, hidden: torch.Tensor, pooled: torch.Tensor | None = None) -> torch.Tensor:
+        added = None
+        if self.time_ids is not None:
+            added = {"text_embeds": pooled.to(self.dtype), "time_ids": self.time_ids.to(x.device, self.dtype).expand(x.shape[0], -1)}
+        out = self.unet(x.to(self.dtype), t, encoder_hidden_states=hidden.to(self.dtype), added_cond_kwargs=added).sample
+        return out.to(x.dtype)
+
+
+class GuidedDenoiser:
+    """x0 with classifier-free guidance; the sampler calls it like any Denoiser."""
+
+    def __init__(
+        self,
+        denoise: Callable[..., torch.Tensor],
+        conds: StepConditions,
+        unconds: StepConditions,
+        cfg_scale: float,
+        sigma_min: float,
+        sigma_max: float,
+    ):
+        self.denoise = denoise  # (x, sigma, hidden=..., pooled=...) -> x0
+        self.conds = conds
+        self.unconds = unconds
+        self.cfg_scale = cfg_scale
+        self.sigma_min = sigma_min
+        self.sigma_max = sigma_max
+        # Counted per model call from 0, as A1111's CFGDenoiser does (second-order samplers call
+        # twice a step).
+        self.step = 0
+
+    def __call__(self, x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+        # A1111's counter starts at 0 and takes the first schedule entry ending at or after it, so
+        # `[cat:dog:5]` at 20 steps conditions on "cat" for model calls 0-5; we keep that for
+        # identical images.
+        conds = self.conds.at(self.step)
+        uncond = self.unconds.at(self.step)[0][0]
+        self.step += 1
+        batch = x.shape[0]
+        sigma = sigma.reshape(-1).expand(batch) if sigma.numel() == 1 else sigma
+        if self.cfg_scale == 1.0 and len(conds) == 1:
+            return self._run(x, sigma, [conds[0][0]])[0]
+        entries = [c for c, _ in conds] + [uncond]
+        outputs = self._run(x, sigma, entries)
+        uncond_x0 = outputs[-1]
+        result = uncond_x0.clone()
+        for (_, weight), cond_x0 in zip(conds, outputs[:-1]):
+            result += (cond_x0 - uncond_x0) * (weight * self.cfg_scale)
+        return result
+
+    def _run(self, x: torch.Tensor, sigma: torch.Tensor, entries: list[Conditioning]) -> list[torch.Tensor]:
+        batch = x.shape[0]
+        if len({c.length for c in entries}) == 1:
+            n = len(entries)
+            hidden = torch.cat([c.hidden.expand(batch, -1, -1) for c in entries])
+            pooled = torch.cat([c.pooled.expand(batch, -1) for c in entries]) if entries[0].pooled is not None else None
+            out = self.denoise(x.repeat(n, 1, 1, 1), sigma.repeat(n), hidden=hidden, pooled=pooled)
+            return list(out.chunk(n))
+        results = []
+        for c in entries:  # unequal chunk counts run separately (A1111's default)
+            pooled = c.pooled.expand(batch, -1) if c.pooled is not None else None
+            results.append(self.denoise(x, sigma, hidden=c.hidden.expand(batch, -1, -1), pooled=pooled))
+        return results

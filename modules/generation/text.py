@@ -1,0 +1,51 @@
+"""Prompt text -> per-step conditioning for a loaded model (which encoders, which layer, which pad)."""
+
+from __future__ import annotations
+
+from modules.checkpoints.manager import LoadedModel
+from modules.generation.guidance import StepConditions
+from modules.prompts.conditioning import EncoderPlan, PromptEncoder
+from modules.prompts.parser import parse_emphasis
+from modules.prompts.schedule import prompt_schedule, split_and, text_at_step
+
+OPENCLIP_PAD_ID = 0
+
+
+def encoder_plans(model: LoadedModel, clip_skip: int) -> list[tuple[object, EncoderPlan]]:
+    """The text encoders of a model and how each one's output is taken (A1111's choices)."""
+    spec = model.spec
+    eos = model.tokenizers[next(iter(model.tokenizers))].eos_token_id
+    family = spec.family.name
+    if family.startswith("sdxl"):
+        # Both SDXL encoders: the penultimate layer, no final norm. A1111 ignores clip skip here
+        # (unless its sdxl_clip_l_skip option is on), and so do we.
+        plans = []
+        for name in ("text_encoder", "text_encoder_2"):
+            if name in model.modules:
+                pad = eos if name == "text_encoder" else OPENCLIP_PAD_ID
+                plans.append((model.modules[name], EncoderPlan(2, False, pad)))
+        return plans
+    if spec.text_sources["text_encoder"][0] == "open_clip":
+        # SD2: OpenCLIP's penultimate layer with the final norm; A1111 ignores clip skip for it.
+        return [(model.modules["text_encoder"], EncoderPlan(1 + spec.text_layers_unused, True, OPENCLIP_PAD_ID))]
+    return [(model.modules["text_encoder"], EncoderPlan(clip_skip, True, eos))]
+
+
+def build_prompt_encoder(model: LoadedModel, clip_skip: int) -> PromptEncoder:
+    """The model's prompt encoder for this clip skip; kept with the model so results are cached."""
+    key = f"prompt-encoder-{clip_skip}"
+    if key not in model.caches:
+        tokenizer = model.tokenizers.get("tokenizer") or model.tokenizers["tokenizer_2"]
+        model.caches[key] = PromptEncoder(encoder_plans(model, clip_skip), tokenizer, model.device, parse_emphasis)
+    return model.caches[key]  # type: ignore[return-value]
+
+
+def step_conditions(encoder: PromptEncoder, prompt: str, steps: int, allow_and: bool) -> StepConditions:
+    """Conditioning for every step: one schedule per AND part, merged at every boundary."""
+    parts = split_and(prompt) if allow_and else [(prompt, 1.0)]
+    schedules = [prompt_schedule(text, steps) for text, _ in parts]
+    boundaries = sorted({end for schedule in schedules for end, _ in schedule})
+    merged = []
+    for end in boundaries:
+        merged.append((end, [(encoder.encode(text_at_step(schedule, end)), weight) for schedule, (_, weight) in zip(schedules, parts)]))
+    return StepConditions(merged)
