@@ -1,7 +1,7 @@
 """Generation as jobs: what the UI and the API call. No gradio, no HTTP here.
 
 `GenerationService.submit_txt2img(request)` validates at once (bad input never reaches the queue),
-then queues a job that holds the model for its whole run, switches to the request's checkpoint/VAE
+applies the request's styles (A1111's styles.csv), then queues a job that holds the model for its whole run, switches to the request's checkpoint/VAE
 override and back afterwards, maps the job's interrupt/skip to the engine's, and reports a
 `ProgressEvent` (with a preview image when due) after every step.
 """
@@ -17,6 +17,7 @@ from modules.generation.previews import LinearFactorCache, PreviewMethod
 from modules.generation.request import GenerationRequest
 from modules.generation.txt2img import GenerationResult, Interrupted, Skipped, StepEvent, txt2img
 from modules.jobs import Job, JobContext, JobQueue, ProgressEvent
+from modules.prompts.styles import StyleStore
 from modules.sampling.sampler_table import find_sampler
 
 log = logging.getLogger(__name__)
@@ -25,15 +26,19 @@ log = logging.getLogger(__name__)
 class GenerationService:
     """Queues generations against the model manager and reports their progress."""
 
-    def __init__(self, manager: ModelManager, queue: JobQueue, preview_cache: Path | None = None):
+    def __init__(self, manager: ModelManager, queue: JobQueue, preview_cache: Path | None = None, styles: StyleStore | None = None):
         self.manager = manager
         self.queue = queue
         self.factors = LinearFactorCache(preview_cache)
+        self.styles = styles
 
     def submit_txt2img(self, request: GenerationRequest, job_id: str | None = None) -> Job:
-        """Validates the request now (UserError on bad input), then queues it."""
+        """Validates the request now (UserError on bad input), applies its styles, then queues it."""
         request.validate()
         find_sampler(request.sampler_name)
+        if request.styles and self.styles is not None:
+            prompt, negative = self.styles.apply_styles(request.prompt, request.negative_prompt, request.styles)
+            request = replace(request, prompt=prompt, negative_prompt=negative)
         return self.queue.submit(lambda ctx: self._run(ctx, request), f"txt2img: {request.prompt[:60]}", job_id=job_id)
 
     def _preview(self, model) -> PreviewMethod:

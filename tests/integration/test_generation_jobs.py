@@ -13,6 +13,7 @@ from modules.errors import UserError
 from modules.generation.request import GenerationRequest
 from modules.generation.service import GenerationService
 from modules.jobs import JobQueue
+from modules.prompts.styles import StyleStore
 from tools.make_test_models import write_test_checkpoint
 
 
@@ -25,7 +26,10 @@ def service(tmp_path, tokenizer_cache):
     manager.switch_checkpoint("a")
     queue = JobQueue(max_pending=4)
     queue.start()
-    yield GenerationService(manager, queue, tmp_path / "factors.json")
+    (tmp_path / "styles.csv").write_text("name,prompt,negative_prompt\nvivid,\"{prompt}, vivid colours\",dull\n")
+    styles = StyleStore(tmp_path / "styles.csv")
+    styles.load()
+    yield GenerationService(manager, queue, tmp_path / "factors.json", styles)
     queue.close()
 
 
@@ -76,3 +80,11 @@ def test_bad_request_fails_before_queueing_and_a_failing_job_does_not_stop_the_n
     with pytest.raises(UserError, match="missing-model"):
         failing.result(timeout=60)
     assert len(ok.result(timeout=60).images) == 1
+
+
+def test_styles_change_the_prompt_and_the_picture(service):
+    plain = service.submit_txt2img(_request(steps=3)).result(timeout=60)
+    styled_job = service.submit_txt2img(_request(steps=3, styles=["vivid"]))
+    styled = styled_job.result(timeout=60)
+    assert styled_job.description == "txt2img: a red circle, vivid colours"
+    assert not torch.equal(plain.latents[0], styled.latents[0])
