@@ -41,12 +41,17 @@ def sdxl_time_ids(width: int, height: int, refiner: bool, aesthetic_score: float
 class UNetEps:
     """`eps(x_in, t, hidden, pooled)` over a diffusers UNet (output is eps or v, as trained)."""
 
-    def __init__(self, unet: torch.nn.Module, time_ids: torch.Tensor | None = None):
+    def __init__(self, unet: torch.nn.Module, time_ids: torch.Tensor | None = None, image_conditioning: torch.Tensor | None = None):
         self.unet = unet
         self.time_ids = time_ids
+        # Inpainting UNets take 5 more channels (mask + masked-image latent), concatenated to x.
+        self.image_conditioning = image_conditioning
         self.dtype = next(unet.parameters()).dtype
 
     def __call__(self, x: torch.Tensor, t: torch.Tensor, hidden: torch.Tensor, pooled: torch.Tensor | None = None) -> torch.Tensor:
+        if self.image_conditioning is not None:
+            extra = self.image_conditioning.to(x.device, x.dtype)
+            x = torch.cat([x, extra.repeat(x.shape[0] // extra.shape[0], 1, 1, 1)], dim=1)
         added = None
         if self.time_ids is not None:
             added = {"text_embeds": pooled.to(self.dtype), "time_ids": self.time_ids.to(x.device, self.dtype).expand(x.shape[0], -1)}

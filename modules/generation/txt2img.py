@@ -17,6 +17,7 @@ import torch
 from PIL import Image
 
 from modules.checkpoints.manager import LoadedModel
+from modules.errors import UserError
 from modules.generation.guidance import GuidedDenoiser, StepConditions, UNetEps, sdxl_time_ids
 from modules.generation.previews import PreviewMethod
 from modules.generation.request import GenerationRequest
@@ -94,8 +95,13 @@ def txt2img(
     time_ids = None
     if model.spec.family.name.startswith("sdxl"):
         time_ids = sdxl_time_ids(request.width, request.height, refiner=model.spec.family.name == "sdxl-refiner")
-    inner = DiscreteDenoiser(UNetEps(unet, time_ids), alphas_cumprod(model), model.spec.prediction_type)
-    latent_shape = (unet.config.in_channels if model.spec.variant != "inpaint" else 4, request.height // 8, request.width // 8)
+    latent_shape = (4, request.height // 8, request.width // 8)
+    image_conditioning = None
+    if unet.config.in_channels == 9:
+        image_conditioning = whole_image_mask_conditioning(model, request.width, request.height)
+    elif unet.config.in_channels != 4:
+        raise UserError(f"{model.checkpoint.name} is a {model.spec.variant or 'non-standard'} model ({unet.config.in_channels} input channels); it cannot do txt2img.")
+    inner = DiscreteDenoiser(UNetEps(unet, time_ids, image_conditioning), alphas_cumprod(model), model.spec.prediction_type)
 
     for batch_index in range(request.n_iter):
         first = batch_index * request.batch_size
@@ -142,6 +148,17 @@ def txt2img(
         result.images += decode(model, latent)
     result.timings["total"] = time.perf_counter() - started
     return result
+
+
+def whole_image_mask_conditioning(model: LoadedModel, width: int, height: int) -> torch.Tensor:
+    """What an inpainting UNet sees in txt2img (A1111's choice): everything masked (a mask of ones)
+    over the latent of a mid-grey image."""
+    vae = model.vae_module
+    param = next(vae.parameters())
+    grey = torch.zeros(1, 3, height, width, device=param.device, dtype=param.dtype)  # 0.5 in [0, 1]
+    with torch.no_grad():
+        latent = vae.encode(grey).latent_dist.mean.float() * vae.config.scaling_factor
+    return torch.cat([torch.ones_like(latent[:, :1]), latent], dim=1)
 
 
 def alphas_cumprod(model: LoadedModel) -> torch.Tensor:

@@ -22,8 +22,11 @@ def models(tmp_path_factory, tokenizer_cache):
     write_test_checkpoint(root / "sd1.safetensors", "sd1", "tiny", seed=1)
     write_test_checkpoint(root / "sd2.safetensors", "sd2", "tiny", seed=2)
     write_test_checkpoint(root / "xl.safetensors", "sdxl-base", "tiny", seed=3)
+    write_test_checkpoint(root / "inpaint.safetensors", "sd1-inpaint", "tiny", seed=4, in_channels=9)
+    write_test_checkpoint(root / "sd2v.safetensors", "sd2", "tiny", seed=5)
+    (root / "sd2v.yaml").write_text("model:\n  params:\n    parameterization: v\n")
     registry = ModelRegistry([root], [], HashCache(root / "cache.json"))
-    return ModelManager(registry, torch.device("cpu"), torch.float32, tokenizer_cache, ManagerOptions(checkpoint_cache_size=3))
+    return ModelManager(registry, torch.device("cpu"), torch.float32, tokenizer_cache, ManagerOptions(checkpoint_cache_size=5))
 
 
 def _request(**changes) -> GenerationRequest:
@@ -31,9 +34,10 @@ def _request(**changes) -> GenerationRequest:
     return GenerationRequest(**{**base, **changes})
 
 
-@pytest.mark.parametrize("name", ["sd1", "sd2", "xl"])
+@pytest.mark.parametrize("name", ["sd1", "sd2", "sd2v", "xl", "inpaint"])
 def test_every_family_generates(models, name):
     loaded = models.switch_checkpoint(name)
+    assert (loaded.spec.prediction_type == "v_prediction") == (name == "sd2v")
     result = txt2img(loaded, _request())
     assert len(result.images) == 1 and result.images[0].size == (64, 64)
     array = np.asarray(result.images[0])
