@@ -19,7 +19,7 @@ from PIL import Image
 from modules.checkpoints.manager import LoadedModel
 from modules.errors import UserError
 from modules.generation.guidance import GuidedDenoiser, StepConditions, UNetEps, sdxl_time_ids
-from modules.generation.previews import PreviewMethod
+from modules.generation.previews import FullVaePreview, PreviewMethod
 from modules.generation.request import GenerationRequest
 from modules.generation.text import build_prompt_encoder, step_conditions
 from modules.sampling import noise as noise_mod
@@ -50,20 +50,12 @@ class StepEvent:
 @dataclass
 class GenerationResult:
     images: list[Image.Image] = field(default_factory=list)
-    seeds: list[int] = field(default_factory=list)
+    seeds: list[int] = field(default_factory=list)  # of every image the job was to make (A1111's all_seeds)
     subseeds: list[int] = field(default_factory=list)
+    image_seeds: list[int] = field(default_factory=list)  # of each returned image, in order (skips leave gaps)
     interrupted: bool = False
     latents: list[torch.Tensor] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
-
-
-def decode(model: LoadedModel, latent: torch.Tensor) -> list[Image.Image]:
-    vae = model.modules["vae"]
-    param = next(vae.parameters())
-    with torch.no_grad():
-        images = vae.decode(latent.to(param.dtype) / vae.config.scaling_factor).sample.float()
-    array = ((images.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
-    return [Image.fromarray(a) for a in array]
 
 
 def txt2img(
@@ -92,8 +84,10 @@ def txt2img(
     result.timings["text"] = time.perf_counter() - started
 
     unet = model.unet
+    sdxl = model.spec.family.name.startswith("sdxl")
+    decode = FullVaePreview(model.vae_module)
     time_ids = None
-    if model.spec.family.name.startswith("sdxl"):
+    if sdxl:
         time_ids = sdxl_time_ids(request.width, request.height, refiner=model.spec.family.name == "sdxl-refiner")
     latent_shape = (4, request.height // 8, request.width // 8)
     image_conditioning = None
@@ -102,6 +96,8 @@ def txt2img(
     elif unet.config.in_channels != 4:
         raise UserError(f"{model.checkpoint.name} is a {model.spec.variant or 'non-standard'} model ({unet.config.in_channels} input channels); it cannot do txt2img.")
     inner = DiscreteDenoiser(UNetEps(unet, time_ids, image_conditioning), alphas_cumprod(model), model.spec.prediction_type)
+    sigmas = sigmas_for(sampler, schedule, request.steps, inner, sdxl=sdxl).to(device)
+    eta = request.eta if request.eta is not None else (sampler.eta_default if sampler.eta_default is not None else 1.0)
 
     for batch_index in range(request.n_iter):
         first = batch_index * request.batch_size
@@ -113,7 +109,6 @@ def txt2img(
             (request.seed_resize_from_w, request.seed_resize_from_h), request.rng_source, device,
         )
         # 4. sample
-        sigmas = sigmas_for(sampler, schedule, request.steps, inner, sdxl=model.spec.family.name.startswith("sdxl")).to(device)
         guided = GuidedDenoiser(inner, conds, unconds, request.cfg_scale, inner.sigma_min, inner.sigma_max)
         last: dict[str, torch.Tensor] = {}
 
@@ -128,7 +123,7 @@ def txt2img(
         context = SamplerContext(
             callback=callback,
             noise=noise_mod.AncestralNoise(seeds, request.eta_noise_seed_delta, request.rng_source, device),
-            eta=(sampler.eta_default if sampler.eta_default is not None else 1.0) if request.eta is None else request.eta,
+            eta=eta,
             s_noise=request.s_noise,
             seeds=seeds,
         )
@@ -139,13 +134,15 @@ def txt2img(
             result.interrupted = True
             if "denoised" in last:
                 result.latents.append(last["denoised"])
-                result.images += decode(model, last["denoised"])
+                result.images += decode(last["denoised"])
+                result.image_seeds += seeds
             break
         except Skipped:
             continue
         # 5. decode
         result.latents.append(latent)
-        result.images += decode(model, latent)
+        result.images += decode(latent)
+        result.image_seeds += seeds
     result.timings["total"] = time.perf_counter() - started
     return result
 

@@ -98,6 +98,7 @@ def test_skip_moves_to_the_next_batch(models):
 
     result = txt2img(loaded, _request(steps=4, n_iter=2), on_step=on_step)
     assert not result.interrupted and len(result.images) == 1 and result.seeds == [100, 101]
+    assert result.image_seeds == [101]  # the returned image is the second batch's
 
 
 def test_bad_sampler_is_named(models):
