@@ -10,6 +10,8 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import threading
+import time
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -77,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     from modules.errors import UserError
 
     try:
-        services = build_services(args)
+        services = build_services(args, load_now=False)  # the page answers first; the model loads after
     except UserError as error:
         print(f"webui.py: error: {error}", file=sys.stderr)
         return 1
@@ -86,9 +88,24 @@ def main(argv: list[str] | None = None) -> int:
     parts = [] if args.nowebui else [f"web UI http://{shown}:{args.port}/"]
     if args.api:
         parts.append(f"API http://{shown}:{args.port}/sdapi/v1/ (docs at /docs)")
+    server = uvicorn.Server(uvicorn.Config(app, host=args.host, port=args.port, log_level="info", timeout_graceful_shutdown=3))
+    if not args.skip_load:
+        threading.Thread(target=_preload_once_serving, args=(server, services), name="easel-preload", daemon=True).start()
     log.info("Serving on %s:%d: %s", args.host, args.port, "; ".join(parts))
-    uvicorn.run(app, host=args.host, port=args.port, log_level="info", timeout_graceful_shutdown=3)
+    try:
+        server.run()
+    finally:
+        services.close()
     return 0
+
+
+def _preload_once_serving(server, services: Services) -> None:
+    """Loads the start-up checkpoint as soon as the server answers (a generation asked for before
+    that waits for it under the model lock)."""
+    while not server.started and not server.should_exit:
+        time.sleep(0.05)
+    if server.started:
+        services.preload()
 
 
 if __name__ == "__main__":

@@ -1,8 +1,10 @@
 """The state objects of a running Easel, built from the command line in one place.
 
-`build_services(args)` makes the settings store, the model registry and the model manager, and loads
-the start-up checkpoint. The UI and the API get the resulting `Services` and call its methods, so a
-model switch from either one does the same thing: switch, hash, remember the choice in config.json.
+`build_services(args)` makes the settings store, the model registry, the model manager, the job
+queue with its worker and the generation service. The UI and the API get the resulting `Services`
+and call its methods, so a model switch from either one does the same thing: switch, hash, remember
+the choice in config.json. The start-up checkpoint is loaded by `preload()` (webui.py runs it in the
+background once the server answers) or by the first generation, whichever comes first.
 """
 
 from __future__ import annotations
@@ -19,11 +21,18 @@ from modules.cmd_args import Args
 from modules.config import Settings, SettingsStore
 from modules.devices import choose_device, choose_dtype
 from modules.errors import ModelNotFoundError, UserError
+from modules.generation.request import GenerationRequest
+from modules.generation.service import GenerationService
+from modules.jobs import Job, JobQueue
+from modules.outputs import OutputWriter
+from modules.prompts.conditioning import count_prompt_tokens
+from modules.prompts.styles import PromptStyle, StyleStore
 
 log = logging.getLogger(__name__)
 
 # Settings that only take effect when Easel starts again.
 RESTART_SETTINGS = ("device", "dtype", "sd_vae_checkpoint_cache")
+QUEUE_LIMIT = 64  # jobs waiting at once (running ones not counted)
 
 
 @dataclass(frozen=True)
@@ -58,6 +67,18 @@ class AppPaths:
         return self.data_dir / "outputs"
 
     @property
+    def vae_approx_dir(self) -> Path:
+        return self.models_dir / "VAE-approx"
+
+    @property
+    def styles_file(self) -> Path:
+        return self.data_dir / "styles.csv"
+
+    @property
+    def preview_factors_file(self) -> Path:
+        return self.data_dir / "caches" / "preview_factors.json"
+
+    @property
     def database(self) -> Path:
         return self.data_dir / "history.sqlite3"
 
@@ -71,6 +92,9 @@ class Services:
     config_store: SettingsStore
     registry: ModelRegistry
     manager: ModelManager
+    queue: JobQueue
+    generation: GenerationService
+    styles: StyleStore
     last_checkpoint: ModelFile | None = None  # the one `reload_checkpoint` brings back after an unload
 
     @property
@@ -89,6 +113,20 @@ class Services:
 
     def checkpoint_titles(self) -> list[str]:
         return [self.registry.title(entry) for entry in self.registry.checkpoints]
+
+    def checkpoint_choices(self) -> list[tuple[str, str]]:
+        """(title shown, name kept) per checkpoint: the name stays the same when the hash becomes
+        known, so a choice made before hashing is still valid after."""
+        return [(self.registry.title(entry), entry.name) for entry in self.registry.checkpoints]
+
+    def startup_name(self) -> str | None:
+        """The active checkpoint's name, else the one the first generation will load."""
+        if self.manager.loaded is not None:
+            return self.manager.loaded.checkpoint.name
+        try:
+            return self._startup_choice().name
+        except UserError:
+            return None
 
     def vae_choices(self) -> list[str]:
         return [VAE_AUTOMATIC, VAE_NONE, *(vae.name for vae in self.registry.vaes)]
@@ -133,6 +171,52 @@ class Services:
             if self.last_checkpoint is not None:
                 return self.switch_checkpoint(self.last_checkpoint, remember=False)
             return self.switch_checkpoint(self._startup_choice(), remember=False)
+
+    def ensure_model(self) -> LoadedModel:
+        """The active model, loading the start-up checkpoint first if none is loaded (UserError if
+        there is none to load)."""
+        with self.manager.lock:
+            if self.manager.loaded is not None:
+                return self.manager.loaded
+            return self.switch_checkpoint(self._startup_choice(), remember=False)
+
+    def preload(self) -> None:
+        """Loads the start-up checkpoint unless one is loaded; logs instead of raising (for a
+        background thread at start-up)."""
+        if self.manager.loaded is None:
+            self.load_startup_checkpoint()
+
+    def startup_title(self) -> str | None:
+        """The active checkpoint's title, else the one the first generation will load."""
+        title = self.active_title()
+        if title is not None:
+            return title
+        try:
+            return self.registry.title(self._startup_choice())
+        except UserError:
+            return None
+
+    # generation --------------------------------------------------------------------------------
+
+    def submit_txt2img(self, request: GenerationRequest) -> Job:
+        """Validates and queues a txt2img job (UserError at once for bad input or a full queue)."""
+        return self.generation.submit_txt2img(request)
+
+    def count_tokens(self, prompt: str) -> tuple[int, int]:
+        """(tokens, limit) of the longest text the prompt becomes (A1111's `N/75` counter)."""
+        return count_prompt_tokens(self.manager.clip_tokenizer(), prompt)
+
+    def save_style(self, name: str, prompt: str, negative_prompt: str) -> None:
+        name = (name or "").strip()
+        if not name:
+            raise UserError("Type a name for the style first.")
+        if not prompt.strip() and not negative_prompt.strip():
+            raise UserError("The prompt and negative prompt are both empty: nothing to save as a style.")
+        self.styles.put(PromptStyle(name, prompt, negative_prompt))
+        self.styles.save()
+
+    def close(self) -> None:
+        self.queue.close()
 
     # settings ----------------------------------------------------------------------------------
 
@@ -214,9 +298,10 @@ class Services:
         return None
 
 
-def build_services(args: Args) -> Services:
-    """Builds the settings store, registry and model manager from the command line, then loads the
-    start-up checkpoint unless --skip-load. Raises UserError for an unusable --device/--dtype."""
+def build_services(args: Args, load_now: bool = True) -> Services:
+    """Builds the settings store, registry, model manager, job queue (worker started) and generation
+    service from the command line; with `load_now` (and no --skip-load) loads the start-up
+    checkpoint before returning. Raises UserError for an unusable --device/--dtype."""
     paths = AppPaths(models_dir=args.models_dir, data_dir=args.data_dir)
     paths.data_dir.mkdir(parents=True, exist_ok=True)
     store = SettingsStore(paths.config_file)
@@ -233,10 +318,22 @@ def build_services(args: Args) -> Services:
     dtype = choose_dtype(device, args.dtype or settings.dtype)
     options = ManagerOptions(settings.sd_checkpoint_cache, settings.sd_vae_checkpoint_cache, settings.sd2_prediction)
     manager = ModelManager(registry, device, dtype, paths.tokenizer_cache, options)
-    services = Services(args, paths, store, registry, manager)
+    styles = StyleStore(paths.styles_file)
+    try:
+        styles.load()
+    except UserError as error:
+        log.error("%s", error)
+    queue = JobQueue(max_pending=QUEUE_LIMIT)
+    generation = GenerationService(
+        manager, queue, paths.preview_factors_file, styles, settings=settings, outputs=OutputWriter(paths.outputs_dir),
+        vae_approx_dir=paths.vae_approx_dir,
+    )
+    services = Services(args, paths, store, registry, manager, queue, generation, styles)
+    generation.ensure_model = services.ensure_model
     _restore_vae_choice(services)
     log.info("Device %s, %s; %d checkpoint(s), %d VAE(s) found.", device, str(dtype).removeprefix("torch."), len(registry.checkpoints), len(registry.vaes))
-    if not args.skip_load:
+    queue.start()
+    if load_now and not args.skip_load:
         services.load_startup_checkpoint()
     return services
 

@@ -17,6 +17,10 @@ from typing import Any
 
 log = logging.getLogger(__name__)
 
+# The live preview methods (modules/generation/previews.py implements them; listed here so that
+# reading settings never imports torch).
+PREVIEW_METHODS = ("Approx cheap", "Full", "TAESD", "None")
+
 
 def setting(default: Any, description: str, choices: tuple | None = None, minimum: float | None = None, maximum: float | None = None) -> Any:
     return field(default=default, metadata={"description": description, "choices": choices, "min": minimum, "max": maximum})
@@ -33,6 +37,12 @@ class Settings:
     sd2_prediction: str = setting("auto", "Prediction type of SD2 checkpoints without a .yaml: auto detects it with a test pass.", choices=("auto", "epsilon", "v_prediction"))
     device: str = setting("auto", "Device: auto, cpu, cuda, cuda:N or mps.")
     dtype: str = setting("auto", "Weights dtype: auto (fp16 on GPU, fp32 on CPU), fp32, fp16 or bf16.", choices=("auto", "fp32", "fp16", "bf16"))
+    show_progress_type: str = setting("Approx cheap", "Live preview method: Approx cheap (nearly free), Full (a real VAE decode), TAESD (needs taesd_decoder / taesdxl_decoder in models/VAE-approx) or None.", choices=PREVIEW_METHODS)
+    show_progress_every_n_steps: int = setting(1, "Show a live preview every N sampling steps (0: no previews).", minimum=0, maximum=100)
+    samples_save: bool = setting(True, "Save every generated image to the outputs folder.")
+    samples_format: str = setting("png", "File format of saved images (the generation parameters go into each).", choices=("png", "jpg", "webp"))
+    samples_filename_pattern: str = setting("[seed]", "File name pattern after the counter: tags like [seed], [model_name], [prompt_words], [datetime<%Y%m%d>].")
+    default_sampler: str = setting("DPM++ 2M", "Sampler selected when the page opens.")
 
     @staticmethod
     def describe() -> dict[str, dict[str, Any]]:

@@ -13,6 +13,20 @@ if [ "${1:-}" = "--dev" ]; then
   nodeps+=(requirements-test-nodeps.txt)  # test-only references whose own dependencies we must not pull
 fi
 python=${PYTHON:-python3}
+if [ "${1:-}" = "--dev" ] && [ ! -x /usr/bin/chromium ]; then
+  # The browser tests drive Debian's Chromium (Playwright's own download is never used).
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "Installing Debian's chromium for the browser tests..."
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver >/dev/null 2>&1 \
+      || { apt-get update -q >/dev/null 2>&1 && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver >/dev/null; } \
+      || echo "Could not install chromium: the browser tests will fail. Install it with: apt-get install chromium" >&2
+  elif command -v sudo >/dev/null && sudo -n true 2>/dev/null; then
+    sudo -n env DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver >/dev/null \
+      || echo "Could not install chromium: the browser tests will fail. Install it with: sudo apt-get install chromium" >&2
+  else
+    echo "No /usr/bin/chromium and no root to install it: the browser tests will fail. Run: sudo apt-get install chromium" >&2
+  fi
+fi
 if [ ! -x .venv/bin/python ]; then
   echo "Creating .venv with $($python --version 2>&1)"
   "$python" -m venv .venv

@@ -298,6 +298,10 @@ class ModelManager:
         if self._checkpoints.put(key, weights):
             release_freed_memory()
 
+    def clip_tokenizer(self) -> object:
+        """The CLIP tokenizer (its vocabulary is shared by every family: enough to count tokens)."""
+        return self._tokenizer(CLIP_PAD)
+
     def _tokenizer(self, pad: str) -> object:
         if pad not in self._tokenizers:
             self._tokenizers[pad] = load_clip_tokenizer(self.tokenizer_cache, pad)

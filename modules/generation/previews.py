@@ -6,7 +6,9 @@ Methods, one small class each:
   factors are fitted once by least squares from a few synthetic images and cached by a fingerprint
   of the VAE's weights.
 - `FullVaePreview` ("Full"): a real VAE decode; exact but costly.
+- `TaesdPreview` ("TAESD", in taesd.py): a tiny distilled decoder the user puts in models/VAE-approx/.
 The latent is taken as the UNet sees it (already multiplied by the VAE scaling factor).
+`PreviewChooser` turns the setting's method name into one of these for the loaded model.
 """
 
 from __future__ import annotations
@@ -21,12 +23,20 @@ import numpy as np
 import torch
 from PIL import Image
 
+from modules.config import PREVIEW_METHODS
+from modules.errors import UserError
+from modules.generation.taesd import TaesdCache
+
 log = logging.getLogger(__name__)
 
 # A1111 modules/sd_vae_approx.py (rows: latent channels 0-3; columns R, G, B).
 SD_FACTORS = [[0.298, 0.207, 0.208], [0.187, 0.286, 0.173], [-0.158, 0.189, 0.264], [-0.184, -0.271, -0.473]]
 SDXL_FACTORS = [[0.3448, 0.4168, 0.4395], [-0.1953, -0.0290, 0.0250], [0.1074, 0.0886, -0.0163], [-0.3730, -0.2499, -0.2088]]
 SD_VAE_CHANNELS = [128, 256, 512, 512]
+
+# Names as A1111 shows them (its `show_progress_type` setting); config.py repeats them torch-free.
+# The setting's choices (modules/config.py lists them so that reading settings never imports torch).
+PREVIEW_APPROX, PREVIEW_FULL, PREVIEW_TAESD, PREVIEW_NONE = PREVIEW_METHODS
 
 
 class PreviewMethod(Protocol):
@@ -153,3 +163,39 @@ class LinearFactorCache:
             tmp.replace(self.path)
         except OSError as error:
             log.warning("Could not save preview factors to %s: %s", self.path, error)
+
+
+class PreviewChooser:
+    """The preview method for a setting's name and the loaded model's VAE.
+
+    Owns what methods keep between jobs: the fitted linear factors and the TAESD decoders read from
+    `approx_dir` (models/VAE-approx). A preview must never fail a generation, so TAESD without usable
+    weights falls back to "Approx cheap" with one warning per problem (not one per job).
+    """
+
+    def __init__(self, approx_dir: Path, factor_cache_path: Path | None = None):
+        self.approx_dir = Path(approx_dir)
+        self.factors = LinearFactorCache(factor_cache_path)
+        self.taesd = TaesdCache()
+        self._warned: set[str] = set()
+
+    def choose(self, method: str, vae: torch.nn.Module, sdxl: bool) -> PreviewMethod | None:
+        """`method` is one of PREVIEW_METHODS; `sdxl` says whether the model uses SDXL latents
+        (taesd.is_sdxl_family(spec.family.name)). None means no previews."""
+        if method == PREVIEW_NONE:
+            return None
+        if method == PREVIEW_FULL:
+            return FullVaePreview(vae)
+        if method == PREVIEW_TAESD:
+            try:
+                return self.taesd.for_latents(self.approx_dir, sdxl)
+            except UserError as error:
+                self._warn_once(f"{error} Using {PREVIEW_APPROX} previews instead.")
+        elif method != PREVIEW_APPROX:
+            raise UserError(f"Unknown live preview method {method!r}; choose one of {', '.join(PREVIEW_METHODS)}.")
+        return self.factors.get(vae)
+
+    def _warn_once(self, message: str) -> None:
+        if message not in self._warned:
+            self._warned.add(message)
+            log.warning("%s", message)

@@ -1,9 +1,11 @@
 """Generation as jobs: what the UI and the API call. No gradio, no HTTP here.
 
 `GenerationService.submit_txt2img(request)` validates at once (bad input never reaches the queue),
-applies the request's styles (A1111's styles.csv), then queues a job that holds the model for its whole run, switches to the request's checkpoint/VAE
-override and back afterwards, maps the job's interrupt/skip to the engine's, and reports a
-`ProgressEvent` (with a preview image when due) after every step.
+applies the request's styles (A1111's styles.csv), then queues a job that holds the model for its
+whole run, loads the start-up checkpoint if none is loaded yet, switches to the request's
+checkpoint/VAE override and back afterwards, maps the job's interrupt/skip to the engine's, and
+reports a `ProgressEvent` (with a preview image when due) after every step. Each image gets its
+A1111 infotext, and is saved to the outputs folder when the settings say so.
 """
 
 from __future__ import annotations
@@ -11,12 +13,17 @@ from __future__ import annotations
 import logging
 from dataclasses import replace
 from pathlib import Path
+from typing import Callable
 
-from modules.checkpoints.manager import ModelManager
-from modules.generation.previews import LinearFactorCache, PreviewMethod
+from modules.checkpoints.manager import LoadedModel, ModelManager
+from modules.config import Settings
+from modules.errors import UserError
+from modules.generation.previews import PreviewChooser, PreviewMethod
 from modules.generation.request import GenerationRequest
 from modules.generation.txt2img import GenerationResult, Interrupted, Skipped, StepEvent, txt2img
+from modules.infotext.create import create_infotext
 from modules.jobs import Job, JobContext, JobQueue, ProgressEvent
+from modules.outputs import OutputWriter
 from modules.prompts.styles import StyleStore
 from modules.sampling.sampler_table import find_sampler
 
@@ -26,11 +33,18 @@ log = logging.getLogger(__name__)
 class GenerationService:
     """Queues generations against the model manager and reports their progress."""
 
-    def __init__(self, manager: ModelManager, queue: JobQueue, preview_cache: Path | None = None, styles: StyleStore | None = None):
+    def __init__(
+        self, manager: ModelManager, queue: JobQueue, preview_cache: Path | None = None, styles: StyleStore | None = None,
+        settings: Settings | None = None, outputs: OutputWriter | None = None,
+        ensure_model: Callable[[], object] | None = None, vae_approx_dir: Path | None = None,
+    ):
         self.manager = manager
         self.queue = queue
-        self.factors = LinearFactorCache(preview_cache)
+        self.previews = PreviewChooser(vae_approx_dir if vae_approx_dir is not None else Path("models/VAE-approx"), preview_cache)
         self.styles = styles
+        self.settings = settings if settings is not None else Settings()
+        self.outputs = outputs
+        self.ensure_model = ensure_model  # loads the start-up checkpoint when none is loaded
 
     def submit_txt2img(self, request: GenerationRequest, job_id: str | None = None) -> Job:
         """Validates the request now (UserError on bad input), applies its styles, then queues it."""
@@ -41,14 +55,17 @@ class GenerationService:
             request = replace(request, prompt=prompt, negative_prompt=negative)
         return self.queue.submit(lambda ctx: self._run(ctx, request), f"txt2img: {request.prompt[:60]}", job_id=job_id)
 
-    def _preview(self, model) -> PreviewMethod:
-        return self.factors.get(model.vae_module)
+    def _preview(self, model: LoadedModel) -> PreviewMethod | None:
+        return self.previews.choose(self.settings.show_progress_type, model.vae_module, sdxl=model.spec.family.name.startswith("sdxl"))
 
     def _run(self, ctx: JobContext, request: GenerationRequest) -> GenerationResult:
         with self.manager.lock:
             previous = self.manager.loaded.checkpoint if self.manager.loaded is not None else None
             previous_vae = self.manager.vae_choice
             try:
+                if self.manager.loaded is None and self.ensure_model is not None and not request.checkpoint:
+                    ctx.report(ProgressEvent(textinfo="Loading the model"))
+                    self.ensure_model()
                 if request.checkpoint:
                     self.manager.switch_checkpoint(request.checkpoint)
                 if request.vae:
@@ -70,11 +87,36 @@ class GenerationService:
                         ))
 
                     result = txt2img(model, replace(request), on_step=on_step, preview=preview)
+                    self._describe_and_save(model, request, result)
             finally:
                 self._restore(request, previous, previous_vae)
         if result.interrupted:
             log.info("Job %s interrupted; returning %d image(s)", ctx.job_id, len(result.images))
         return result
+
+    def _describe_and_save(self, model: LoadedModel, request: GenerationRequest, result: GenerationResult) -> None:
+        """Each image's infotext; with `samples_save`, the image written (with it) to the outputs folder."""
+        registry = self.manager.registry
+        checkpoint = model.checkpoint
+        model_hash = registry.shorthash(checkpoint, compute=True)
+        vae_hash = registry.shorthash(model.vae, compute=True) if model.vae is not None else None
+        seeds = dict(zip(result.seeds, result.subseeds))
+        for image, seed in zip(result.images, result.image_seeds):
+            text = create_infotext(
+                request, seed, seeds.get(seed, seed), model_name=checkpoint.model_name, model_hash=model_hash,
+                vae_name=model.vae.name if model.vae is not None else None, vae_hash=vae_hash,
+            )
+            result.infotexts.append(text)
+            path = None
+            if self.outputs is not None and self.settings.samples_save:
+                try:
+                    path = self.outputs.save(
+                        image, text, task="txt2img", fmt=self.settings.samples_format, pattern=self.settings.samples_filename_pattern,
+                        seed=seed, prompt=request.prompt, model_name=checkpoint.model_name, request=request, model_hash=model_hash,
+                    )
+                except (OSError, UserError) as error:  # a full disk must not lose the images already made: they are still returned
+                    log.error("Could not save an image: %s", error)
+            result.paths.append(path)
 
     def _restore(self, request: GenerationRequest, previous, previous_vae: str) -> None:
         """Puts back the checkpoint/VAE a per-request override replaced."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable
 
 import torch
@@ -55,6 +56,8 @@ class GenerationResult:
     image_seeds: list[int] = field(default_factory=list)  # of each returned image, in order (skips leave gaps)
     interrupted: bool = False
     latents: list[torch.Tensor] = field(default_factory=list)
+    infotexts: list[str] = field(default_factory=list)  # per returned image (filled by the service)
+    paths: list[Path | None] = field(default_factory=list)  # where each was saved, if it was
     timings: dict[str, float] = field(default_factory=dict)
 
 

@@ -21,6 +21,10 @@ from typing import Any, Callable, Sequence
 
 import torch
 
+from modules.prompts.extra_networks import extract_extra_networks
+from modules.prompts.parser import parse_emphasis
+from modules.prompts.schedule import prompt_schedule, split_and
+
 CHUNK_LENGTH = 75
 COMMA_BACKTRACK = 20
 BREAK = "BREAK"
@@ -106,6 +110,18 @@ def token_count(tokenizer: Any, segments: Sequence[tuple[str, float]]) -> tuple[
     chunks = pack_chunks(weighted, pad_id=PAD, comma_id=comma)
     used = sum(1 for _, w in weighted if w != -1.0)
     return used, max(1, len(chunks)) * CHUNK_LENGTH
+
+
+def count_prompt_tokens(tokenizer: Any, prompt: str, steps: int = 150) -> tuple[int, int]:
+    """The token counter for a whole prompt, as A1111's UI shows it: extra networks (`<lora:...>`)
+    removed, every `AND` part and every text the prompt takes over the steps counted, the largest
+    one reported."""
+    text, _ = extract_extra_networks(prompt)
+    best = (0, CHUNK_LENGTH)
+    for part, _ in split_and(text):
+        for _, variant in prompt_schedule(part, steps):
+            best = max(best, token_count(tokenizer, parse_emphasis(variant)))
+    return best
 
 
 @dataclass(frozen=True)

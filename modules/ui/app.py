@@ -1,7 +1,8 @@
-"""The page: model selection at the top and one tab per task (placeholders until each task lands).
+"""The page: model selection at the top and one tab per task.
 
 The handlers call `Services` only; a failed switch shows its message in the status line and puts
-the dropdown back on the model that is still active.
+the dropdown back on the model that is still active. Tabs whose work has not landed yet say so, and
+already receive images sent from txt2img.
 """
 
 from __future__ import annotations
@@ -14,24 +15,42 @@ from fastapi import FastAPI
 
 from modules.app_services import Services
 from modules.errors import UserError
+from modules.ui.progress_view import PROGRESS_CSS
+from modules.ui.sessions import SessionRuns
+from modules.ui.settings_tab import build_settings_tab
+from modules.ui.txt2img import build_txt2img_tab
 
 log = logging.getLogger(__name__)
 
 PLACEHOLDER_TABS = {
-    "txt2img": "Text to image: prompt, sampler, size, seed and live preview. Filled by the txt2img work.",
-    "img2img": "Image to image and inpainting with a painted mask. Filled by the img2img/inpaint work.",
-    "Outpainting": "Extending an image beyond its borders. Filled by the outpainting work.",
-    "PNG Info": "Reading the generation parameters stored in an image. Filled by the infotext work.",
-    "Settings": "Every setting with its description, saved to config.json. Filled by the settings work.",
+    "img2img": "Image to image and inpainting with a painted mask are not built yet. Images sent here from txt2img wait below.",
+    "Outpainting": "Extending an image beyond its borders is not built yet. Images sent here from txt2img wait below.",
+    "PNG Info": "Reading the generation parameters stored in an image is not built yet.",
 }
 
-CSS = ".easel-status { min-height: 1.5em; }"
+CSS = ".easel-status { min-height: 1.5em; }\n.easel-tokens { font-variant-numeric: tabular-nums; opacity: .8; }\n" \
+      ".easel-tokens[data-over] { color: var(--error-text-color, #b91c1c); }\n" \
+      ".easel-infotext { white-space: pre-wrap; word-break: break-word; font-size: .85em; margin: 0; }\n" + PROGRESS_CSS
+
+# Ctrl+Enter (or Cmd+Enter) generates, Esc interrupts: in the txt2img tab, as in A1111.
+KEYBOARD_JS = """
+() => {
+  document.addEventListener('keydown', (e) => {
+    const click = (id) => { const b = document.getElementById(id); if (b) { b.click(); e.preventDefault(); } };
+    if (e.key === 'Enter' && (e.ctrlKey || e.metaKey)) click('txt2img-generate');
+    else if (e.key === 'Escape') click('txt2img-interrupt');
+  });
+}
+"""
 
 
 def status_text(services: Services, error: str | None = None) -> str:
     """One line about the active model (name, family, VAE), then the error of the last action."""
     loaded = services.manager.loaded
-    if loaded is None:
+    waiting = services.startup_title() if loaded is None else None
+    if loaded is None and waiting is not None:
+        line = f"**{html.escape(waiting)}** loads with the first generation (or when picked above)."
+    elif loaded is None:
         line = "No model loaded. Put a checkpoint in " + html.escape(str(services.paths.checkpoints_dir)) + " and press Refresh."
     else:
         vae = loaded.vae.name if loaded.vae is not None else "its own"
@@ -59,7 +78,7 @@ def _run(action, *args) -> str | None:
 
 def build_ui(services: Services) -> gr.Blocks:
     def checkpoint_dropdown() -> gr.Dropdown:
-        return gr.Dropdown(choices=services.checkpoint_titles(), value=services.active_title())
+        return gr.Dropdown(choices=services.checkpoint_choices(), value=services.startup_name())
 
     def vae_dropdown() -> gr.Dropdown:
         return gr.Dropdown(choices=services.vae_choices(), value=services.manager.vae_choice)
@@ -76,11 +95,12 @@ def build_ui(services: Services) -> gr.Blocks:
     def on_refresh():
         return current(_run(services.refresh))
 
+    runs = SessionRuns()
     with gr.Blocks(title="Easel", analytics_enabled=False) as demo:
         with gr.Row(equal_height=True):
             gr.Markdown("# Easel", elem_id="easel-title")
             checkpoint = gr.Dropdown(
-                label="Stable Diffusion checkpoint", choices=services.checkpoint_titles(), value=services.active_title(),
+                label="Stable Diffusion checkpoint", choices=services.checkpoint_choices(), value=services.startup_name(),
                 interactive=True, scale=4, elem_id="easel-checkpoint",
             )
             vae = gr.Dropdown(
@@ -89,10 +109,34 @@ def build_ui(services: Services) -> gr.Blocks:
             )
             refresh = gr.Button("Refresh", scale=0, min_width=100, elem_id="easel-refresh")
         status = gr.Markdown(status_text(services), elem_classes="easel-status", elem_id="easel-status")
-        for name, text in PLACEHOLDER_TABS.items():
-            with gr.Tab(name):
-                gr.Markdown(text)
+        with gr.Tabs(elem_id="easel-tabs") as tabs:
+            with gr.Tab("txt2img", id="txt2img", elem_id="tab-txt2img"):
+                txt2img = build_txt2img_tab(services, runs)
+            received: dict[str, gr.Image] = {}
+            for name, text in PLACEHOLDER_TABS.items():
+                with gr.Tab(name, id=name, elem_id=f"tab-{name.lower().replace(' ', '-')}"):
+                    gr.Markdown(text)
+                    if name != "PNG Info":
+                        received[name] = gr.Image(label="Sent image", type="pil", interactive=False, elem_id=f"{name.lower()}-sent-image")
+            with gr.Tab("Settings", id="Settings", elem_id="tab-settings"):
+                settings_tab = build_settings_tab(services)
+
+        def send_to(target: str):
+            def handler(request: gr.Request):
+                outcome = runs.outcome(request.session_hash or "anonymous")
+                index = outcome.pick() if outcome else None
+                if index is None:
+                    return gr.skip(), gr.skip()
+                return outcome.images[index], gr.Tabs(selected=target)
+            return handler
+
+        for target, button in txt2img.send_buttons.items():
+            tab = "img2img" if target == "inpaint" else target
+            button.click(send_to(tab), None, [received[tab], tabs], show_progress="hidden")
+        demo.load(settings_tab.current_values, None, settings_tab.controls)
         outputs = [checkpoint, vae, status]
+        for event in txt2img.generations:  # the first generation may have loaded the model
+            event.then(current, None, outputs, show_progress="hidden")
         # `.input` (not `.change`) so that putting the dropdown back after a failure fires nothing.
         checkpoint.input(on_checkpoint, checkpoint, outputs, concurrency_id="model", concurrency_limit=1)
         vae.input(on_vae, vae, outputs, concurrency_id="model", concurrency_limit=1)
@@ -105,6 +149,7 @@ def mount_ui(app: FastAPI, services: Services) -> FastAPI:
     """Mounts the page at "/" of `app` (after the API routes, which must come first)."""
     auth = list(services.args.gradio_auth) or None
     return gr.mount_gradio_app(
-        app, build_ui(services), path="/", auth=auth, ssr_mode=False, css=CSS,
+        app, build_ui(services), path="/", auth=auth, ssr_mode=False, css=CSS, js=KEYBOARD_JS,
         server_name=services.args.host, server_port=services.args.port,
+        allowed_paths=[str(services.paths.outputs_dir.resolve())],
     )

@@ -25,61 +25,10 @@ import pytest  # noqa: E402
 
 from modules.cmd_args import parse_args  # noqa: E402
 
-REPO = Path(__file__).resolve().parents[2]
-API = "/sdapi/v1"
+from tests.webui_server import API, REPO, START_TIMEOUT, Server, child_env, free_port  # noqa: E402,F401
+
 UI_USER, UI_PASSWORD = "painter", "palette-42"
 API_USER, API_PASSWORD = "robot", "b33p"
-START_TIMEOUT = 120
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("0.0.0.0", 0))
-        return s.getsockname()[1]
-
-
-def child_env() -> dict[str, str]:
-    return {**os.environ, "HF_HUB_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False", "PYTHONUNBUFFERED": "1"}
-
-
-class Server:
-    def __init__(self, name: str, flags: list[str], log_dir: Path):
-        self.port = free_port()
-        self.log = log_dir / f"{name}.log"
-        self.stderr = log_dir / f"{name}.stderr"
-        self.url = f"http://127.0.0.1:{self.port}"
-        with open(self.log, "wb") as out, open(self.stderr, "wb") as err:
-            self.process = subprocess.Popen(
-                [sys.executable, str(REPO / "webui.py"), "--port", str(self.port), "--device", "cpu", *flags],
-                cwd=REPO, env=child_env(), stdout=out, stderr=err,
-            )
-
-    def output(self) -> str:
-        return self.log.read_text(errors="replace") + self.stderr.read_text(errors="replace")
-
-    def wait_ready(self) -> None:
-        deadline = time.monotonic() + START_TIMEOUT
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                pytest.fail(f"server exited with {self.process.returncode}:\n{self.output()}")
-            try:
-                httpx.get(self.url + API + "/sd-models", timeout=2)
-                return  # any answer (401 included) means it serves
-            except httpx.TransportError:
-                time.sleep(0.2)
-        pytest.fail(f"server did not answer within {START_TIMEOUT}s:\n{self.output()}")
-
-    def listening_addresses(self) -> set[tuple[str, int]]:
-        connections = psutil.Process(self.process.pid).net_connections(kind="inet")
-        return {(c.laddr.ip, c.laddr.port) for c in connections if c.status == psutil.CONN_LISTEN}
-
-    def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
 
 
 @pytest.fixture(scope="module")
@@ -152,10 +101,21 @@ def test_api_auth(servers):
     assert httpx.get(ui.url + API + "/options", auth=(API_USER, API_PASSWORD)).status_code == 200
 
 
+def loaded_options(server: Server, auth=None, timeout: float = 90.0) -> dict:
+    """/options once the start-up checkpoint has loaded (it loads in the background after the
+    server starts answering)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        options = httpx.get(server.url + API + "/options", auth=auth).json()
+        if options.get("sd_checkpoint_hash") or time.monotonic() > deadline:
+            return options
+        time.sleep(0.1)
+
+
 def test_ckpt_flag_loads_that_file(servers, setup_dirs):
     ui = servers["ui"]
     sha = hashlib.sha256(setup_dirs["ckpt"].read_bytes()).hexdigest()
-    options = httpx.get(ui.url + API + "/options", auth=(API_USER, API_PASSWORD)).json()
+    options = loaded_options(ui, auth=(API_USER, API_PASSWORD))
     assert options["sd_model_checkpoint"] == f"mine.safetensors [{sha[:10]}]"
     assert options["sd_checkpoint_hash"] == sha
     models = httpx.get(ui.url + API + "/sd-models", auth=(API_USER, API_PASSWORD)).json()
@@ -164,6 +124,7 @@ def test_ckpt_flag_loads_that_file(servers, setup_dirs):
 
 def test_data_dir_holds_config_and_hash_cache(servers, setup_dirs):
     data = setup_dirs["data"]
+    loaded_options(servers["ui"], auth=(API_USER, API_PASSWORD))
     config = json.loads((data / "config.json").read_text())
     assert config["sd_vae"] == "Automatic"
     hashes = json.loads((data / "cache.json").read_text())["hashes"]
@@ -186,7 +147,7 @@ def test_gradio_auth_protects_the_page(servers):
         assert config.status_code == 200
         text = config.text
         assert '"title":"Easel"' in text.replace(" ", "") and "easel-checkpoint" in text
-        assert "mine.safetensors [" in text  # the dropdown lists the loaded checkpoint by title
+        assert "mine.safetensors" in text  # the dropdown shows the --ckpt file (built before it is hashed)
 
 
 def test_bad_flags_exit_2_with_one_line(tmp_path):
@@ -230,16 +191,19 @@ def test_ui_switches_models_and_reports_a_failed_switch(servers, setup_dirs):
     checkpoint, vae, status = client.predict(api_name="/on_refresh")
     titles = [choice[0] for choice in checkpoint["choices"]]
     assert {"copy.safetensors", "broken.safetensors"} <= set(titles)
-    assert checkpoint["value"].startswith("mine.safetensors [") and "SD1.x" in status
+    label = dict((value, title) for title, value in checkpoint["choices"])
+    assert checkpoint["value"] == "mine.safetensors" and label["mine.safetensors"].startswith("mine.safetensors [") and "SD1.x" in status
     assert [choice[0] for choice in vae["choices"]] == ["Automatic", "None"]
 
     checkpoint, _, status = client.predict("copy.safetensors", api_name="/on_checkpoint")
-    assert checkpoint["value"].startswith("copy.safetensors [") and "copy.safetensors" in status
+    label = dict((value, title) for title, value in checkpoint["choices"])
+    assert checkpoint["value"] == "copy.safetensors" and label["copy.safetensors"].startswith("copy.safetensors [")
+    assert "copy.safetensors" in status
     options = httpx.get(ui.url + API + "/options", auth=(API_USER, API_PASSWORD)).json()
-    assert options["sd_model_checkpoint"] == checkpoint["value"]
+    assert options["sd_model_checkpoint"] == label["copy.safetensors"]
 
     checkpoint, _, status = client.predict("broken.safetensors", api_name="/on_checkpoint")
-    assert checkpoint["value"].startswith("copy.safetensors [")  # back on the model that is still active
+    assert checkpoint["value"] == "copy.safetensors"  # back on the model that is still active
     assert "broken.safetensors" in status and "**Error:**" in status
     options = httpx.get(ui.url + API + "/options", auth=(API_USER, API_PASSWORD)).json()
     assert options["sd_model_checkpoint"].startswith("copy.safetensors [")

@@ -1,0 +1,175 @@
+"""Storing infotext in image files and reading it back, where A1111 1.10.1 puts it.
+
+- PNG: a text chunk named ``parameters`` (tEXt, or iTXt when the text is not Latin-1).
+- JPEG and WebP: the Exif ``UserComment`` tag (0x9286), ``b"UNICODE\\0"`` followed by UTF-16BE,
+  written with piexif. Readers such as sd-prompt-reader and sd-parsers need exactly that prefix.
+- GIF (reading only): the ``comment`` extension.
+
+Reading takes ``parameters`` first, then the Exif comment. A file that is not an image, or is
+damaged, raises :class:`UnreadableImageError` with a sentence, never a PIL traceback.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import os
+import struct
+from pathlib import Path
+from typing import BinaryIO, Union
+
+import piexif
+import piexif.helper
+from PIL import Image, UnidentifiedImageError
+from PIL.PngImagePlugin import PngInfo
+
+from modules.errors import UserError
+
+log = logging.getLogger(__name__)
+
+PARAMETERS_KEY = "parameters"
+# File format name -> (PIL format, file extension). "jpeg" is accepted and saved as .jpg.
+FORMATS: dict[str, tuple[str, str]] = {
+    "png": ("PNG", "png"),
+    "jpg": ("JPEG", "jpg"),
+    "jpeg": ("JPEG", "jpg"),
+    "webp": ("WEBP", "webp"),
+}
+# Image modes each lossy format stores; others are converted to RGB (A1111 drops alpha for JPEG).
+_STORABLE_MODES = {"JPEG": ("L", "RGB", "CMYK"), "WEBP": ("RGB", "RGBA")}
+# A JPEG APP1 segment holds at most 65535 bytes, 2 of them the length itself.
+_MAX_JPEG_EXIF = 65533
+_TIFF_HEADERS = (b"II*\x00", b"MM\x00*")
+_EXIF_HEADER = b"Exif\x00\x00"
+
+ImageSource = Union[str, os.PathLike, bytes, BinaryIO, Image.Image]
+
+
+class UnreadableImageError(UserError):
+    """A file given as an image is missing, is not an image, or is damaged."""
+
+
+class ImageSaveError(UserError):
+    """An image could not be encoded in the requested format."""
+
+
+def image_format(fmt: str) -> tuple[str, str]:
+    """(PIL format, file extension) for "png", "jpg"/"jpeg" or "webp" in any case."""
+    found = FORMATS.get(fmt.lower().lstrip("."))
+    if found is None:
+        raise ImageSaveError(f"Images can be saved as png, jpg or webp, not '{fmt}'.")
+    return found
+
+
+def exif_with_user_comment(text: str) -> bytes:
+    """Exif bytes holding only ``text`` as a UNICODE UserComment, as A1111 writes them."""
+    comment = piexif.helper.UserComment.dump(text, encoding="unicode")
+    return piexif.dump({"Exif": {piexif.ExifIFD.UserComment: comment}})
+
+
+def image_bytes_with_infotext(image: Image.Image, text: str, fmt: str, quality: int = 95) -> bytes:
+    """``image`` encoded as ``fmt`` (png, jpg/jpeg, webp) with ``text`` stored as A1111 stores
+    it. An empty ``text`` stores nothing. ``quality`` applies to JPEG and WebP."""
+    pil_format, _ = image_format(fmt)
+    buffer = io.BytesIO()
+    if pil_format == "PNG":
+        info = PngInfo()
+        if text:
+            if _is_latin1(text):
+                info.add_text(PARAMETERS_KEY, text)
+            else:
+                info.add_itxt(PARAMETERS_KEY, text)
+        image.save(buffer, format="PNG", pnginfo=info)
+        return buffer.getvalue()
+
+    if image.mode not in _STORABLE_MODES[pil_format]:
+        image = image.convert("RGB")
+    options: dict[str, object] = {"quality": quality}
+    if text:
+        exif = exif_with_user_comment(text)
+        if pil_format == "JPEG" and len(exif) > _MAX_JPEG_EXIF:
+            raise ImageSaveError(
+                f"The generation parameters ({len(text)} characters) are too long to fit in a JPEG file; "
+                "save as PNG or WebP instead."
+            )
+        options["exif"] = exif
+    image.save(buffer, format=pil_format, **options)
+    return buffer.getvalue()
+
+
+def _is_latin1(text: str) -> bool:
+    try:
+        text.encode("latin-1")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def infotext_from_image(image: Image.Image) -> str | None:
+    """The infotext an opened image carries: PNG ``parameters``, else the Exif UserComment, else a
+    GIF comment; None when it has none."""
+    info = image.info or {}
+    parameters = info.get(PARAMETERS_KEY)
+    if isinstance(parameters, (str, bytes)):
+        return parameters.decode("utf-8", errors="replace") if isinstance(parameters, bytes) else str(parameters)
+    exif = info.get("exif")
+    if isinstance(exif, bytes) and exif:
+        comment = _user_comment(exif)
+        if comment:
+            return comment
+    comment = info.get("comment")
+    if isinstance(comment, bytes) and comment:
+        return comment.decode("utf-8", errors="replace")
+    return None
+
+
+def _user_comment(exif: bytes) -> str | None:
+    """The Exif UserComment as text (UNICODE, ASCII or JIS prefix; else UTF-8, as A1111)."""
+    if exif.startswith(_TIFF_HEADERS):
+        exif = _EXIF_HEADER + exif  # WebP's Exif chunk has no "Exif\0\0"; piexif wants one
+    if not exif.startswith(_EXIF_HEADER):
+        # piexif.load would take these bytes for a file name.
+        log.warning("Ignoring Exif data that does not start with an Exif or TIFF header.")
+        return None
+    try:
+        comment = piexif.load(exif).get("Exif", {}).get(piexif.ExifIFD.UserComment, b"")
+    except (ValueError, struct.error, KeyError, IndexError) as error:
+        log.warning("Ignoring damaged Exif data (%s); the image's pixels are fine.", error)
+        return None
+    if not isinstance(comment, bytes) or not comment:
+        return None
+    try:
+        return piexif.helper.UserComment.load(comment)
+    except ValueError:
+        return comment.decode("utf-8", errors="ignore")
+
+
+def read_infotext(source: ImageSource) -> str | None:
+    """The infotext stored in an image file (a path, bytes, a binary file object or an opened
+    PIL image); None when the image has none. Raises UnreadableImageError when the file is
+    missing, not an image or damaged."""
+    if isinstance(source, Image.Image):
+        return infotext_from_image(source)
+    name = _describe(source)
+    try:
+        with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as image:
+            image.load()  # metadata after the pixel data (PNG chunks after IDAT) arrives with it
+            return infotext_from_image(image)
+    except FileNotFoundError as error:
+        where = str(source) if isinstance(source, (str, os.PathLike)) else name
+        raise UnreadableImageError(f"There is no file at {where}.") from error
+    except IsADirectoryError as error:
+        raise UnreadableImageError(f"{name} is a folder, not an image file.") from error
+    except UnidentifiedImageError as error:
+        raise UnreadableImageError(f"{name} is not an image Easel can read; choose a PNG, JPEG or WebP file.") from error
+    except Image.DecompressionBombError as error:
+        raise UnreadableImageError(f"{name} is too large to open safely ({error}).") from error
+    except (OSError, SyntaxError, ValueError, EOFError, struct.error) as error:
+        raise UnreadableImageError(f"{name} is damaged or cut off and cannot be read ({error}).") from error
+
+
+def _describe(source: ImageSource) -> str:
+    if isinstance(source, (str, os.PathLike)):
+        return f"'{Path(source).name}'"
+    file_name = getattr(source, "name", None)
+    return f"'{Path(file_name).name}'" if isinstance(file_name, str) else "The uploaded file"

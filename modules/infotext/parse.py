@@ -1,0 +1,179 @@
+"""Reading infotext back into its parameters, as A1111 1.10.1's ``parse_generation_parameters``.
+
+1. The last line holds the parameters only when A1111's ``Key: value`` pattern matches it at least
+   3 times; otherwise it belongs to the prompt.
+2. Lines up to the first one starting with "Negative prompt:" are the prompt (each line stripped);
+   that line without its prefix and all after it are the negative prompt.
+3. Quoted values are JSON strings; ``WxH`` values become ``Key-1`` (W) and ``Key-2`` (H).
+4. Keys A1111 leaves out when they hold their default get that default back.
+5. A sampler written with its schedule ("DPM++ 2M Karras", as before A1111 1.9) is split into
+   "Sampler" and "Schedule type".
+
+Values stay strings; :func:`request_fields` converts the ones a GenerationRequest takes.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from typing import Any, Callable
+
+from modules.errors import UserError
+from modules.generation.request import RNG_SOURCES
+from modules.infotext.create import NEGATIVE_PROMPT_PREFIX
+from modules.sampling.sampler_table import parse_sampler_name
+from modules.sampling.schedules import find_schedule
+
+PARAM_PATTERN = re.compile(r'\s*(\w[\w \-/]+):\s*("(?:\\.|[^\\"])+"|[^,]*)(?:,|$)')
+SIZE_PATTERN = re.compile(r"^(\d+)x(\d+)$")
+MIN_PARAMETER_MATCHES = 3
+
+# A1111 leaves these out of infotext when they hold their default, and fills them in on reading.
+MISSING_DEFAULTS: dict[str, str] = {
+    "Clip skip": "1",
+    "Schedule type": "Automatic",
+    "RNG": "GPU",
+    "Mask mode": "Inpaint masked",
+    "Masked content": "original",
+    "Inpaint area": "Whole picture",
+    "Masked area padding": "32",
+    "Hires sampler": "Use same sampler",
+    "Hires schedule type": "Use same scheduler",
+    "Hires checkpoint": "Use same checkpoint",
+    "Hires prompt": "",
+    "Hires negative prompt": "",
+    "VAE Encoder": "Full",
+    "VAE Decoder": "Full",
+    "Emphasis": "Original",
+}
+
+
+def unquote(text: str) -> str:
+    """A1111's ``unquote``: a JSON string literal decoded, anything else as written."""
+    if len(text) < 2 or text[0] != '"' or text[-1] != '"':
+        return text
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError:
+        return text
+    return value if isinstance(value, str) else text
+
+
+def _split_prompts(lines: list[str]) -> tuple[str, str]:
+    prompt: list[str] = []
+    negative: list[str] = []
+    for raw in lines:
+        line = raw.strip()
+        if not negative and line.startswith(NEGATIVE_PROMPT_PREFIX):
+            negative.append(line[len(NEGATIVE_PROMPT_PREFIX):].strip())
+        elif negative:
+            negative.append(line)
+        else:
+            prompt.append(line)
+    return "\n".join(prompt), "\n".join(negative)
+
+
+def _split_sampler_schedule(params: dict[str, str]) -> None:
+    """"DPM++ 2M Karras" -> Sampler "DPM++ 2M", Schedule type "Karras" (names A1111 wrote before
+    1.9, and clients still send). A name Easel does not know is left as written."""
+    name = params.get("Sampler")
+    if not name:
+        return
+    try:
+        row, schedule = parse_sampler_name(name)
+    except UserError:
+        return  # someone else's sampler: keep its name so the user sees it
+    if schedule is not None:
+        params["Sampler"] = row.label
+        params["Schedule type"] = find_schedule(schedule).label
+
+
+def parse_infotext(text: str) -> dict[str, str]:
+    """The parameters in an infotext, with "Prompt" and "Negative prompt", as A1111 reads them."""
+    *lines, last_line = text.strip().split("\n")
+    if len(PARAM_PATTERN.findall(last_line)) < MIN_PARAMETER_MATCHES:
+        lines.append(last_line)
+        last_line = ""
+    prompt, negative_prompt = _split_prompts(lines)
+
+    params: dict[str, str] = {}
+    for key, raw in PARAM_PATTERN.findall(last_line):
+        value = unquote(raw)
+        size = SIZE_PATTERN.match(value)
+        if size is not None:
+            params[f"{key}-1"], params[f"{key}-2"] = size.group(1), size.group(2)
+        else:
+            params[key] = value
+    params["Prompt"] = prompt
+    params["Negative prompt"] = negative_prompt
+    for key, default in MISSING_DEFAULTS.items():
+        params.setdefault(key, default)
+    _split_sampler_schedule(params)
+    return params
+
+
+def _to_int(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        number = float(text)  # "20.0" from a client that writes floats
+    if not number.is_integer():
+        raise ValueError(f"{text!r} is not a whole number")
+    return int(number)
+
+
+def _to_float(text: str) -> float:
+    number = float(text)
+    if not math.isfinite(number):
+        raise ValueError(f"{text!r} is not a finite number")
+    return number
+
+
+def _to_bool(text: str) -> bool:
+    lowered = text.strip().lower()
+    if lowered not in ("true", "false"):
+        raise ValueError(f"{text!r} is not True or False")
+    return lowered == "true"
+
+
+def _to_rng(text: str) -> str:
+    if text not in RNG_SOURCES:
+        raise ValueError(f"{text!r} is not one of {RNG_SOURCES}")
+    return text
+
+
+# infotext key -> (GenerationRequest field, converter)
+REQUEST_FIELDS: dict[str, tuple[str, Callable[[str], Any]]] = {
+    "Prompt": ("prompt", str),
+    "Negative prompt": ("negative_prompt", str),
+    "Steps": ("steps", _to_int),
+    "Sampler": ("sampler_name", str),
+    "Schedule type": ("scheduler", str),
+    "CFG scale": ("cfg_scale", _to_float),
+    "Seed": ("seed", _to_int),
+    "Size-1": ("width", _to_int),
+    "Size-2": ("height", _to_int),
+    "Variation seed": ("subseed", _to_int),
+    "Variation seed strength": ("subseed_strength", _to_float),
+    "Seed resize from-1": ("seed_resize_from_w", _to_int),
+    "Seed resize from-2": ("seed_resize_from_h", _to_int),
+    "Clip skip": ("clip_skip", _to_int),
+    "ENSD": ("eta_noise_seed_delta", _to_int),
+    "RNG": ("rng_source", _to_rng),
+    "Tiling": ("tiling", _to_bool),
+}
+
+
+def request_fields(params: dict[str, str]) -> dict[str, Any]:
+    """GenerationRequest field values for the parsed ``params`` that convert cleanly (a value
+    such as "Steps: many" is skipped, not guessed). Feed to ``GenerationRequest.from_dict``."""
+    fields: dict[str, Any] = {}
+    for key, (name, convert) in REQUEST_FIELDS.items():
+        if key not in params:
+            continue
+        try:
+            fields[name] = convert(str(params[key]))
+        except (ValueError, OverflowError):
+            continue  # an unreadable value: leave the field at the user's current setting
+    return fields

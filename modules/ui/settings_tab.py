@@ -1,0 +1,101 @@
+"""The Settings tab: one control per setting (built from `Settings.describe()`), Apply to save.
+
+Values are validated all together by `Services.set_options` before anything is saved; the result line
+says what was saved, what applies now and what needs a restart.
+"""
+
+from __future__ import annotations
+
+import html
+from dataclasses import dataclass, fields
+from typing import Any, Callable
+
+import gradio as gr
+
+from modules.app_services import RESTART_SETTINGS, Services
+from modules.config import Settings
+from modules.errors import UserError
+
+# Shown in the top row instead (switching a model is not a "setting" there).
+TOP_ROW_SETTINGS = ("sd_model_checkpoint", "sd_vae")
+
+LABELS = {
+    "show_progress_type": "Live preview method",
+    "show_progress_every_n_steps": "Live preview every N steps",
+    "samples_save": "Save generated images",
+    "samples_format": "Image file format",
+    "samples_filename_pattern": "File name pattern",
+    "sd_checkpoint_cache": "Checkpoints kept in RAM",
+    "sd_vae_checkpoint_cache": "VAEs kept in RAM",
+    "sd2_prediction": "SD2 prediction type",
+    "default_sampler": "Default sampler",
+    "device": "Device",
+    "dtype": "Weights dtype",
+}
+
+
+def _component(name: str, spec: dict[str, Any], value: Any) -> gr.components.Component:
+    label = LABELS.get(name, name.replace("_", " ").capitalize())
+    if name in RESTART_SETTINGS:
+        label += " (needs a restart)"
+    info = spec["description"]
+    elem_id = f"setting-{name}"
+    if spec["choices"]:
+        return gr.Dropdown(label=label, info=info, choices=list(spec["choices"]), value=value, elem_id=elem_id)
+    if isinstance(spec["default"], bool):
+        return gr.Checkbox(label=label, info=info, value=value, elem_id=elem_id)
+    if isinstance(spec["default"], (int, float)):
+        return gr.Number(label=label, info=info, value=value, precision=0 if isinstance(spec["default"], int) else None,
+                         minimum=spec["min"], maximum=spec["max"], elem_id=elem_id)
+    return gr.Textbox(label=label, info=info, value=value, elem_id=elem_id)
+
+
+@dataclass
+class SettingsTab:
+    """The controls, and a function giving their saved values (the shell refreshes them on page load:
+    another browser or the API may have changed them)."""
+
+    controls: list[gr.components.Component]
+    current_values: Callable[[], list[Any]]
+
+
+def build_settings_tab(services: Services) -> SettingsTab:
+    described = Settings.describe()
+    controls: dict[str, gr.components.Component] = {}
+    with gr.Row():
+        apply = gr.Button("Apply settings", variant="primary", scale=0, min_width=180, elem_id="settings-apply")
+        result = gr.HTML("", elem_id="settings-result")
+    with gr.Column(elem_id="settings-list"):
+        for spec_field in fields(Settings):
+            name = spec_field.name
+            if name in TOP_ROW_SETTINGS:
+                continue
+            controls[name] = _component(name, described[name], getattr(services.settings, name))
+    gr.Markdown(f"Saved to `{html.escape(str(services.paths.config_file))}`.")
+
+    def on_apply(values: dict[Any, Any]) -> str:
+        current = services.settings
+        changed = {}
+        for name, component in controls.items():
+            value = values[component]
+            if isinstance(getattr(current, name), int) and not isinstance(getattr(current, name), bool) and isinstance(value, float) and value.is_integer():
+                value = int(value)
+            if value != getattr(current, name):
+                changed[name] = value
+        if not changed:
+            return '<span class="easel-settings-result">Nothing changed.</span>'
+        try:
+            services.set_options(changed)
+        except UserError as error:
+            return f'<div class="easel-error" role="alert"><b>Error:</b> {html.escape(str(error))}</div>'
+        later = [name for name in changed if name in RESTART_SETTINGS]
+        text = "Saved: " + "; ".join(f"{LABELS.get(n, n)} = {v}" for n, v in changed.items()) + "."
+        if later:
+            text += " Restart Easel for " + ", ".join(LABELS.get(n, n) for n in later) + " to take effect."
+        return f'<span class="easel-settings-result">{html.escape(text)}</span>'
+
+    def current_values() -> list:
+        return [getattr(services.settings, name) for name in controls]
+
+    apply.click(on_apply, set(controls.values()), result, show_progress="hidden")
+    return SettingsTab(list(controls.values()), current_values)

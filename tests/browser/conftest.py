@@ -1,0 +1,103 @@
+"""Browser tests: a real `python webui.py` on two tiny checkpoints, driven by Debian's Chromium
+through Playwright (never Playwright's own browser download).
+
+Every page records the requests it makes; a request to anything but the test server fails the test.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from urllib.parse import urlparse
+
+import pytest
+
+from tests.webui_server import Server
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_FLAGS = [
+    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+    "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage",
+]
+CHECKPOINTS = {"alpha": 1, "beta": 2}
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if "tests/browser/" in str(item.fspath).replace(os.sep, "/"):
+            item.add_marker(pytest.mark.timeout(240))
+
+
+@pytest.fixture(scope="session")
+def webui(tmp_path_factory) -> Server:
+    from tools.make_test_models import write_test_checkpoint
+
+    root = tmp_path_factory.mktemp("browser")
+    checkpoints = root / "models" / "Stable-diffusion"
+    checkpoints.mkdir(parents=True)
+    for name, seed in CHECKPOINTS.items():
+        write_test_checkpoint(checkpoints / f"{name}.safetensors", "sd1", "tiny", seed=seed)
+    server = Server("browser-ui", ["--api", "--models-dir", str(root / "models"), "--data-dir", str(root / "data")], root)
+    server.data_dir = root / "data"
+    try:
+        server.wait_ready("/")
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def browser():
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"{CHROMIUM} is missing: install Debian's chromium (scripts/setup_env.sh --dev does it as root).")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        # Playwright gives each launch a fresh temporary profile (its own --user-data-dir).
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_FLAGS)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+class PageRecorder:
+    """Opens pages in a fresh browser context and remembers every URL they request."""
+
+    def __init__(self, browser, server: Server, shots: Path):
+        self.browser, self.server, self.shots = browser, server, shots
+        self.contexts = []
+        self.urls: list[str] = []
+
+    def open(self):
+        context = self.browser.new_context(viewport={"width": 1280, "height": 1000})
+        context.on("request", lambda request: self.urls.append(request.url))
+        self.contexts.append(context)
+        page = context.new_page()
+        page.set_default_timeout(60_000)
+        page.goto(self.server.url + "/")
+        page.locator("#txt2img-generate").wait_for()
+        return page
+
+    def shot(self, page, name: str) -> Path:
+        path = self.shots / f"{name}.png"
+        page.screenshot(path=str(path), full_page=True)
+        return path
+
+    def outside_requests(self) -> list[str]:
+        return [url for url in self.urls if urlparse(url).scheme in ("http", "https", "ws", "wss") and urlparse(url).hostname != "127.0.0.1"]
+
+    def close(self):
+        for context in self.contexts:
+            context.close()
+
+
+@pytest.fixture
+def pages(browser, webui, tmp_path):
+    recorder = PageRecorder(browser, webui, tmp_path)
+    try:
+        yield recorder
+        assert recorder.outside_requests() == [], "the page reached outside 127.0.0.1"
+        assert recorder.urls, "no requests were recorded at all"
+    finally:
+        recorder.close()
