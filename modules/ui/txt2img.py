@@ -39,7 +39,12 @@ class Txt2ImgTab:
     generations: list  # the Generate events, for the shell to refresh the model line after them
 
 
+EMPTY_TOKENS_HTML = '<span class="easel-tokens">0/75</span>'  # no tokenizer needed (it loads after start-up)
+
+
 def _token_html(services: Services, text: str) -> str:
+    if not text:
+        return EMPTY_TOKENS_HTML
     try:
         used, limit = services.count_tokens(text or "")
     except UserError as error:
@@ -58,10 +63,10 @@ def build_txt2img_tab(services: Services, runs: SessionRuns) -> Txt2ImgTab:
         with gr.Column(scale=6):
             with gr.Row():
                 fields["prompt"] = gr.Textbox(label="Prompt", lines=3, placeholder="Prompt (Ctrl+Enter to generate)", elem_id="txt2img-prompt", scale=8)
-                prompt_tokens = gr.HTML(_token_html(services, ""), elem_id="txt2img-token-counter", padding=False, container=False)
+                prompt_tokens = gr.HTML(EMPTY_TOKENS_HTML, elem_id="txt2img-token-counter", padding=False, container=False)
             with gr.Row():
                 fields["negative_prompt"] = gr.Textbox(label="Negative prompt", lines=2, placeholder="Negative prompt", elem_id="txt2img-negative-prompt", scale=8)
-                negative_tokens = gr.HTML(_token_html(services, ""), elem_id="txt2img-negative-token-counter", padding=False, container=False)
+                negative_tokens = gr.HTML(EMPTY_TOKENS_HTML, elem_id="txt2img-negative-token-counter", padding=False, container=False)
         with gr.Column(scale=2, min_width=220):
             generate = gr.Button("Generate", variant="primary", elem_id="txt2img-generate", size="lg")
             with gr.Row():

@@ -222,3 +222,20 @@ def test_two_browsers_see_only_their_own_job(pages):
     assert "Seed: 22" in info_text(second) and "second person" in info_text(second)
     assert "first person" in info_text(first)
     assert len(gallery_srcs(second)) == 1
+
+
+def test_bad_input_says_what_to_fix_and_loses_nothing(pages):
+    page = pages.open()
+    set_prompt(page, "keep this prompt")
+    small_run(page, steps=4, seed=8)
+    set_number(page, "txt2img-width", 100)
+    page.locator("#txt2img-generate").click()
+    error = page.locator("#txt2img-progress .easel-error")
+    error.wait_for()
+    pages.shot(page, "bad-width")
+    assert "width 100 is not a multiple of 8: use 96 or 104." in error.inner_text()
+    assert page.locator("#txt2img-prompt textarea").input_value() == "keep this prompt"
+    set_number(page, "txt2img-width", 96)
+    start(page)
+    wait_for_progress(page, r"Done: 1 image")
+    assert "Size: 96x64" in info_text(page)
