@@ -101,10 +101,11 @@ class GenerationService:
         model_hash = registry.shorthash(checkpoint, compute=True)
         vae_hash = registry.shorthash(model.vae, compute=True) if model.vae is not None else None
         seeds = dict(zip(result.seeds, result.subseeds))
+        extra = eta_parameters(request)
         for image, seed in zip(result.images, result.image_seeds):
             text = create_infotext(
                 request, seed, seeds.get(seed, seed), model_name=checkpoint.model_name, model_hash=model_hash,
-                vae_name=model.vae.name if model.vae is not None else None, vae_hash=vae_hash,
+                vae_name=model.vae.name if model.vae is not None else None, vae_hash=vae_hash, extra=extra,
             )
             result.infotexts.append(text)
             path = None
@@ -128,3 +129,13 @@ class GenerationService:
         except Exception:  # the generation's own outcome matters more; the log has the cause
             log.exception("Could not restore the model after a per-request override")
 
+
+
+def eta_parameters(request: GenerationRequest) -> dict[str, float]:
+    """A1111 writes eta only when it differs from the sampler's default: "Eta DDIM" for the DDIM
+    family (default 0), "Eta" for the ancestral and SDE samplers (default 1)."""
+    sampler = find_sampler(request.sampler_name)
+    if request.eta is None or sampler.eta_default is None or request.eta == sampler.eta_default:
+        return {}
+    key = "Eta DDIM" if sampler.label.startswith("DDIM") else "Eta"
+    return {key: request.eta}

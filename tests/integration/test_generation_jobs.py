@@ -88,3 +88,23 @@ def test_styles_change_the_prompt_and_the_picture(service):
     styled = styled_job.result(timeout=60)
     assert styled_job.description == "txt2img: a red circle, vivid colours"
     assert not torch.equal(plain.latents[0], styled.latents[0])
+
+
+def test_each_image_gets_its_infotext_and_is_saved_with_it(service, tmp_path):
+    from modules.infotext.embed import read_infotext
+    from modules.outputs import OutputWriter
+
+    service.outputs = OutputWriter(tmp_path / "outputs")
+    result = service.submit_txt2img(_request(seed=40, batch_size=2, steps=3, sampler_name="Euler a", eta=0.5)).result(timeout=120)
+    sha = service.manager.registry.sha256(service.manager.loaded.checkpoint)
+    assert [text.splitlines()[-1] for text in result.infotexts] == [
+        f"Steps: 3, Sampler: Euler a, Schedule type: Automatic, CFG scale: 7, Seed: {seed}, Size: 64x64, "
+        f"Model hash: {sha[:10]}, Model: a, Eta: 0.5, Version: v1.10.1"
+        for seed in (40, 41)
+    ]
+    assert [p.name for p in result.paths] == ["00000-40.png", "00001-41.png"]
+    assert [read_infotext(p) for p in result.paths] == result.infotexts
+
+    service.settings.samples_save = False
+    result = service.submit_txt2img(_request(seed=42, steps=2, sampler_name="DDIM", eta=0.3)).result(timeout=120)
+    assert result.paths == [None] and "Eta DDIM: 0.3" in result.infotexts[0]
