@@ -173,11 +173,14 @@ class OutputWriter:
         self.outputs_dir = Path(outputs_dir)
         self._lock = threading.Lock()
 
-    def folder(self, task: str, when: datetime) -> Path:
-        """Where ``task``'s images of that day go: ``<outputs>/<task>-images/<YYYY-MM-DD>``."""
+    def folder(self, task: str, when: datetime, kind: str = "images") -> Path:
+        """Where ``task``'s images (or grids, ``kind="grids"``) of that day go:
+        ``<outputs>/<task>-<kind>/<YYYY-MM-DD>``."""
         if not _TASK.match(task):
             raise UserError(f"'{task}' is not a valid task name for the outputs folder (use letters, digits, - or _).")
-        return self.outputs_dir / f"{task}-images" / when.strftime("%Y-%m-%d")
+        if kind not in ("images", "grids"):
+            raise ValueError(f"kind must be images or grids, not {kind!r}")
+        return self.outputs_dir / f"{task}-{kind}" / when.strftime("%Y-%m-%d")
 
     def save(
         self,
@@ -194,16 +197,17 @@ class OutputWriter:
         request: "GenerationRequest | None" = None,
         model_hash: str | None = None,
         quality: int = 95,
+        kind: str = "images",
     ) -> Path:
         """Saves ``image`` with ``infotext`` and returns its path.
 
         pattern: A1111's file name pattern (see :data:`TAGS`). request: where [steps], [sampler],
         [cfg], [width], [height]... come from (without it those tags stay as written, except the
         size, which is then the image's). when: the time used for the folder and the date tags
-        (default: now)."""
+        (default: now). kind: "grids" saves under ``<task>-grids``."""
         # 1. Check the names and encode outside the lock (the slow part).
         when = when or datetime.now()
-        folder = self.folder(task, when)
+        folder = self.folder(task, when, kind)
         _, extension = image_format(fmt)
         data = image_bytes_with_infotext(image, infotext, fmt, quality)
         decoration = expand_pattern(pattern, self._fields(image, seed, prompt, model_name, model_hash, when, request))

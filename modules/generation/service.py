@@ -18,6 +18,7 @@ from typing import Callable
 from modules.checkpoints.manager import LoadedModel, ModelManager
 from modules.config import Settings
 from modules.errors import UserError
+from modules.generation.grid import image_grid
 from modules.generation.previews import PreviewChooser, PreviewMethod
 from modules.generation.request import GenerationRequest
 from modules.generation.txt2img import GenerationResult, Interrupted, Skipped, StepEvent, txt2img
@@ -118,6 +119,16 @@ class GenerationService:
                 except (OSError, UserError) as error:  # a full disk must not lose the images already made: they are still returned
                     log.error("Could not save an image: %s", error)
             result.paths.append(path)
+        if len(result.images) > 1 and self.settings.grid_save:
+            result.grid = image_grid(result.images)
+            if self.outputs is not None and self.settings.samples_save:
+                try:
+                    result.grid_path = self.outputs.save(
+                        result.grid, result.infotexts[0], task="txt2img", kind="grids", fmt=self.settings.samples_format,
+                        pattern="grid", seed=result.image_seeds[0], prompt=request.prompt, model_name=checkpoint.model_name,
+                    )
+                except (OSError, UserError) as error:
+                    log.error("Could not save the grid: %s", error)
 
     def _restore(self, request: GenerationRequest, previous, previous_vae: str) -> None:
         """Puts back the checkpoint/VAE a per-request override replaced."""

@@ -58,6 +58,8 @@ class GenerationResult:
     latents: list[torch.Tensor] = field(default_factory=list)
     infotexts: list[str] = field(default_factory=list)  # per returned image (filled by the service)
     paths: list[Path | None] = field(default_factory=list)  # where each was saved, if it was
+    grid: Image.Image | None = None  # of all images, when there are several (filled by the service)
+    grid_path: Path | None = None
     timings: dict[str, float] = field(default_factory=dict)
 
 

@@ -22,6 +22,7 @@ class Outcome:
     infotexts: list[str] = field(default_factory=list)
     paths: list[Path | None] = field(default_factory=list)
     selected: int = 0
+    has_grid: bool = False  # the first image is the grid of the others
 
     def pick(self) -> int | None:
         """The selected image's index, or None when there are no images."""

@@ -24,6 +24,7 @@ LABELS = {
     "show_progress_every_n_steps": "Live preview every N steps",
     "samples_save": "Save generated images",
     "samples_format": "Image file format",
+    "grid_save": "Save and show grids",
     "samples_filename_pattern": "File name pattern",
     "sd_checkpoint_cache": "Checkpoints kept in RAM",
     "sd_vae_checkpoint_cache": "VAEs kept in RAM",

@@ -37,6 +37,7 @@ class Txt2ImgTab:
     prompt: gr.Textbox
     send_buttons: dict[str, gr.Button]
     generations: list  # the Generate events, for the shell to refresh the model line after them
+    fields: dict[str, gr.components.Component]  # GenerationRequest field -> its component
 
 
 EMPTY_TOKENS_HTML = '<span class="easel-tokens">0/75</span>'  # no tokenizer needed (it loads after start-up)
@@ -173,10 +174,15 @@ def build_txt2img_tab(services: Services, runs: SessionRuns) -> Txt2ImgTab:
             yield {progress: progress_view.error_html(job.error_message or "The job ended without images.")}
             return
         outcome = Outcome(list(result.images), list(result.image_seeds), list(result.infotexts), list(result.paths))
+        if result.grid is not None:  # shown first, as in A1111; it carries the first image's parameters
+            outcome = Outcome(
+                [result.grid, *outcome.images], [outcome.seeds[0], *outcome.seeds],
+                [outcome.infotexts[0], *outcome.infotexts], [result.grid_path, *outcome.paths], has_grid=True,
+            )
         runs.finish(session, job.id, outcome)
         state = "interrupted" if result.interrupted else "done"
         seconds = result.timings.get("total", 0.0)
-        summary = f"{'Interrupted' if result.interrupted else 'Done'}: {len(outcome.images)} image(s) in {seconds:.1f} s"
+        summary = f"{'Interrupted' if result.interrupted else 'Done'}: {len(result.images)} image(s) in {seconds:.1f} s"
         yield {
             progress: progress_view.done_html(summary, state),
             preview: outcome.images[-1] if outcome.images else None,
@@ -245,14 +251,15 @@ def build_txt2img_tab(services: Services, runs: SessionRuns) -> Txt2ImgTab:
     show_folder.click(on_show_folder, None, folder, show_progress="hidden")
     apply_styles.click(on_apply_styles, [fields["prompt"], fields["negative_prompt"], fields["styles"]], [fields["prompt"], fields["negative_prompt"], fields["styles"]], show_progress="hidden")
     save_style.click(on_save_style, [style_name, fields["prompt"], fields["negative_prompt"]], [fields["styles"], progress], show_progress="hidden")
-    return Txt2ImgTab(gallery=gallery, prompt=fields["prompt"], send_buttons=send, generations=generations)
+    return Txt2ImgTab(gallery=gallery, prompt=fields["prompt"], send_buttons=send, generations=generations, fields=fields)
 
 
 def gallery_items(outcome: Outcome) -> list:
     """Saved files when there are any (served as they are: PNG with their parameters), else images."""
     items = []
-    for image, path, seed in zip(outcome.images, outcome.paths, outcome.seeds):
-        items.append((str(path) if path is not None else image, f"Seed {seed}"))
+    for index, (image, path, seed) in enumerate(zip(outcome.images, outcome.paths, outcome.seeds)):
+        caption = "Grid" if index == 0 and outcome.has_grid else f"Seed {seed}"
+        items.append((str(path) if path is not None else image, caption))
     return items
 
 

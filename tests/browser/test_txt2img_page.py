@@ -14,96 +14,10 @@ import httpx
 from PIL import Image
 from playwright.sync_api import expect
 
-# Collects every distinct live-preview image URL the page shows, in order.
-WATCH_PREVIEWS = """
-() => {
-  window.__previews = [];
-  const seen = new Set();
-  const look = () => {
-    const img = document.querySelector('#txt2img-preview img');
-    const text = (document.querySelector('#txt2img-progress') || {}).innerText || '';
-    if (img && img.src && !seen.has(img.src)) {
-      seen.add(img.src);
-      window.__previews.push({src: img.src, finished: /Done|Interrupted/.test(text)});
-    }
-  };
-  new MutationObserver(look).observe(document.body, {subtree: true, childList: true, attributes: true, attributeFilter: ['src']});
-}
-"""
-
-
-def live_previews(page) -> list[str]:
-    """Preview images shown while the run went on. The last one seen is left out: it may be the
-    final image, which the page puts in the preview area in the same update as "Done"."""
-    seen = [p["src"] for p in page.evaluate("window.__previews")]
-    return seen[:-1]
-
-
-def set_number(page, elem_id: str, value: int | float) -> None:
-    box = page.locator(f"#{elem_id} input[type=number]")
-    box.fill(str(value))
-    box.press("Enter")
-    box.blur()
-
-
-def set_prompt(page, text: str) -> None:
-    page.locator("#txt2img-prompt textarea").fill(text)
-
-
-def small_run(page, steps: int = 12, seed: int = 1234, size: int = 64, batch_count: int = 1) -> None:
-    set_number(page, "txt2img-width", size)
-    set_number(page, "txt2img-height", size)
-    set_number(page, "txt2img-steps", steps)
-    set_number(page, "txt2img-batch-count", batch_count)
-    page.locator("#txt2img-seed input").fill(str(seed))
-    page.locator("#txt2img-seed input").blur()
-
-
-def start(page, how: str = "click") -> None:
-    """Starts a generation and waits until the progress line belongs to it (not to the last run)."""
-    before = progress_text(page)
-    if how == "click":
-        page.locator("#txt2img-generate").click()
-    else:
-        page.locator("#txt2img-prompt textarea").press(how)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        text = progress_text(page)
-        if re.search(r"Starting|Loading|Queued|Step|Error", text) or (text != before and text):
-            return
-        time.sleep(0.02)
-    raise AssertionError(f"the run did not start; progress still reads {before!r}")
-
-
-def progress_text(page) -> str:
-    """Our progress line only (not Gradio's own loading overlay, which shows the old value)."""
-    return page.evaluate(
-        "() => Array.from(document.querySelectorAll('#txt2img-progress .easel-progress-text, #txt2img-progress .easel-error'))"
-        ".map(e => e.innerText).join(' ')"
-    )
-
-
-def wait_for_progress(page, pattern: str, timeout: float = 120.0) -> str:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        text = progress_text(page)
-        if re.search(pattern, text):
-            return text
-        time.sleep(0.05)
-    raise AssertionError(f"progress never matched {pattern!r}; it reads {progress_text(page)!r}")
-
-
-def gallery_srcs(page) -> list[str]:
-    return page.locator("#txt2img-gallery img").evaluate_all("els => els.map(e => e.src)")
-
-
-def info_text(page) -> str:
-    return page.locator("#txt2img-info").inner_text()
-
-
-def choose(page, elem_id: str, option: str) -> None:
-    page.locator(f"#{elem_id} input").click()
-    page.locator(f"#{elem_id} [role=option]", has_text=option).first.click()
+from tests.browser.page_actions import (  # noqa: E402
+    WATCH_PREVIEWS, choose, gallery_srcs, info_text, live_previews, progress_text, set_number, set_prompt, small_run, start,
+    wait_for_progress,
+)
 
 
 def test_generate_streams_previews_then_fills_gallery_and_info(pages):
@@ -159,7 +73,8 @@ def test_interrupt_stops_a_long_run(pages):
     assert time.monotonic() - stopped_at < 10
     made = int(re.search(r"Interrupted: (\d+) image", text).group(1))
     assert 1 <= made < 40
-    assert len(gallery_srcs(page)) == made
+    assert len(set(gallery_srcs(page))) == made + 1  # and the grid of them, first
+    assert page.locator("#txt2img-gallery").get_by_text("Grid").count() >= 1
 
 
 def test_escape_interrupts_and_ctrl_enter_generates(pages):

@@ -104,6 +104,8 @@ def test_each_image_gets_its_infotext_and_is_saved_with_it(service, tmp_path):
     ]
     assert [p.name for p in result.paths] == ["00000-40.png", "00001-41.png"]
     assert [read_infotext(p) for p in result.paths] == result.infotexts
+    assert result.grid.size == (128, 64) and result.grid_path.parent.parent.name == "txt2img-grids"
+    assert result.grid_path.name == "00000-grid.png" and read_infotext(result.grid_path) == result.infotexts[0]
 
     service.settings.samples_save = False
     result = service.submit_txt2img(_request(seed=42, steps=2, sampler_name="DDIM", eta=0.3)).result(timeout=120)
