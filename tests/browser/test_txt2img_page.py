@@ -25,7 +25,8 @@ def test_generate_streams_previews_then_fills_gallery_and_info(pages):
     page.evaluate(WATCH_PREVIEWS)
     set_prompt(page, "a red circle on a blue background")
     small_run(page, steps=30, seed=1234, size=128)
-    expect(page.locator("#txt2img-token-counter .easel-tokens")).to_have_text("7/75")
+    # The first count loads the tokenizer (seconds on a busy machine if the model load has not yet).
+    expect(page.locator("#txt2img-token-counter .easel-tokens")).to_have_text("7/75", timeout=60_000)
     start(page)
     wait_for_progress(page, r"Done: 1 image")
     page.locator("#easel-status", has_text="Active: alpha.safetensors [").wait_for(timeout=10_000)
