@@ -23,6 +23,7 @@ from modules.devices import choose_device, choose_dtype
 from modules.errors import ModelNotFoundError, UserError
 from modules.generation.request import GenerationRequest
 from modules.generation.service import GenerationService
+from modules.history import HistorySchemaError, HistoryStore
 from modules.jobs import Job, JobQueue
 from modules.outputs import OutputWriter
 from modules.prompts.conditioning import count_prompt_tokens
@@ -95,6 +96,7 @@ class Services:
     queue: JobQueue
     generation: GenerationService
     styles: StyleStore
+    history: HistoryStore
     last_checkpoint: ModelFile | None = None  # the one `reload_checkpoint` brings back after an unload
 
     @property
@@ -118,6 +120,30 @@ class Services:
         """(title shown, name kept) per checkpoint: the name stays the same when the hash becomes
         known, so a choice made before hashing is still valid after."""
         return [(self.registry.title(entry), entry.name) for entry in self.registry.checkpoints]
+
+    def checkpoint_for_infotext(self, model_hash: str | None, model_name: str | None) -> tuple[ModelFile | None, str]:
+        """The checkpoint an image names (by its hash first, then by name) and a sentence for the
+        user when it is not found or only the name matched."""
+        if model_hash:
+            wanted = model_hash.strip().lower()
+            for entry in self.registry.checkpoints:
+                known = self.registry.known_sha256(entry)
+                if known is not None and known.startswith(wanted):
+                    return entry, ""
+        if model_name:
+            try:
+                entry = self.registry.find_checkpoint(model_name)
+            except UserError:
+                entry = None
+            if entry is not None:
+                known = self.registry.known_sha256(entry)
+                if model_hash and known is not None and not known.startswith(model_hash.lower()):
+                    return entry, f"Using {entry.name} (same name; its hash {known[:10]} differs from the image's {model_hash})."
+                return entry, ""
+        if not model_hash and not model_name:
+            return None, ""
+        named = " ".join(part for part in (model_name or "", f"[{model_hash}]" if model_hash else "") if part)
+        return None, f"This image was made with {named}, which is not among your checkpoints; the current one stays."
 
     def startup_name(self) -> str | None:
         """The active checkpoint's name, else the one the first generation will load."""
@@ -185,6 +211,9 @@ class Services:
         background thread at start-up)."""
         if self.manager.loaded is None:
             self.load_startup_checkpoint()
+        removed = self.history.prune_missing()
+        if removed:
+            log.info("History: forgot %d image(s) whose files were deleted.", removed)
 
     def startup_title(self) -> str | None:
         """The active checkpoint's title, else the one the first generation will load."""
@@ -217,6 +246,7 @@ class Services:
 
     def close(self) -> None:
         self.queue.close()
+        self.history.close()
 
     # settings ----------------------------------------------------------------------------------
 
@@ -324,11 +354,16 @@ def build_services(args: Args, load_now: bool = True) -> Services:
     except UserError as error:
         log.error("%s", error)
     queue = JobQueue(max_pending=QUEUE_LIMIT)
+    try:
+        history = HistoryStore(paths.database, outputs_root=paths.outputs_dir)
+    except HistorySchemaError as error:  # written by a newer Easel: keep it untouched, record in memory
+        log.error("%s The history of this session is kept in memory only.", error)
+        history = HistoryStore(":memory:", outputs_root=paths.outputs_dir)
     generation = GenerationService(
         manager, queue, paths.preview_factors_file, styles, settings=settings, outputs=OutputWriter(paths.outputs_dir),
-        vae_approx_dir=paths.vae_approx_dir,
+        vae_approx_dir=paths.vae_approx_dir, history=history,
     )
-    services = Services(args, paths, store, registry, manager, queue, generation, styles)
+    services = Services(args, paths, store, registry, manager, queue, generation, styles, history)
     generation.ensure_model = services.ensure_model
     _restore_vae_choice(services)
     log.info("Device %s, %s; %d checkpoint(s), %d VAE(s) found.", device, str(dtype).removeprefix("torch."), len(registry.checkpoints), len(registry.vaes))

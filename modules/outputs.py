@@ -277,3 +277,10 @@ class OutputWriter:
                 number = next_number(folder)
                 continue
             return number, temp_path, descriptor
+
+
+def write_text_atomically(path: Path, text: str) -> None:
+    """A sidecar file (the image's infotext as .txt), written to a temporary name then renamed."""
+    temp = path.with_name(path.name + TEMP_SUFFIX)
+    temp.write_text(text, encoding="utf-8")
+    os.replace(temp, path)

@@ -11,6 +11,7 @@ A1111 infotext, and is saved to the outputs folder when the settings say so.
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import replace
 from pathlib import Path
 from typing import Callable
@@ -19,12 +20,13 @@ from modules.checkpoints.manager import LoadedModel, ModelManager
 from modules.config import Settings
 from modules.errors import UserError
 from modules.generation.grid import image_grid
+from modules.history import HistoryEntry, HistoryStore
 from modules.generation.previews import PreviewChooser, PreviewMethod
 from modules.generation.request import GenerationRequest
 from modules.generation.txt2img import GenerationResult, Interrupted, Skipped, StepEvent, txt2img
 from modules.infotext.create import create_infotext
 from modules.jobs import Job, JobContext, JobQueue, ProgressEvent
-from modules.outputs import OutputWriter
+from modules.outputs import OutputWriter, write_text_atomically
 from modules.prompts.styles import StyleStore
 from modules.sampling.sampler_table import find_sampler
 
@@ -38,6 +40,7 @@ class GenerationService:
         self, manager: ModelManager, queue: JobQueue, preview_cache: Path | None = None, styles: StyleStore | None = None,
         settings: Settings | None = None, outputs: OutputWriter | None = None,
         ensure_model: Callable[[], object] | None = None, vae_approx_dir: Path | None = None,
+        history: HistoryStore | None = None,
     ):
         self.manager = manager
         self.queue = queue
@@ -46,6 +49,7 @@ class GenerationService:
         self.settings = settings if settings is not None else Settings()
         self.outputs = outputs
         self.ensure_model = ensure_model  # loads the start-up checkpoint when none is loaded
+        self.history = history
 
     def submit_txt2img(self, request: GenerationRequest, job_id: str | None = None) -> Job:
         """Validates the request now (UserError on bad input), applies its styles, then queues it."""
@@ -118,7 +122,13 @@ class GenerationService:
                     )
                 except (OSError, UserError) as error:  # a full disk must not lose the images already made: they are still returned
                     log.error("Could not save an image: %s", error)
+                if path is not None and self.settings.save_txt:
+                    try:
+                        write_text_atomically(path.with_suffix(".txt"), text)
+                    except OSError as error:
+                        log.error("Could not write %s: %s", path.with_suffix(".txt"), error)
             result.paths.append(path)
+            self._record(request, result, text, seed, model_hash, checkpoint.model_name, path)
         if len(result.images) > 1 and self.settings.grid_save:
             result.grid = image_grid(result.images)
             if self.outputs is not None and self.settings.samples_save:
@@ -129,6 +139,22 @@ class GenerationService:
                     )
                 except (OSError, UserError) as error:
                     log.error("Could not save the grid: %s", error)
+
+    def _record(self, request: GenerationRequest, result: GenerationResult, infotext: str, seed: int,
+                model_hash: str | None, model_name: str, path: Path | None) -> None:
+        """One history row per image, written after the file is in place (never a dangling row)."""
+        if self.history is None:
+            return
+        entry = HistoryEntry(
+            task="txt2img", created_at=time.time(), duration_s=result.timings.get("total", 0.0),
+            prompt=request.prompt, negative_prompt=request.negative_prompt, params=infotext, seed=seed,
+            model_name=model_name, model_hash=model_hash, path=str(path) if path is not None else None,
+            width=request.width, height=request.height, sampler=request.sampler_name,
+        )
+        try:
+            self.history.record(entry)
+        except Exception:  # the image is made and saved; a history failure must not lose it
+            log.exception("Could not record the image in the history")
 
     def _restore(self, request: GenerationRequest, previous, previous_vae: str) -> None:
         """Puts back the checkpoint/VAE a per-request override replaced."""

@@ -15,8 +15,9 @@ import io
 import logging
 import os
 import struct
+from contextlib import contextmanager
 from pathlib import Path
-from typing import BinaryIO, Union
+from typing import BinaryIO, Iterator, Union
 
 import piexif
 import piexif.helper
@@ -36,11 +37,14 @@ FORMATS: dict[str, tuple[str, str]] = {
     "webp": ("WEBP", "webp"),
 }
 # Image modes each lossy format stores; others are converted to RGB (A1111 drops alpha for JPEG).
-_STORABLE_MODES = {"JPEG": ("L", "RGB", "CMYK"), "WEBP": ("RGB", "RGBA")}
+# WebP drops alpha as A1111 does (an RGBA JPEG/WebP is taken for NovelAI's alpha-channel format by
+# sd-prompt-reader, which then ignores the Exif comment).
+_STORABLE_MODES = {"JPEG": ("L", "RGB", "CMYK"), "WEBP": ("RGB",)}
 # A JPEG APP1 segment holds at most 65535 bytes, 2 of them the length itself.
 _MAX_JPEG_EXIF = 65533
 _TIFF_HEADERS = (b"II*\x00", b"MM\x00*")
 _EXIF_HEADER = b"Exif\x00\x00"
+_EXIF_IFD = 0x8769  # the IFD0 pointer to the Exif IFD, where UserComment lives
 
 ImageSource = Union[str, os.PathLike, bytes, BinaryIO, Image.Image]
 
@@ -124,18 +128,22 @@ def infotext_from_image(image: Image.Image) -> str | None:
 
 
 def _user_comment(exif: bytes) -> str | None:
-    """The Exif UserComment as text (UNICODE, ASCII or JIS prefix; else UTF-8, as A1111)."""
-    if exif.startswith(_TIFF_HEADERS):
-        exif = _EXIF_HEADER + exif  # WebP's Exif chunk has no "Exif\0\0"; piexif wants one
-    if not exif.startswith(_EXIF_HEADER):
-        # piexif.load would take these bytes for a file name.
+    """The Exif UserComment as text (UNICODE, ASCII or JIS prefix; else UTF-8, as A1111).
+
+    Parsed with PIL's Exif reader, which checks every count against the data there: piexif.load
+    trusts a damaged tag's count and can spend minutes and gigabytes on a 1 kB file."""
+    if not exif.startswith(_TIFF_HEADERS) and not exif.startswith(_EXIF_HEADER):
         log.warning("Ignoring Exif data that does not start with an Exif or TIFF header.")
         return None
     try:
-        comment = piexif.load(exif).get("Exif", {}).get(piexif.ExifIFD.UserComment, b"")
-    except (ValueError, struct.error, KeyError, IndexError) as error:
+        tags = Image.Exif()
+        tags.load(exif)  # takes the data with or without "Exif\0\0" (WebP's chunk has none)
+        comment = tags.get_ifd(_EXIF_IFD).get(piexif.ExifIFD.UserComment, b"")
+    except (OSError, SyntaxError, ValueError, EOFError, struct.error, KeyError, IndexError, TypeError) as error:
         log.warning("Ignoring damaged Exif data (%s); the image's pixels are fine.", error)
         return None
+    if isinstance(comment, str):
+        comment = comment.encode("utf-8")
     if not isinstance(comment, bytes) or not comment:
         return None
     try:
@@ -150,11 +158,24 @@ def read_infotext(source: ImageSource) -> str | None:
     missing, not an image or damaged."""
     if isinstance(source, Image.Image):
         return infotext_from_image(source)
+    with opened_image(source) as image:
+        return infotext_from_image(image)
+
+
+@contextmanager
+def opened_image(source: ImageSource) -> Iterator[Image.Image]:
+    """The image in ``source`` (a path, bytes, a binary file object, or an opened PIL image,
+    given back as is), fully loaded so that metadata stored after the pixels is in ``info``.
+    Raises UnreadableImageError when the file is missing, not an image or damaged, also for
+    such errors while the ``with`` block reads the image's metadata."""
+    if isinstance(source, Image.Image):
+        yield source
+        return
     name = _describe(source)
     try:
         with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as image:
             image.load()  # metadata after the pixel data (PNG chunks after IDAT) arrives with it
-            return infotext_from_image(image)
+            yield image
     except FileNotFoundError as error:
         where = str(source) if isinstance(source, (str, os.PathLike)) else name
         raise UnreadableImageError(f"There is no file at {where}.") from error

@@ -15,6 +15,9 @@ from fastapi import FastAPI
 
 from modules.app_services import Services
 from modules.errors import UserError
+from modules.infotext.parse import parse_infotext
+from modules.ui.history_tab import build_history_tab
+from modules.ui.png_info import build_png_info_tab, txt2img_values
 from modules.ui.progress_view import PROGRESS_CSS
 from modules.ui.sessions import SessionRuns
 from modules.ui.settings_tab import build_settings_tab
@@ -25,7 +28,6 @@ log = logging.getLogger(__name__)
 PLACEHOLDER_TABS = {
     "img2img": "Image to image and inpainting with a painted mask are not built yet. Images sent here from txt2img wait below.",
     "Outpainting": "Extending an image beyond its borders is not built yet. Images sent here from txt2img wait below.",
-    "PNG Info": "Reading the generation parameters stored in an image is not built yet.",
 }
 
 CSS = ".easel-status { min-height: 1.5em; }\n.easel-tokens { font-variant-numeric: tabular-nums; opacity: .8; }\n" \
@@ -116,8 +118,11 @@ def build_ui(services: Services) -> gr.Blocks:
             for name, text in PLACEHOLDER_TABS.items():
                 with gr.Tab(name, id=name, elem_id=f"tab-{name.lower().replace(' ', '-')}"):
                     gr.Markdown(text)
-                    if name != "PNG Info":
-                        received[name] = gr.Image(label="Sent image", type="pil", interactive=False, elem_id=f"{name.lower()}-sent-image")
+                    received[name] = gr.Image(label="Sent image", type="pil", interactive=False, elem_id=f"{name.lower()}-sent-image")
+            with gr.Tab("PNG Info", id="PNG Info", elem_id="tab-png-info"):
+                png_info = build_png_info_tab()
+            with gr.Tab("History", id="History", elem_id="tab-history") as history_tab_item:
+                history = build_history_tab(services.history, services.paths.data_dir / "exports")
             with gr.Tab("Settings", id="Settings", elem_id="tab-settings"):
                 settings_tab = build_settings_tab(services)
 
@@ -135,6 +140,39 @@ def build_ui(services: Services) -> gr.Blocks:
             button.click(send_to(tab), None, [received[tab], tabs], show_progress="hidden")
         demo.load(settings_tab.current_values, None, settings_tab.controls)
         outputs = [checkpoint, vae, status]
+
+        def send_to_txt2img(message_box: gr.HTML):
+            """A handler filling the txt2img fields from an infotext and switching to the checkpoint
+            it names (by hash, then name); what it could not do is said in `message_box`."""
+            def handler(infotext: str | None):
+                if not infotext:
+                    return {message_box: "Nothing to send: this image carries no generation parameters."}
+                return fill_txt2img(infotext, message_box)
+            return handler
+
+        def fill_txt2img(infotext: str, message_box: gr.HTML) -> dict:
+            values = txt2img_values(infotext)
+            updates: dict = {component: values[name] for name, component in txt2img.fields.items() if name in values}
+            params = parse_infotext(infotext)
+            entry, message = services.checkpoint_for_infotext(params.get("Model hash"), params.get("Model"))
+            if entry is not None and (services.manager.loaded is None or services.manager.loaded.checkpoint != entry):
+                message = _run(services.switch_checkpoint, entry.name) or message
+            checkpoint_update, vae_update, status_update = current()
+            updates.update({
+                tabs: gr.Tabs(selected="txt2img"), message_box: html.escape(message),
+                checkpoint: checkpoint_update, vae: vae_update, status: status_update,
+            })
+            return updates
+
+        for button, source, message_box in (
+            (png_info.send_txt2img, png_info.parameters, png_info.message),
+            (history.send_txt2img, history.selected_infotext, history.message),
+        ):
+            button.click(
+                send_to_txt2img(message_box), source, [*txt2img.fields.values(), tabs, message_box, checkpoint, vae, status],
+                concurrency_id="model", concurrency_limit=1,
+            )
+        history_tab_item.select(*history.tab_search, show_progress="hidden")
         for event in txt2img.generations:  # the first generation may have loaded the model
             event.then(current, None, outputs, show_progress="hidden")
         # `.input` (not `.change`) so that putting the dropdown back after a failure fires nothing.

@@ -25,6 +25,7 @@ LABELS = {
     "samples_save": "Save generated images",
     "samples_format": "Image file format",
     "grid_save": "Save and show grids",
+    "save_txt": "Write a .txt beside each image",
     "samples_filename_pattern": "File name pattern",
     "sd_checkpoint_cache": "Checkpoints kept in RAM",
     "sd_vae_checkpoint_cache": "VAEs kept in RAM",

@@ -107,6 +107,10 @@ def test_each_image_gets_its_infotext_and_is_saved_with_it(service, tmp_path):
     assert result.grid.size == (128, 64) and result.grid_path.parent.parent.name == "txt2img-grids"
     assert result.grid_path.name == "00000-grid.png" and read_infotext(result.grid_path) == result.infotexts[0]
 
+    service.settings.save_txt = True
+    result = service.submit_txt2img(_request(seed=44, steps=2)).result(timeout=120)
+    assert result.paths[0].with_suffix(".txt").read_text(encoding="utf-8") == result.infotexts[0]
+
     service.settings.samples_save = False
     result = service.submit_txt2img(_request(seed=42, steps=2, sampler_name="DDIM", eta=0.3)).result(timeout=120)
     assert result.paths == [None] and "Eta DDIM: 0.3" in result.infotexts[0]

@@ -1,0 +1,72 @@
+"""The PNG Info tab: drop an image, see how it was made, send its parameters to txt2img.
+
+A file is read as bytes (never re-encoded by the browser or Gradio, so its metadata survives);
+A1111 infotext and other tools' metadata are parsed by `modules.infotext`; a file that is not an
+image, or is damaged, gives one clear sentence.
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import gradio as gr
+
+from modules.errors import UserError
+from modules.infotext.foreign import ImageParameters, read_image_parameters
+from modules.infotext.parse import parse_infotext, request_fields
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class PngInfoTab:
+    image_file: gr.File
+    parameters: gr.State  # the last read ImageParameters' infotext for "Send to txt2img"
+    send_txt2img: gr.Button
+    message: gr.HTML
+
+
+def parameters_table(found: ImageParameters) -> str:
+    rows = [("Made with", found.source), ("Prompt", found.prompt), ("Negative prompt", found.negative_prompt)]
+    rows += [(key, value) for key, value in found.params.items() if key not in ("Prompt", "Negative prompt")]
+    body = "".join(f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(str(v))}</td></tr>" for k, v in rows if v not in (None, ""))
+    return f'<table class="easel-params" id="png-info-table">{body}</table>'
+
+
+def raw_text(found: ImageParameters) -> str:
+    return "\n\n".join(f"[{key}]\n{value}" for key, value in found.raw.items())
+
+
+def build_png_info_tab() -> PngInfoTab:
+    with gr.Row():
+        with gr.Column(scale=4):
+            image_file = gr.File(label="Drop an image (PNG, JPEG, WebP)", file_types=["image"], type="filepath", elem_id="png-info-file")
+            shown = gr.Image(label="Image", interactive=False, type="filepath", elem_id="png-info-image")
+        with gr.Column(scale=6):
+            message = gr.HTML("", elem_id="png-info-message")
+            table = gr.HTML("", elem_id="png-info-parameters")
+            send_txt2img = gr.Button("Send to txt2img", variant="primary", interactive=False, elem_id="png-info-send-txt2img")
+            raw = gr.Textbox(label="Raw metadata", lines=8, interactive=False, elem_id="png-info-raw")
+    parameters = gr.State(None)
+
+    def on_file(path: str | None):
+        if not path:
+            return None, "", "", "", None, gr.Button(interactive=False)
+        try:
+            found = read_image_parameters(path)
+        except UserError as error:
+            return None, f'<div class="easel-error" role="alert"><b>Error:</b> {html.escape(str(error))}</div>', "", "", None, gr.Button(interactive=False)
+        note = "" if found.raw else '<span id="png-info-none">This image carries no generation parameters.</span>'
+        usable = found.infotext is not None
+        return path, note, parameters_table(found) if found.raw else "", raw_text(found), found.infotext, gr.Button(interactive=usable)
+
+    image_file.change(on_file, image_file, [shown, message, table, raw, parameters, send_txt2img], show_progress="hidden")
+    return PngInfoTab(image_file=image_file, parameters=parameters, send_txt2img=send_txt2img, message=message)
+
+
+def txt2img_values(infotext: str) -> dict[str, Any]:
+    """GenerationRequest field values from an infotext (the fields it does not carry are absent)."""
+    return request_fields(parse_infotext(infotext))
