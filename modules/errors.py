@@ -19,3 +19,7 @@ class ModelNotFoundError(UserError):
 
 class UnsafeCheckpointError(ModelLoadError):
     """A pickle checkpoint holds something other than plain tensors and was refused."""
+
+
+class ModelBusyError(UserError):
+    """The model (or what loads with it) is busy; the action can be tried again in a moment."""

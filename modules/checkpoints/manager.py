@@ -27,7 +27,7 @@ from modules.checkpoints.registry import ModelFile, ModelRegistry
 from modules.checkpoints.tensor_files import open_tensor_file
 from modules.checkpoints.tokenizer import load_clip_tokenizer
 from modules.checkpoints.weights import Tensors, WeightSet, build_module, read_vae_file, swap_weights
-from modules.errors import ModelLoadError, UserError
+from modules.errors import ModelBusyError, ModelLoadError, UserError
 from modules.memory import release_freed_memory
 
 log = logging.getLogger(__name__)
@@ -81,6 +81,9 @@ class ManagerOptions:
     checkpoint_cache_size: int = 2
     vae_cache_size: int = 2
     sd2_prediction: str = "auto"  # "auto" | "epsilon" | "v_prediction"
+
+
+TOKENIZER_WAIT_S = 30.0  # how long the token counter waits for a model load that holds the lock
 
 
 @dataclass
@@ -299,8 +302,21 @@ class ModelManager:
             release_freed_memory()
 
     def clip_tokenizer(self) -> object:
-        """The CLIP tokenizer (its vocabulary is shared by every family: enough to count tokens)."""
-        return self._tokenizer(CLIP_PAD)
+        """The CLIP tokenizer (its vocabulary is shared by every family: enough to count tokens).
+
+        The first call loads it under the model lock: transformers' lazy imports are not safe to
+        run in two threads at once, and a model load imports transformers too. Any tokenizer already
+        loaded will do (they differ only in their padding token, which counting ignores), so the
+        wait happens at most once, right after start-up; `ModelBusyError` after `TOKENIZER_WAIT_S`."""
+        tokenizer = self._tokenizers.get(CLIP_PAD) or next(iter(self._tokenizers.values()), None)
+        if tokenizer is not None:
+            return tokenizer
+        if not self.lock.acquire(timeout=TOKENIZER_WAIT_S):
+            raise ModelBusyError("The tokenizer is loading with the model; the count follows at the next keystroke.")
+        try:
+            return self._tokenizer(CLIP_PAD)
+        finally:
+            self.lock.release()
 
     def _tokenizer(self, pad: str) -> object:
         if pad not in self._tokenizers:

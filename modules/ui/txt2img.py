@@ -48,8 +48,11 @@ def _token_html(services: Services, text: str) -> str:
         return EMPTY_TOKENS_HTML
     try:
         used, limit = services.count_tokens(text or "")
-    except UserError as error:
-        return f'<span class="easel-tokens" title="{error}">?/75</span>'
+    except UserError as error:  # a prompt syntax error, or the tokenizer still loading
+        return f'<span class="easel-tokens" title="{html.escape(str(error))}">…/75</span>'
+    except Exception:  # the counter is a hint: never a pop-up error while typing
+        log.exception("Counting tokens failed")
+        return '<span class="easel-tokens" title="Could not count the tokens (see the log)">?/75</span>'
     over = ' data-over="1"' if used > limit else ""
     return f'<span class="easel-tokens"{over}>{used}/{limit}</span>'
 

@@ -20,6 +20,16 @@ CHROMIUM_FLAGS = [
     "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage",
 ]
 CHECKPOINTS = {"alpha": 1, "beta": 2}
+# Records every Gradio error pop-up (toast) a page shows; they vanish after seconds, so the record
+# is what the fixture checks when the test ends.
+RECORD_TOASTS = """
+window.__toasts = [];
+new MutationObserver(() => {
+  for (const el of document.querySelectorAll('[data-testid="toast-body"], .toast-body')) {
+    if (!el.dataset.easelSeen) { el.dataset.easelSeen = '1'; window.__toasts.push(el.innerText); }
+  }
+}).observe(document, {subtree: true, childList: true});
+"""
 
 
 def pytest_collection_modifyitems(items):
@@ -67,13 +77,16 @@ class PageRecorder:
     def __init__(self, browser, server: Server, shots: Path):
         self.browser, self.server, self.shots = browser, server, shots
         self.contexts = []
+        self.pages = []
         self.urls: list[str] = []
 
     def open(self):
         context = self.browser.new_context(viewport={"width": 1280, "height": 1000})
+        context.add_init_script(RECORD_TOASTS)
         context.on("request", lambda request: self.urls.append(request.url))
         self.contexts.append(context)
         page = context.new_page()
+        self.pages.append(page)
         page.set_default_timeout(60_000)
         page.goto(self.server.url + "/")
         page.locator("#txt2img-generate").wait_for()
@@ -87,6 +100,10 @@ class PageRecorder:
     def outside_requests(self) -> list[str]:
         return [url for url in self.urls if urlparse(url).scheme in ("http", "https", "ws", "wss") and urlparse(url).hostname != "127.0.0.1"]
 
+    def toasts(self) -> list[str]:
+        """Every pop-up the pages showed (Gradio shows errors the handlers did not turn into text)."""
+        return [text for page in self.pages if not page.is_closed() for text in page.evaluate("window.__toasts || []")]
+
     def close(self):
         for context in self.contexts:
             context.close()
@@ -98,6 +115,7 @@ def pages(browser, webui, tmp_path):
     try:
         yield recorder
         assert recorder.outside_requests() == [], "the page reached outside 127.0.0.1"
+        assert recorder.toasts() == [], "the page showed error pop-ups"
         assert recorder.urls, "no requests were recorded at all"
     finally:
         recorder.close()

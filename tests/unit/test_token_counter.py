@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import torch
 
 from modules.checkpoints.tokenizer import load_clip_tokenizer
 from modules.prompts.conditioning import count_prompt_tokens
@@ -39,3 +40,36 @@ def test_progress_line_texts():
     assert "Queued: next to run" in queued_html(0)
     assert "Queued: 2 jobs ahead of yours" in queued_html(2)
     assert format_eta(None) == "ETA --" and format_eta(4.4) == "ETA 4s"
+
+
+def test_first_tokenizer_load_waits_for_a_model_load_holding_the_lock(tmp_path, tokenizer_cache):
+    """transformers' lazy imports are not thread-safe: the counter must not import it while a model
+    load does (a real pop-up error seen in the browser before this)."""
+    import threading
+    import time
+
+    from modules.checkpoints.hashing import HashCache
+    from modules.checkpoints.manager import ManagerOptions, ModelManager
+    from modules.checkpoints.registry import ModelRegistry
+
+    manager = ModelManager(ModelRegistry([tmp_path], [], HashCache(tmp_path / "c.json")), torch.device("cpu"), torch.float32, tokenizer_cache, ManagerOptions())
+    held = threading.Event()
+
+    def load_like_a_model():
+        with manager.lock:
+            held.set()
+            time.sleep(0.5)
+
+    thread = threading.Thread(target=load_like_a_model)
+    thread.start()
+    held.wait()
+    started = time.monotonic()
+    tokenizer = manager.clip_tokenizer()
+    assert time.monotonic() - started >= 0.4  # it waited for the lock
+    assert count_prompt_tokens(tokenizer, "a red circle") == (3, 75)
+    thread.join()
+    with manager.lock:  # loaded now: later calls never wait, even while the lock is held
+        other = threading.Thread(target=lambda: manager.clip_tokenizer())
+        other.start()
+        other.join(timeout=2)
+        assert not other.is_alive()
