@@ -1,0 +1,40 @@
+"""NovelAI (legacy PNG): `Software`, `Description` and the `Comment` JSON, converted as A1111 converts them."""
+
+from __future__ import annotations
+
+from typing import Any
+from modules.errors import UserError
+from modules.sampling.sampler_table import parse_sampler_name
+from modules.infotext.foreign.common import (
+    IMAGE_SIZE_KEY, ImageParameters, _json_object, _number, _put, _put_size, _result, _text,
+)
+
+
+class NovelAIReader:
+    """NovelAI (legacy PNG): ``Software`` "NovelAI", ``Description`` prompt, ``Comment`` JSON.
+    Read as A1111's ``read_info_from_image`` converts it (Clip skip 2, ENSD 31337)."""
+
+    name = "NovelAI"
+
+    def read(self, info: dict[str, Any]) -> ImageParameters | None:
+        comment = _json_object(info.get("Comment"))
+        if info.get("Software") != "NovelAI" or comment is None:
+            return None
+        params: dict[str, str] = {}
+        _put(params, "Steps", _number(comment.get("steps")))
+        sampler = _text(comment.get("sampler"))
+        if sampler is not None:
+            try:
+                params["Sampler"] = parse_sampler_name(sampler)[0].label
+            except UserError:
+                params["Sampler"] = "Euler a"  # A1111's fallback for NovelAI samplers it lacks
+        _put(params, "CFG scale", _number(comment.get("scale")))
+        _put(params, "Seed", _number(comment.get("seed")))
+        size = info.get(IMAGE_SIZE_KEY)
+        _put_size(params, *(size if isinstance(size, tuple) else (comment.get("width"), comment.get("height"))))
+        params["Clip skip"], params["ENSD"] = "2", "31337"
+        prompt = info.get("Description") if isinstance(info.get("Description"), str) else ""
+        return _result(self.name, info, prompt.strip(), _text(comment.get("uc")) or "", params)
+
+
+# Fooocus first: its "a1111" scheme writes infotext that the A1111 reader would claim.
