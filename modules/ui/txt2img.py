@@ -171,8 +171,9 @@ def build_txt2img_tab(services: Services, runs: SessionRuns) -> Txt2ImgTab:
                 yield update
         finally:
             subscription.close()
-        result = job.result(timeout=0)
-        if job.state == JobState.FAILED or result is None:
+        # A failed job's result() re-raises its error: read the message instead.
+        result = job.result(timeout=0) if job.state != JobState.FAILED else None
+        if result is None:
             runs.finish(session, job.id, None)
             yield {progress: progress_view.error_html(job.error_message or "The job ended without images.")}
             return
