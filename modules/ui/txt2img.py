@@ -165,6 +165,9 @@ def build_txt2img_tab(services: Services, runs: SessionRuns) -> Txt2ImgTab:
                     continue
                 if event.final:
                     break
+                if event.steps == 0:  # before sampling: e.g. "Loading the model"
+                    yield {progress: progress_view.starting_html(f"{event.textinfo}…" if event.textinfo else "Starting…")}
+                    continue
                 update: dict = {progress: progress_view.step_html(event)}
                 if event.preview is not None:
                     update[preview] = event.preview
