@@ -113,9 +113,6 @@ class Services:
         loaded = self.manager.loaded
         return self.registry.known_sha256(loaded.checkpoint) if loaded is not None else None
 
-    def checkpoint_titles(self) -> list[str]:
-        return [self.registry.title(entry) for entry in self.registry.checkpoints]
-
     def checkpoint_choices(self) -> list[tuple[str, str]]:
         """(title shown, name kept) per checkpoint: the name stays the same when the hash becomes
         known, so a choice made before hashing is still valid after."""

@@ -173,8 +173,8 @@ class PreviewChooser:
     weights falls back to "Approx cheap" with one warning per problem (not one per job).
     """
 
-    def __init__(self, approx_dir: Path, factor_cache_path: Path | None = None):
-        self.approx_dir = Path(approx_dir)
+    def __init__(self, approx_dir: Path | None, factor_cache_path: Path | None = None):
+        self.approx_dir = Path(approx_dir) if approx_dir is not None else None
         self.factors = LinearFactorCache(factor_cache_path)
         self.taesd = TaesdCache()
         self._warned: set[str] = set()
@@ -188,6 +188,8 @@ class PreviewChooser:
             return FullVaePreview(vae)
         if method == PREVIEW_TAESD:
             try:
+                if self.approx_dir is None:
+                    raise UserError("No VAE-approx folder is configured, so TAESD weights cannot be found.")
                 return self.taesd.for_latents(self.approx_dir, sdxl)
             except UserError as error:
                 self._warn_once(f"{error} Using {PREVIEW_APPROX} previews instead.")

@@ -44,7 +44,7 @@ class GenerationService:
     ):
         self.manager = manager
         self.queue = queue
-        self.previews = PreviewChooser(vae_approx_dir if vae_approx_dir is not None else Path("models/VAE-approx"), preview_cache)
+        self.previews = PreviewChooser(vae_approx_dir, preview_cache)  # no folder: TAESD falls back to Approx cheap
         self.styles = styles
         self.settings = settings if settings is not None else Settings()
         self.outputs = outputs

@@ -19,7 +19,7 @@ from modules.infotext.parse import parse_infotext
 from modules.ui.history_tab import build_history_tab
 from modules.ui.png_info import build_png_info_tab, txt2img_values
 from modules.ui.progress_view import PROGRESS_CSS
-from modules.ui.sessions import SessionRuns
+from modules.ui.sessions import SessionRuns, session_key
 from modules.ui.settings_tab import build_settings_tab
 from modules.ui.txt2img import build_txt2img_tab
 
@@ -128,7 +128,7 @@ def build_ui(services: Services) -> gr.Blocks:
 
         def send_to(target: str):
             def handler(request: gr.Request):
-                outcome = runs.outcome(request.session_hash or "anonymous")
+                outcome = runs.outcome(session_key(request))
                 index = outcome.pick() if outcome else None
                 if index is None:
                     return gr.skip(), gr.skip()

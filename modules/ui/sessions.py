@@ -31,6 +31,11 @@ class Outcome:
         return min(max(self.selected, 0), len(self.images) - 1)
 
 
+def session_key(request: object) -> str:
+    """The caller's key from a `gr.Request` (its session hash; API callers without one share one)."""
+    return getattr(request, "session_hash", None) or "anonymous"
+
+
 class SessionRuns:
     """session hash -> its running job id and its last outcome. Bounded: oldest sessions go first."""
 

@@ -22,7 +22,7 @@ from modules.jobs import JobState
 from modules.sampling.sampler_table import sampler_labels
 from modules.sampling.schedules import schedule_labels
 from modules.ui import progress_view
-from modules.ui.sessions import Outcome, SessionRuns
+from modules.ui.sessions import Outcome, SessionRuns, session_key
 
 log = logging.getLogger(__name__)
 
@@ -142,7 +142,7 @@ def build_txt2img_tab(services: Services, runs: SessionRuns) -> Txt2ImgTab:
         return GenerationRequest(**data)
 
     def on_generate(values: dict[Any, Any], request: gr.Request) -> Iterator[dict]:
-        session = request.session_hash or "anonymous"
+        session = session_key(request)
         try:
             job = services.submit_txt2img(build_request(values))
         except UserError as error:
@@ -198,32 +198,32 @@ def build_txt2img_tab(services: Services, runs: SessionRuns) -> Txt2ImgTab:
         }
 
     def on_interrupt(request: gr.Request) -> None:
-        job_id = runs.job(request.session_hash or "anonymous")
+        job_id = runs.job(session_key(request))
         if job_id is not None:
             services.queue.interrupt(job_id)
 
     def on_skip(request: gr.Request) -> None:
-        job_id = runs.job(request.session_hash or "anonymous")
+        job_id = runs.job(session_key(request))
         if job_id is not None:
             services.queue.skip(job_id)
 
     def on_select(event: gr.SelectData, request: gr.Request) -> str:
-        outcome = runs.select(request.session_hash or "anonymous", int(event.index))
+        outcome = runs.select(session_key(request), int(event.index))
         return info_html(outcome, int(event.index)) if outcome else ""
 
     def on_reuse_last_seed(request: gr.Request) -> int | dict:
-        outcome = runs.outcome(request.session_hash or "anonymous")
+        outcome = runs.outcome(session_key(request))
         if outcome is None or not outcome.seeds:
             return gr.skip()
         return outcome.seeds[0]
 
     def on_image_seed(request: gr.Request) -> int | dict:
-        outcome = runs.outcome(request.session_hash or "anonymous")
+        outcome = runs.outcome(session_key(request))
         index = outcome.pick() if outcome else None
         return outcome.seeds[index] if index is not None else gr.skip()
 
     def on_show_folder(request: gr.Request) -> dict:
-        outcome = runs.outcome(request.session_hash or "anonymous")
+        outcome = runs.outcome(session_key(request))
         index = outcome.pick() if outcome else None
         path = outcome.paths[index] if index is not None and outcome.paths[index] is not None else None
         shown = str(path) if path else str(services.paths.outputs_dir / "txt2img-images")
