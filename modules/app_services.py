@@ -21,7 +21,7 @@ from modules.cmd_args import Args
 from modules.config import Settings, SettingsStore
 from modules.devices import choose_device, choose_dtype
 from modules.errors import ModelNotFoundError, UserError
-from modules.generation.request import GenerationRequest
+from modules.generation.request import GenerationRequest, Img2ImgRequest
 from modules.generation.service import GenerationService
 from modules.history import HistorySchemaError, HistoryStore
 from modules.jobs import Job, JobQueue
@@ -227,6 +227,10 @@ class Services:
     def submit_txt2img(self, request: GenerationRequest) -> Job:
         """Validates and queues a txt2img job (UserError at once for bad input or a full queue)."""
         return self.generation.submit_txt2img(request)
+
+    def submit_img2img(self, request: Img2ImgRequest) -> Job:
+        """Validates and queues an img2img/inpaint job: the same events and result as txt2img."""
+        return self.generation.submit_img2img(request)
 
     def count_tokens(self, prompt: str) -> tuple[int, int]:
         """(tokens, limit) of the longest text the prompt becomes (A1111's `N/75` counter)."""

@@ -7,7 +7,10 @@ before anything touches a model, so bad input fails at once with a sentence that
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from PIL import Image
 
 from modules.errors import UserError
 
@@ -58,6 +61,18 @@ class GenerationRequest:
     checkpoint: str | None = None  # override for this request, restored after
     vae: str | None = None
     preview_every: int = 1  # steps between live previews; 0 = none
+    # Hires fix (txt2img): a second, img2img-like pass at a larger size (A1111's names and defaults).
+    enable_hr: bool = False
+    hr_scale: float = 2.0  # used when hr_resize_x and hr_resize_y are both 0
+    hr_resize_x: int = 0  # target size; one of them 0 keeps the aspect ratio
+    hr_resize_y: int = 0
+    hr_upscaler: str = "Latent"  # one of HIRES_UPSCALERS
+    hr_second_pass_steps: int = 0  # 0: the same as steps
+    hr_sampler_name: str | None = None  # None: the first pass's sampler
+    hr_scheduler: str | None = None
+    hr_prompt: str = ""  # "": the first pass's prompt
+    hr_negative_prompt: str = ""
+    denoising_strength: float | None = None  # hires pass strength (A1111's UI default 0.7)
 
     def validate(self) -> "GenerationRequest":
         """Checks every field; raises RequestError naming the first problem and how to fix it."""
@@ -82,10 +97,102 @@ class GenerationRequest:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < -1 or value >= 2**32:
                 raise RequestError(f"{name} must be -1 (random) or a whole number from 0 to 4294967295, not {value!r}.")
+        if self.enable_hr:
+            self._validate_hires()
         return self
+
+    def _validate_hires(self) -> None:
+        if self.hr_upscaler not in HIRES_UPSCALERS:
+            raise RequestError(f"hr_upscaler must be one of {', '.join(HIRES_UPSCALERS)}, not {self.hr_upscaler!r}.")
+        if not 1.0 <= self.hr_scale <= 8.0:
+            raise RequestError(f"hr_scale must be between 1 and 8, not {self.hr_scale:g}.")
+        for name in ("hr_resize_x", "hr_resize_y"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0 or value > 8192:
+                raise RequestError(f"{name} must be 0 (use hr_scale) or a size from 64 to 8192, not {value!r}.")
+        if not 0 <= self.hr_second_pass_steps <= 500:
+            raise RequestError(f"hr_second_pass_steps must be 0 (same as steps) to 500, not {self.hr_second_pass_steps}.")
+        strength = self.denoising_strength if self.denoising_strength is not None else 0.7
+        if not 0.0 <= strength <= 1.0:
+            raise RequestError(f"denoising_strength must be between 0 and 1, not {strength:g}.")
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "GenerationRequest":
         """Builds a request from A1111-style keys, ignoring unknown ones and nulls (as its clients send)."""
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in known and v is not None})
+
+
+# Hires fix upscalers: the latent ones interpolate the latent (torch mode, antialias), the others
+# resize the decoded image and encode it again. More may come from extensions.
+LATENT_UPSCALE_MODES: dict[str, tuple[str, bool]] = {
+    "Latent": ("bilinear", False),
+    "Latent (antialiased)": ("bilinear", True),
+    "Latent (bicubic)": ("bicubic", False),
+    "Latent (bicubic antialiased)": ("bicubic", True),
+    "Latent (nearest)": ("nearest", False),
+    "Latent (nearest-exact)": ("nearest-exact", False),
+}
+IMAGE_UPSCALERS = ("Lanczos", "Nearest")
+HIRES_UPSCALERS: tuple[str, ...] = (*LATENT_UPSCALE_MODES, *IMAGE_UPSCALERS)
+
+RESIZE_MODES = ("Just resize", "Crop and resize", "Resize and fill", "Just resize (latent upscale)")
+MASKED_CONTENT = ("fill", "original", "latent noise", "latent nothing")
+MASK_MODES = ("Inpaint masked", "Inpaint not masked")
+INPAINT_AREAS = ("Whole picture", "Only masked")
+
+
+@dataclass
+class Img2ImgRequest(GenerationRequest):
+    """img2img and inpainting: txt2img's fields plus the picture to start from (A1111's API names).
+
+    `init_images` are PIL images in any mode (flattened to RGB by the engine); `mask` (white =
+    repaint, or the alpha of an RGBA image) turns img2img into inpainting. `width`/`height` are the
+    size to render at; the UI turns "resize by" into them before building the request."""
+
+    init_images: list["Image.Image"] = field(default_factory=list)
+    mask: "Image.Image | None" = None
+    resize_mode: int = 0  # index into RESIZE_MODES
+    denoising_strength: float | None = 0.75
+    mask_blur: int = 4
+    mask_blur_x: int | None = None  # None: mask_blur
+    mask_blur_y: int | None = None
+    mask_round: bool = True
+    inpainting_fill: int = 1  # index into MASKED_CONTENT (the UI's default is "original")
+    inpaint_full_res: bool = False  # "Only masked"
+    inpaint_full_res_padding: int = 32
+    inpainting_mask_invert: int = 0  # 1: "Inpaint not masked"
+    initial_noise_multiplier: float = 1.0
+
+    def validate(self) -> "Img2ImgRequest":
+        super().validate()
+        if not self.init_images:
+            raise RequestError("img2img needs an image to start from: upload one.")
+        if self.resize_mode not in range(len(RESIZE_MODES)):
+            raise RequestError(f"resize_mode must be 0-3 ({', '.join(RESIZE_MODES)}), not {self.resize_mode!r}.")
+        strength = self.denoising_strength if self.denoising_strength is not None else 0.75
+        if not 0.0 <= strength <= 1.0:
+            raise RequestError(f"denoising_strength must be between 0 and 1, not {strength:g}.")
+        if self.inpainting_fill not in range(len(MASKED_CONTENT)):
+            raise RequestError(f"inpainting_fill must be 0-3 ({', '.join(MASKED_CONTENT)}), not {self.inpainting_fill!r}.")
+        for name in ("mask_blur", "mask_blur_x", "mask_blur_y"):
+            value = getattr(self, name)
+            if value is not None and not 0 <= value <= 256:
+                raise RequestError(f"{name} must be between 0 and 256 pixels, not {value}.")
+        if not 0 <= self.inpaint_full_res_padding <= 1024:
+            raise RequestError(f"inpaint_full_res_padding must be between 0 and 1024 pixels, not {self.inpaint_full_res_padding}.")
+        if self.inpainting_mask_invert not in (0, 1):
+            raise RequestError(f"inpainting_mask_invert must be 0 (inpaint masked) or 1 (inpaint not masked), not {self.inpainting_mask_invert!r}.")
+        if not 0.0 <= self.initial_noise_multiplier <= 1.5:
+            raise RequestError(f"initial_noise_multiplier must be between 0 and 1.5, not {self.initial_noise_multiplier:g}.")
+        return self
+
+    @property
+    def strength(self) -> float:
+        return self.denoising_strength if self.denoising_strength is not None else 0.75
+
+    @property
+    def blur_xy(self) -> tuple[int, int]:
+        x = self.mask_blur if self.mask_blur_x is None else self.mask_blur_x
+        y = self.mask_blur if self.mask_blur_y is None else self.mask_blur_y
+        return int(x), int(y)

@@ -22,7 +22,7 @@ from modules.errors import UserError
 from modules.generation.grid import image_grid
 from modules.history import HistoryEntry, HistoryStore
 from modules.generation.previews import PreviewChooser, PreviewMethod
-from modules.generation.request import GenerationRequest
+from modules.generation.request import GenerationRequest, Img2ImgRequest
 from modules.generation.txt2img import GenerationResult, Interrupted, Skipped, StepEvent, txt2img
 from modules.infotext.create import create_infotext
 from modules.jobs import Job, JobContext, JobQueue, ProgressEvent
@@ -59,6 +59,10 @@ class GenerationService:
             prompt, negative = self.styles.apply_styles(request.prompt, request.negative_prompt, request.styles)
             request = replace(request, prompt=prompt, negative_prompt=negative)
         return self.queue.submit(lambda ctx: self._run(ctx, request), f"txt2img: {request.prompt[:60]}", job_id=job_id)
+
+    def submit_img2img(self, request: Img2ImgRequest, job_id: str | None = None) -> Job:
+        """img2img / inpaint: validated now (images checked for size and readability), then queued."""
+        raise UserError("img2img is not built yet.")
 
     def _preview(self, model: LoadedModel) -> PreviewMethod | None:
         return self.previews.choose(self.settings.show_progress_type, model.vae_module, sdxl=model.spec.family.name.startswith("sdxl"))
