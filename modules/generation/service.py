@@ -23,7 +23,9 @@ from modules.generation.grid import image_grid
 from modules.history import HistoryEntry, HistoryStore
 from modules.generation.previews import PreviewChooser, PreviewMethod
 from modules.generation.request import GenerationRequest, Img2ImgRequest
-from modules.generation.txt2img import GenerationResult, Interrupted, Skipped, StepEvent, txt2img
+from modules.generation.engine import GenerationResult, Interrupted, Skipped, StepEvent
+from modules.generation.img2img import check_inputs, img2img
+from modules.generation.txt2img import txt2img
 from modules.infotext.create import create_infotext
 from modules.jobs import Job, JobContext, JobQueue, ProgressEvent
 from modules.outputs import OutputWriter, write_text_atomically
@@ -31,6 +33,9 @@ from modules.prompts.styles import StyleStore
 from modules.sampling.sampler_table import find_sampler
 
 log = logging.getLogger(__name__)
+
+# A task: (model, request, on_step, preview) -> result; txt2img and img2img are two.
+TaskFn = Callable[[LoadedModel, GenerationRequest, Callable[[StepEvent], None], "PreviewMethod | None"], GenerationResult]
 
 
 class GenerationService:
@@ -55,19 +60,37 @@ class GenerationService:
         """Validates the request now (UserError on bad input), applies its styles, then queues it."""
         request.validate()
         find_sampler(request.sampler_name)
-        if request.styles and self.styles is not None:
-            prompt, negative = self.styles.apply_styles(request.prompt, request.negative_prompt, request.styles)
-            request = replace(request, prompt=prompt, negative_prompt=negative)
-        return self.queue.submit(lambda ctx: self._run(ctx, request), f"txt2img: {request.prompt[:60]}", job_id=job_id)
+        request = self._styled(request)
+
+        def run(model: LoadedModel, job_request, on_step, preview) -> GenerationResult:
+            return txt2img(model, job_request, on_step=on_step, preview=preview)
+
+        return self.queue.submit(lambda ctx: self._run(ctx, request, run, "txt2img"), f"txt2img: {request.prompt[:60]}", job_id=job_id)
 
     def submit_img2img(self, request: Img2ImgRequest, job_id: str | None = None) -> Job:
         """img2img / inpaint: validated now (images checked for size and readability), then queued."""
-        raise UserError("img2img is not built yet.")
+        request.validate()
+        find_sampler(request.sampler_name)
+        check_inputs(request, self.settings.max_input_megapixels)
+        request = self._styled(request)
+        fix_steps = self.settings.img2img_fix_steps
+
+        def run(model: LoadedModel, job_request, on_step, preview) -> GenerationResult:
+            return img2img(model, job_request, on_step=on_step, preview=preview, fix_steps=fix_steps)
+
+        task = "inpaint" if request.mask is not None else "img2img"
+        return self.queue.submit(lambda ctx: self._run(ctx, request, run, "img2img"), f"{task}: {request.prompt[:60]}", job_id=job_id)
+
+    def _styled(self, request):
+        if request.styles and self.styles is not None:
+            prompt, negative = self.styles.apply_styles(request.prompt, request.negative_prompt, request.styles)
+            return replace(request, prompt=prompt, negative_prompt=negative)
+        return request
 
     def _preview(self, model: LoadedModel) -> PreviewMethod | None:
         return self.previews.choose(self.settings.show_progress_type, model.vae_module, sdxl=model.spec.family.name.startswith("sdxl"))
 
-    def _run(self, ctx: JobContext, request: GenerationRequest) -> GenerationResult:
+    def _run(self, ctx: JobContext, request: GenerationRequest, task: TaskFn, task_name: str) -> GenerationResult:
         with self.manager.lock:
             previous = self.manager.loaded.checkpoint if self.manager.loaded is not None else None
             previous_vae = self.manager.vae_choice
@@ -95,22 +118,22 @@ class GenerationService:
                             preview=event.preview[0] if event.preview else None,
                         ))
 
-                    result = txt2img(model, replace(request), on_step=on_step, preview=preview)
-                    self._describe_and_save(model, request, result)
+                    result = task(model, replace(request), on_step, preview)
+                    self._describe_and_save(model, request, result, task_name)
             finally:
                 self._restore(request, previous, previous_vae)
         if result.interrupted:
             log.info("Job %s interrupted; returning %d image(s)", ctx.job_id, len(result.images))
         return result
 
-    def _describe_and_save(self, model: LoadedModel, request: GenerationRequest, result: GenerationResult) -> None:
+    def _describe_and_save(self, model: LoadedModel, request: GenerationRequest, result: GenerationResult, task: str) -> None:
         """Each image's infotext; with `samples_save`, the image written (with it) to the outputs folder."""
         registry = self.manager.registry
         checkpoint = model.checkpoint
         model_hash = registry.shorthash(checkpoint, compute=True)
         vae_hash = registry.shorthash(model.vae, compute=True) if model.vae is not None else None
         seeds = dict(zip(result.seeds, result.subseeds))
-        extra = eta_parameters(request)
+        extra = {**result.extra_parameters, **eta_parameters(request)}
         for image, seed in zip(result.images, result.image_seeds):
             text = create_infotext(
                 request, seed, seeds.get(seed, seed), model_name=checkpoint.model_name, model_hash=model_hash,
@@ -121,7 +144,7 @@ class GenerationService:
             if self.outputs is not None and self.settings.samples_save:
                 try:
                     path = self.outputs.save(
-                        image, text, task="txt2img", fmt=self.settings.samples_format, pattern=self.settings.samples_filename_pattern,
+                        image, text, task=task, fmt=self.settings.samples_format, pattern=self.settings.samples_filename_pattern,
                         seed=seed, prompt=request.prompt, model_name=checkpoint.model_name, request=request, model_hash=model_hash,
                     )
                 except (OSError, UserError) as error:  # a full disk must not lose the images already made: they are still returned
@@ -132,28 +155,28 @@ class GenerationService:
                     except OSError as error:
                         log.error("Could not write %s: %s", path.with_suffix(".txt"), error)
             result.paths.append(path)
-            self._record(request, result, text, seed, model_hash, checkpoint.model_name, path)
+            self._record(request, result, text, seed, model_hash, checkpoint.model_name, path, task, image.size)
         if len(result.images) > 1 and self.settings.grid_save:
             result.grid = image_grid(result.images)
             if self.outputs is not None and self.settings.samples_save:
                 try:
                     result.grid_path = self.outputs.save(
-                        result.grid, result.infotexts[0], task="txt2img", kind="grids", fmt=self.settings.samples_format,
+                        result.grid, result.infotexts[0], task=task, kind="grids", fmt=self.settings.samples_format,
                         pattern="grid", seed=result.image_seeds[0], prompt=request.prompt, model_name=checkpoint.model_name,
                     )
                 except (OSError, UserError) as error:
                     log.error("Could not save the grid: %s", error)
 
     def _record(self, request: GenerationRequest, result: GenerationResult, infotext: str, seed: int,
-                model_hash: str | None, model_name: str, path: Path | None) -> None:
+                model_hash: str | None, model_name: str, path: Path | None, task: str, size: tuple[int, int]) -> None:
         """One history row per image, written after the file is in place (never a dangling row)."""
         if self.history is None:
             return
         entry = HistoryEntry(
-            task="txt2img", created_at=time.time(), duration_s=result.timings.get("total", 0.0),
+            task=task, created_at=time.time(), duration_s=result.timings.get("total", 0.0),
             prompt=request.prompt, negative_prompt=request.negative_prompt, params=infotext, seed=seed,
             model_name=model_name, model_hash=model_hash, path=str(path) if path is not None else None,
-            width=request.width, height=request.height, sampler=request.sampler_name,
+            width=size[0], height=size[1], sampler=request.sampler_name,
         )
         try:
             self.history.record(entry)

@@ -40,10 +40,11 @@ def build_prompt_encoder(model: LoadedModel, clip_skip: int) -> PromptEncoder:
     return model.caches[key]  # type: ignore[return-value]
 
 
-def step_conditions(encoder: PromptEncoder, prompt: str, steps: int, allow_and: bool) -> StepConditions:
-    """Conditioning for every step: one schedule per AND part, merged at every boundary."""
+def step_conditions(encoder: PromptEncoder, prompt: str, steps: int, allow_and: bool, hires_steps: int | None = None) -> StepConditions:
+    """Conditioning for every step: one schedule per AND part, merged at every boundary. With
+    `hires_steps`, the hires pass's schedule (`steps` is then the first pass's count)."""
     parts = split_and(prompt) if allow_and else [(prompt, 1.0)]
-    schedules = [prompt_schedule(text, steps) for text, _ in parts]
+    schedules = [prompt_schedule(text, steps, hires_steps) for text, _ in parts]
     boundaries = sorted({end for schedule in schedules for end, _ in schedule})
     merged = []
     for end in boundaries:

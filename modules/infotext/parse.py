@@ -20,7 +20,7 @@ import re
 from typing import Any, Callable
 
 from modules.errors import UserError
-from modules.generation.request import RNG_SOURCES
+from modules.generation.request import HIRES_UPSCALERS, MASK_MODES, MASKED_CONTENT, RNG_SOURCES
 from modules.infotext.create import NEGATIVE_PROMPT_PREFIX
 from modules.sampling.sampler_table import parse_sampler_name
 from modules.sampling.schedules import find_schedule
@@ -143,7 +143,26 @@ def _to_rng(text: str) -> str:
     return text
 
 
-# infotext key -> (GenerationRequest field, converter)
+def _choice_index(choices: tuple[str, ...]) -> Callable[[str], int]:
+    def convert(text: str) -> int:
+        if text not in choices:
+            raise ValueError(f"{text!r} is not one of {choices}")
+        return choices.index(text)
+    return convert
+
+
+def _hires_upscaler(text: str) -> str:
+    if text not in HIRES_UPSCALERS:
+        raise ValueError(f"{text!r} is not an upscaler Easel has")
+    return text
+
+
+def _unless_same(text: str) -> str | None:
+    """"Use same sampler" / "Use same scheduler" (A1111's defaults) -> None (the first pass's)."""
+    return None if text.startswith("Use same") else text
+
+
+# infotext key -> (GenerationRequest / Img2ImgRequest field, converter)
 REQUEST_FIELDS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "Prompt": ("prompt", str),
     "Negative prompt": ("negative_prompt", str),
@@ -162,13 +181,32 @@ REQUEST_FIELDS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "ENSD": ("eta_noise_seed_delta", _to_int),
     "RNG": ("rng_source", _to_rng),
     "Tiling": ("tiling", _to_bool),
+    "Denoising strength": ("denoising_strength", _to_float),
+    "Mask blur": ("mask_blur", _to_int),
+    "Mask mode": ("inpainting_mask_invert", _choice_index(MASK_MODES)),
+    "Masked content": ("inpainting_fill", _choice_index(MASKED_CONTENT)),
+    "Inpaint area": ("inpaint_full_res", lambda text: _choice_index(("Whole picture", "Only masked"))(text) == 1),
+    "Masked area padding": ("inpaint_full_res_padding", _to_int),
+    "Noise multiplier": ("initial_noise_multiplier", _to_float),
+    "Hires upscale": ("hr_scale", _to_float),
+    "Hires resize-1": ("hr_resize_x", _to_int),
+    "Hires resize-2": ("hr_resize_y", _to_int),
+    "Hires steps": ("hr_second_pass_steps", _to_int),
+    "Hires upscaler": ("hr_upscaler", _hires_upscaler),
+    "Hires sampler": ("hr_sampler_name", _unless_same),
+    "Hires schedule type": ("hr_scheduler", _unless_same),
+    "Hires prompt": ("hr_prompt", str),
+    "Hires negative prompt": ("hr_negative_prompt", str),
 }
+HIRES_KEYS = ("Hires upscale", "Hires resize-1", "Hires upscaler", "Hires steps")
 
 
 def request_fields(params: dict[str, str]) -> dict[str, Any]:
-    """GenerationRequest field values for the parsed ``params`` that convert cleanly (a value
-    such as "Steps: many" is skipped, not guessed). Feed to ``GenerationRequest.from_dict``."""
-    fields: dict[str, Any] = {}
+    """GenerationRequest / Img2ImgRequest field values for the parsed ``params`` that convert
+    cleanly (a value such as "Steps: many" is skipped, not guessed). Feed to ``from_dict``.
+    ``enable_hr`` says whether the image had a hires pass; hr_sampler_name / hr_scheduler are None
+    for "Use same ..."."""
+    fields: dict[str, Any] = {"enable_hr": any(key in params for key in HIRES_KEYS)}
     for key, (name, convert) in REQUEST_FIELDS.items():
         if key not in params:
             continue

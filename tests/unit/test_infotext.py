@@ -198,12 +198,43 @@ def test_request_fields_converts_types_and_skips_bad_values():
         "prompt": "p", "negative_prompt": "n", "sampler_name": "Euler", "scheduler": "Exponential", "cfg_scale": 7.0,
         "width": 640, "height": 448, "subseed": 9, "subseed_strength": 0.3, "seed_resize_from_w": 320,
         "seed_resize_from_h": 256, "clip_skip": 2, "eta_noise_seed_delta": 31337, "tiling": True,
+        **DEFAULT_TASK_FIELDS,
     }
     assert isinstance(request_fields(params)["cfg_scale"], float)
     assert request_fields(parse_infotext("p\nSteps: 20.0, Seed: 4294967295, CFG scale: nan, RNG: NV")) == {
         "prompt": "p", "negative_prompt": "", "steps": 20, "seed": 4294967295, "clip_skip": 1,
-        "scheduler": "Automatic", "rng_source": "NV",
+        "scheduler": "Automatic", "rng_source": "NV", **DEFAULT_TASK_FIELDS,
     }
+
+
+# What an infotext without img2img/hires keys sets (A1111's missing-key defaults): pasting a
+# txt2img image turns hires off and puts the inpaint controls back to their defaults.
+DEFAULT_TASK_FIELDS = {
+    "enable_hr": False, "inpainting_mask_invert": 0, "inpainting_fill": 1, "inpaint_full_res": False,
+    "inpaint_full_res_padding": 32, "hr_sampler_name": None, "hr_scheduler": None, "hr_prompt": "", "hr_negative_prompt": "",
+}
+
+
+def test_request_fields_reads_img2img_and_hires_keys():
+    params = parse_infotext(
+        "a red hat\nSteps: 20, Sampler: DPM++ 2M, Schedule type: Karras, CFG scale: 7, Seed: 1234, Size: 512x512, "
+        "Denoising strength: 0.75, Mask blur: 4, Mask mode: Inpaint not masked, Inpaint area: Only masked, "
+        "Masked area padding: 16, Masked content: latent noise, Noise multiplier: 0.9, Hires resize: 1024x768, "
+        "Hires steps: 10, Hires upscaler: Latent (bicubic), Hires sampler: Euler a, Hires prompt: \"a blue hat\", Version: v1.10.1"
+    )
+    fields = request_fields(params)
+    assert {k: fields[k] for k in (
+        "denoising_strength", "mask_blur", "inpainting_mask_invert", "inpaint_full_res", "inpaint_full_res_padding",
+        "inpainting_fill", "initial_noise_multiplier", "enable_hr", "hr_resize_x", "hr_resize_y", "hr_second_pass_steps",
+        "hr_upscaler", "hr_sampler_name", "hr_scheduler", "hr_prompt",
+    )} == {
+        "denoising_strength": 0.75, "mask_blur": 4, "inpainting_mask_invert": 1, "inpaint_full_res": True,
+        "inpaint_full_res_padding": 16, "inpainting_fill": 2, "initial_noise_multiplier": 0.9, "enable_hr": True,
+        "hr_resize_x": 1024, "hr_resize_y": 768, "hr_second_pass_steps": 10, "hr_upscaler": "Latent (bicubic)",
+        "hr_sampler_name": "Euler a", "hr_scheduler": None, "hr_prompt": "a blue hat",
+    }
+    # An upscaler Easel does not have (an ESRGAN model) is left at the user's choice, not guessed.
+    assert "hr_upscaler" not in request_fields(parse_infotext("p\nSteps: 20, Seed: 1, Sampler: Euler, Hires upscaler: 4x-UltraSharp"))
 
 
 # --- storing in images and reading back ---------------------------------------------------------

@@ -1,0 +1,239 @@
+"""The one denoising loop every task runs, and what the task set-ups share.
+
+A task (txt2img, img2img, inpaint, the hires pass) only decides how a pass starts: the latent at
+the first sigma, which tail of the schedule to walk, and for inpainting the latent to hold where
+the mask says "keep" and the inpainting UNet's extra channels. `sample()` then runs the guided
+denoiser through the chosen sampler, reporting every step, and `run_batches()` walks the job's
+batches with their seeds, turning interrupt and skip into what the user asked for.
+
+The VAE helpers live here too: `encode()` (pixels in [0, 1] -> the latent the UNet sees; the
+posterior's mean, so the same image always gives the same latent) and `decode()`.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import torch
+from PIL import Image
+
+from modules.checkpoints.manager import LoadedModel
+from modules.generation.guidance import GuidedDenoiser, StepConditions, UNetEps
+from modules.generation.previews import FullVaePreview, PreviewMethod
+from modules.generation.request import GenerationRequest
+from modules.sampling import noise as noise_mod
+from modules.sampling.denoiser import DiscreteDenoiser
+from modules.sampling.sampler_table import SamplerSpec
+from modules.sampling.types import SamplerContext, StepInfo
+
+
+class Interrupted(Exception):
+    """Raised from the step callback to stop the job; the engine keeps what was done."""
+
+
+class Skipped(Exception):
+    """Raised from the step callback to abandon the current batch and go on with the next."""
+
+
+@dataclass
+class StepEvent:
+    """What the engine reports after every step."""
+
+    image_index: int  # first image of the current batch
+    image_count: int
+    step: int  # 1-based, counted over all passes of the batch (first pass, then hires)
+    steps: int
+    preview: list[Image.Image] | None
+
+
+@dataclass
+class GenerationResult:
+    images: list[Image.Image] = field(default_factory=list)
+    seeds: list[int] = field(default_factory=list)  # of every image the job was to make (A1111's all_seeds)
+    subseeds: list[int] = field(default_factory=list)
+    image_seeds: list[int] = field(default_factory=list)  # of each returned image, in order (skips leave gaps)
+    interrupted: bool = False
+    latents: list[torch.Tensor] = field(default_factory=list)
+    infotexts: list[str] = field(default_factory=list)  # per returned image (filled by the service)
+    paths: list[Path | None] = field(default_factory=list)  # where each was saved, if it was
+    grid: Image.Image | None = None  # of all images, when there are several (filled by the service)
+    grid_path: Path | None = None
+    timings: dict[str, float] = field(default_factory=dict)
+    extra_parameters: dict[str, object] = field(default_factory=dict)  # task keys for the infotext
+    notes: list[str] = field(default_factory=list)  # what the job did differently from what was asked
+
+
+@dataclass
+class Progress:
+    """Where a batch is, for step events: its first image, the job's image count, the steps of
+    the passes before this one and the steps of all passes of the batch."""
+
+    first_image: int
+    image_count: int
+    steps_before: int
+    steps_total: int
+    on_step: Callable[[StepEvent], None] | None
+    preview: PreviewMethod | None
+    preview_every: int
+
+
+@dataclass
+class SamplingPass:
+    """One pass of the sampler over one batch."""
+
+    x: torch.Tensor  # the latent at sigmas[0] (noise already added and scaled)
+    sigmas: torch.Tensor  # the part of the schedule to walk
+    sampler: SamplerSpec
+    conds: StepConditions
+    unconds: StepConditions
+    seeds: list[int]
+    init_latent: torch.Tensor | None = None  # inpainting: the latent held where `keep` is 1
+    keep: torch.Tensor | None = None  # (1|B, 1, h, w); 1 = keep the init latent
+    image_conditioning: torch.Tensor | None = None  # inpainting UNets: mask + masked-image latent
+    time_ids: torch.Tensor | None = None  # SDXL size conditioning
+    noise_range: tuple[float, float] | None = None  # the full schedule's range (SDE samplers' trees)
+    fallback: torch.Tensor | None = None  # the result when interrupted before the first step
+
+
+class MaskedDenoiser:
+    """Holds the init latent where the mask keeps it: x0 <- x0·(1 - keep) + init·keep at every
+    model call (A1111's CFGDenoiser with mask_before_denoising off)."""
+
+    def __init__(self, inner: GuidedDenoiser, init_latent: torch.Tensor, keep: torch.Tensor):
+        self.inner, self.init_latent, self.keep = inner, init_latent, keep
+        self.sigma_min, self.sigma_max = inner.sigma_min, inner.sigma_max
+
+    def __call__(self, x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+        return blend(self.inner(x, sigma), self.init_latent, self.keep)
+
+
+def blend(latent: torch.Tensor, init_latent: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+    return latent * (1 - keep) + init_latent * keep
+
+
+def alphas_cumprod(model: LoadedModel) -> torch.Tensor:
+    """The training noise schedule from the family's scheduler config (SD's scaled-linear betas)."""
+    config = model.spec.scheduler_config
+    start, end, count = config.get("beta_start", 0.00085), config.get("beta_end", 0.012), config.get("num_train_timesteps", 1000)
+    betas = torch.linspace(start**0.5, end**0.5, count, dtype=torch.float64) ** 2
+    return torch.cumprod(1.0 - betas, dim=0).float()
+
+
+def model_denoiser(model: LoadedModel, time_ids: torch.Tensor | None = None, image_conditioning: torch.Tensor | None = None) -> DiscreteDenoiser:
+    """The UNet as a k-diffusion denoiser; also the model's sigma grid for building schedules."""
+    return DiscreteDenoiser(UNetEps(model.unet, time_ids, image_conditioning), alphas_cumprod(model), model.spec.prediction_type)
+
+
+def is_sdxl(model: LoadedModel) -> bool:
+    return model.spec.family.name.startswith("sdxl")
+
+
+def sampler_eta(request: GenerationRequest, sampler: SamplerSpec) -> float:
+    if request.eta is not None:
+        return request.eta
+    return sampler.eta_default if sampler.eta_default is not None else 1.0
+
+
+def sample(model: LoadedModel, request: GenerationRequest, plan: SamplingPass, progress: Progress) -> tuple[torch.Tensor | None, bool]:
+    """Runs one pass. Returns (latent, interrupted): when the step callback raises Interrupted the
+    latent is the last x0 prediction (what the preview showed), or `plan.fallback` before the
+    first step. Skipped propagates."""
+    inner = model_denoiser(model, plan.time_ids, plan.image_conditioning)
+    guided = GuidedDenoiser(inner, plan.conds, plan.unconds, request.cfg_scale, inner.sigma_min, inner.sigma_max)
+    denoiser = guided if plan.keep is None else MaskedDenoiser(guided, plan.init_latent, plan.keep)
+    last: dict[str, torch.Tensor] = {}
+
+    def callback(info: StepInfo) -> None:
+        last["denoised"] = info.denoised
+        done = info.index + 1
+        shown = None
+        if progress.preview is not None and progress.preview_every and (done % progress.preview_every == 0 or done == info.total):
+            shown = progress.preview(info.denoised)
+        if progress.on_step is not None:
+            progress.on_step(StepEvent(progress.first_image, progress.image_count, progress.steps_before + done, progress.steps_total, shown))
+
+    context = SamplerContext(
+        callback=callback,
+        noise=noise_mod.AncestralNoise(plan.seeds, request.eta_noise_seed_delta, request.rng_source, plan.x.device),
+        eta=sampler_eta(request, plan.sampler),
+        s_noise=request.s_noise,
+        seeds=plan.seeds,
+        noise_range=plan.noise_range,
+    )
+    try:
+        with torch.no_grad():
+            latent = plan.sampler.run(denoiser, plan.x, plan.sigmas, context)
+    except Interrupted:
+        return last.get("denoised", plan.fallback), True
+    if plan.keep is not None:
+        latent = blend(latent, plan.init_latent, plan.keep)
+    return latent, False
+
+
+def encode(model: LoadedModel, pixels: torch.Tensor) -> torch.Tensor:
+    """Images (B, 3, H, W) in [0, 1] -> latents as the UNet sees them (scaled; the posterior mean,
+    one image at a time as A1111 does, so batch size never changes a latent)."""
+    vae = model.vae_module
+    param = next(vae.parameters())
+    latents = []
+    with torch.no_grad():
+        for image in pixels:
+            x = (image[None] * 2 - 1).to(param.device, param.dtype)
+            latents.append(vae.encode(x).latent_dist.mean.float() * vae.config.scaling_factor)
+    return torch.cat(latents).to(model.device)
+
+
+def decode(model: LoadedModel, latent: torch.Tensor) -> list[Image.Image]:
+    return FullVaePreview(model.vae_module)(latent)
+
+
+def decode_pixels(model: LoadedModel, latent: torch.Tensor) -> torch.Tensor:
+    """Latents -> images (B, 3, H, W) in [0, 1], not rounded to 8 bits."""
+    vae = model.vae_module
+    param = next(vae.parameters())
+    with torch.no_grad():
+        out = vae.decode(latent.to(param.device, param.dtype) / vae.config.scaling_factor).sample.float()
+    return ((out + 1) / 2).clamp(0, 1)
+
+
+BatchFn = Callable[[int, list[int], list[int]], tuple[list[Image.Image], list[torch.Tensor], bool]]
+
+
+def run_batches(request: GenerationRequest, result: GenerationResult, make_batch: BatchFn) -> GenerationResult:
+    """Resolves the job's seeds, then makes each batch with `make_batch(first, seeds, subseeds)`
+    -> (images, latents, interrupted). Interrupted keeps the batch's images and stops; Skipped
+    drops the batch and goes on."""
+    started = time.perf_counter()
+    total = request.batch_size * request.n_iter
+    result.seeds, result.subseeds = noise_mod.batch_seeds(
+        noise_mod.resolve_seed(request.seed), noise_mod.resolve_seed(request.subseed), request.subseed_strength, total
+    )
+    for batch_index in range(request.n_iter):
+        first = batch_index * request.batch_size
+        seeds = result.seeds[first : first + request.batch_size]
+        subseeds = result.subseeds[first : first + request.batch_size]
+        try:
+            images, latents, interrupted = make_batch(first, seeds, subseeds)
+        except Skipped:
+            continue
+        result.images += images
+        result.latents += latents
+        result.image_seeds += seeds[: len(images)]
+        if interrupted:
+            result.interrupted = True
+            break
+    result.timings["total"] = time.perf_counter() - started + result.timings.get("text", 0.0)
+    return result
+
+
+def tail_steps(steps: int, strength: float, fix_steps: bool) -> tuple[int, int]:
+    """A1111's `setup_img2img_steps`: (schedule length, t_enc). The pass walks the last t_enc + 1
+    sigmas of a `schedule length`-step schedule, i.e. t_enc + 1 steps. With fix_steps (the hires
+    pass, or the img2img_fix_steps setting) exactly `steps` run."""
+    strength = min(strength, 0.999)
+    if fix_steps:
+        return (int(steps / strength) if strength > 0 else 0), steps - 1
+    return steps, int(strength * steps)

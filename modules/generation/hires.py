@@ -1,0 +1,154 @@
+"""Hires fix: txt2img's second pass. The first pass's latent is upscaled (interpolated as a latent,
+or decoded, resized as a picture and encoded again), noised to the hires denoising strength and
+sampled for exactly the hires steps (A1111's fixed-steps rule), with the hires prompt's schedule.
+
+The size rule is A1111's: "Upscale by" multiplies the first pass size; "Resize width/height to"
+with one side 0 keeps the aspect ratio; with both, the picture is upscaled to cover the target and
+the latent cropped to it (centre).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+
+from modules.checkpoints.manager import LoadedModel
+from modules.generation.engine import Progress, SamplingPass, decode_pixels, encode, model_denoiser, sample, tail_steps
+from modules.generation.guidance import StepConditions
+from modules.generation.request import LATENT_UPSCALE_MODES, GenerationRequest
+from modules.sampling import noise as noise_mod
+from modules.sampling.sampler_table import SamplerSpec, parse_sampler_name, sigmas_for
+
+OPT_F = 8  # pixels per latent cell
+
+
+@dataclass(frozen=True)
+class HiresTarget:
+    """The size the first pass is upscaled to, and how many latent cells are cut off after."""
+
+    upscale_x: int
+    upscale_y: int
+    truncate_x: int = 0  # latent columns to crop (half each side)
+    truncate_y: int = 0
+
+    @property
+    def width(self) -> int:
+        return (self.upscale_x // OPT_F - self.truncate_x) * OPT_F
+
+    @property
+    def height(self) -> int:
+        return (self.upscale_y // OPT_F - self.truncate_y) * OPT_F
+
+
+def hires_target(request: GenerationRequest) -> HiresTarget:
+    """A1111's `calculate_target_resolution`."""
+    width, height = request.width, request.height
+    rx, ry = request.hr_resize_x, request.hr_resize_y
+    if rx == 0 and ry == 0:
+        return HiresTarget(int(width * request.hr_scale), int(height * request.hr_scale))
+    if ry == 0:
+        return HiresTarget(rx, rx * height // width)
+    if rx == 0:
+        return HiresTarget(ry * width // height, ry)
+    if width / height < rx / ry:
+        to_x, to_y = rx, rx * height // width
+    else:
+        to_x, to_y = ry * width // height, ry
+    return HiresTarget(to_x, to_y, (to_x - rx) // OPT_F, (to_y - ry) // OPT_F)
+
+
+def hires_parameters(request: GenerationRequest, first_sampler: str, first_schedule: str) -> dict[str, Any]:
+    """The infotext keys A1111 writes for a hires pass, in its order (Denoising strength goes to
+    its core position)."""
+    params: dict[str, Any] = {"Denoising strength": hires_strength(request)}
+    if request.hr_resize_x == 0 and request.hr_resize_y == 0:
+        params["Hires upscale"] = request.hr_scale
+    else:
+        params["Hires resize"] = f"{request.hr_resize_x}x{request.hr_resize_y}"
+    if request.hr_second_pass_steps:
+        params["Hires steps"] = request.hr_second_pass_steps
+    params["Hires upscaler"] = request.hr_upscaler
+    if request.hr_sampler_name and request.hr_sampler_name != first_sampler:
+        params["Hires sampler"] = request.hr_sampler_name
+    if request.hr_scheduler and request.hr_scheduler != first_schedule:
+        params["Hires schedule type"] = request.hr_scheduler
+    if request.hr_prompt and request.hr_prompt != request.prompt:
+        params["Hires prompt"] = request.hr_prompt
+    if request.hr_negative_prompt and request.hr_negative_prompt != request.negative_prompt:
+        params["Hires negative prompt"] = request.hr_negative_prompt
+    return params
+
+
+def hires_strength(request: GenerationRequest) -> float:
+    return request.denoising_strength if request.denoising_strength is not None else 0.7
+
+
+def hires_steps(request: GenerationRequest) -> int:
+    return request.hr_second_pass_steps or request.steps
+
+
+def hires_sampler(request: GenerationRequest) -> tuple[SamplerSpec, str]:
+    """The hires pass's sampler and schedule ("Use same" = the first pass's)."""
+    name = request.hr_sampler_name or request.sampler_name
+    sampler, named = parse_sampler_name(name)
+    scheduler = request.hr_scheduler or request.scheduler
+    return sampler, (named if named and scheduler.lower() == "automatic" else scheduler)
+
+
+def upscale(model: LoadedModel, latent: torch.Tensor, request: GenerationRequest, target: HiresTarget) -> torch.Tensor:
+    """The first pass's latent at the target size (before the crop)."""
+    size = (target.upscale_y // OPT_F, target.upscale_x // OPT_F)
+    if request.hr_upscaler in LATENT_UPSCALE_MODES:
+        mode, antialias = LATENT_UPSCALE_MODES[request.hr_upscaler]
+        return torch.nn.functional.interpolate(latent, size=size, mode=mode, antialias=antialias)
+    resample = Image.LANCZOS if request.hr_upscaler == "Lanczos" else Image.NEAREST
+    pixels = decode_pixels(model, latent)
+    images = []
+    for image in pixels:
+        array = (image.permute(1, 2, 0).cpu().numpy() * 255).astype(np.uint8)  # A1111 truncates, too
+        resized = Image.fromarray(array).resize((size[1] * OPT_F, size[0] * OPT_F), resample=resample)
+        images.append(torch.from_numpy(np.asarray(resized, dtype=np.float32) / 255).permute(2, 0, 1))
+    return encode(model, torch.stack(images))
+
+
+def crop(latent: torch.Tensor, target: HiresTarget) -> torch.Tensor:
+    ty, tx = target.truncate_y, target.truncate_x
+    return latent[:, :, ty // 2 : latent.shape[2] - (ty + 1) // 2, tx // 2 : latent.shape[3] - (tx + 1) // 2]
+
+
+def hires_pass(
+    model: LoadedModel,
+    request: GenerationRequest,
+    latent: torch.Tensor,
+    seeds: list[int],
+    subseeds: list[int],
+    conds: StepConditions,
+    unconds: StepConditions,
+    progress: Progress,
+    time_ids: torch.Tensor | None,
+    image_conditioning: torch.Tensor | None,
+) -> tuple[torch.Tensor | None, bool]:
+    """Upscales the first pass's `latent` and runs the second pass. Returns (latent, interrupted)."""
+    target = hires_target(request)
+    latent = crop(upscale(model, latent, request, target), target)
+    sampler, schedule = hires_sampler(request)
+    steps = hires_steps(request)
+    total, t_enc = tail_steps(steps, hires_strength(request), fix_steps=True)
+    if total == 0:  # denoising strength 0: the upscaled first pass as it is
+        return latent, False
+    full = sigmas_for(sampler, schedule, total, model_denoiser(model), sdxl=model.spec.family.name.startswith("sdxl")).to(latent.device)
+    sigmas = full[total - t_enc - 1 :]
+    noise = noise_mod.batch_noise(
+        tuple(latent.shape[1:]), seeds, subseeds, request.subseed_strength,
+        (request.seed_resize_from_w, request.seed_resize_from_h), request.rng_source, latent.device,
+    )
+    plan = SamplingPass(
+        x=latent + noise * sigmas[0], sigmas=sigmas, sampler=sampler, conds=conds, unconds=unconds, seeds=seeds,
+        image_conditioning=image_conditioning, time_ids=time_ids,
+        noise_range=(full[full > 0].min(), full.max()), fallback=latent,
+    )
+    return sample(model, request, plan, progress)
