@@ -114,3 +114,44 @@ def test_each_image_gets_its_infotext_and_is_saved_with_it(service, tmp_path):
     service.settings.samples_save = False
     result = service.submit_txt2img(_request(seed=42, steps=2, sampler_name="DDIM", eta=0.3)).result(timeout=120)
     assert result.paths == [None] and "Eta DDIM: 0.3" in result.infotexts[0]
+
+
+def test_img2img_and_hires_jobs_write_a1111_infotext_and_save_in_their_folders(service, tmp_path):
+    from PIL import Image, ImageDraw
+
+    from modules.generation.request import Img2ImgRequest
+    from modules.infotext.embed import read_infotext
+    from modules.infotext.parse import parse_infotext, request_fields
+    from modules.outputs import OutputWriter
+
+    service.outputs = OutputWriter(tmp_path / "outputs")
+    sha = service.manager.registry.sha256(service.manager.loaded.checkpoint)
+    picture = Image.new("RGB", (64, 64), (40, 120, 200))
+    mask = Image.new("L", (64, 64), 0)
+    ImageDraw.Draw(mask).rectangle((16, 16, 40, 40), fill=255)
+    job = service.submit_img2img(Img2ImgRequest(
+        prompt="a hat", steps=10, width=64, height=64, seed=9, sampler_name="Euler", init_images=[picture], mask=mask,
+        denoising_strength=0.5, mask_blur=4, inpainting_fill=0, inpaint_full_res=True, inpaint_full_res_padding=32,
+    ))
+    result = job.result(timeout=120)
+    assert result.infotexts[0].splitlines()[-1] == (
+        f"Steps: 10, Sampler: Euler, Schedule type: Automatic, CFG scale: 7, Seed: 9, Size: 64x64, Model hash: {sha[:10]}, "
+        "Model: a, Denoising strength: 0.5, Mask blur: 4, Inpaint area: Only masked, Masked area padding: 32, "
+        "Masked content: fill, Version: v1.10.1"
+    )
+    assert result.paths[0].parent.parent.name == "img2img-images" and read_infotext(result.paths[0]) == result.infotexts[0]
+    fields = request_fields(parse_infotext(result.infotexts[0]))
+    assert (fields["denoising_strength"], fields["inpainting_fill"], fields["inpaint_full_res"]) == (0.5, 0, True)
+
+    hires = service.submit_txt2img(_request(seed=3, steps=3, enable_hr=True, hr_scale=1.5, hr_second_pass_steps=2, denoising_strength=0.55)).result(timeout=120)
+    assert hires.images[0].size == (96, 96)
+    assert hires.infotexts[0].splitlines()[-1] == (
+        f"Steps: 3, Sampler: Euler a, Schedule type: Automatic, CFG scale: 7, Seed: 3, Size: 64x64, Model hash: {sha[:10]}, "
+        "Model: a, Denoising strength: 0.55, Hires upscale: 1.5, Hires steps: 2, Hires upscaler: Latent, Version: v1.10.1"
+    )
+
+    with pytest.raises(UserError, match="needs an image"):
+        service.submit_img2img(Img2ImgRequest(prompt="x", width=64, height=64))
+    service.settings.max_input_megapixels = 0.25
+    with pytest.raises(UserError, match="megapixels"):
+        service.submit_img2img(Img2ImgRequest(prompt="x", width=64, height=64, init_images=[Image.new("RGB", (1000, 1000))]))
