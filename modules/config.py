@@ -45,7 +45,7 @@ class Settings:
     samples_format: str = setting("png", "File format of saved images (the generation parameters go into each).", choices=("png", "jpg", "webp"))
     samples_filename_pattern: str = setting("[seed]", "File name pattern after the counter: tags like [seed], [model_name], [prompt_words], [datetime<%Y%m%d>].")
     default_sampler: str = setting("DPM++ 2M", "Sampler selected when the page opens.")
-    max_input_megapixels: float = setting(25.0, "Largest image img2img, inpaint and PNG Info accept, in megapixels (bigger ones are refused with a message).", minimum=0.25, maximum=400.0)
+    max_input_megapixels: float = setting(25.0, "Largest picture (and mask) img2img and inpaint accept, in megapixels; bigger ones are refused with a message.", minimum=0.25, maximum=400.0)
     img2img_fix_steps: bool = setting(False, "img2img runs exactly the steps set (A1111's option); off: steps x denoising strength of them.")
 
     @staticmethod
