@@ -2,7 +2,7 @@
 
 The handlers call `Services` only; a failed switch shows its message in the status line and puts
 the dropdown back on the model that is still active. Tabs whose work has not landed yet say so, and
-already receive images sent from txt2img.
+already receive images sent to them. The send buttons are wired in send_to.py.
 """
 
 from __future__ import annotations
@@ -15,32 +15,37 @@ from fastapi import FastAPI
 
 from modules.app_services import Services
 from modules.errors import UserError
-from modules.infotext.parse import parse_infotext
 from modules.ui.history_tab import build_history_tab
-from modules.ui.png_info import build_png_info_tab, txt2img_values
+from modules.ui.img2img import IMG2IMG_CSS, build_img2img_tab
+from modules.ui.png_info import build_png_info_tab
 from modules.ui.progress_view import PROGRESS_CSS
-from modules.ui.sessions import SessionRuns, session_key
+from modules.ui.send_to import ModelLine, SendSource, SendWiring
+from modules.ui.sessions import SessionRuns
 from modules.ui.settings_tab import build_settings_tab
 from modules.ui.txt2img import build_txt2img_tab
 
 log = logging.getLogger(__name__)
 
 PLACEHOLDER_TABS = {
-    "img2img": "Image to image and inpainting with a painted mask are not built yet. Images sent here from txt2img wait below.",
-    "Outpainting": "Extending an image beyond its borders is not built yet. Images sent here from txt2img wait below.",
+    "Outpainting": "Extending an image beyond its borders is not built yet. Images sent here from txt2img or img2img wait below.",
 }
 
 CSS = ".easel-status { min-height: 1.5em; }\n.easel-tokens { font-variant-numeric: tabular-nums; opacity: .8; }\n" \
       ".easel-tokens[data-over] { color: var(--error-text-color, #b91c1c); }\n" \
-      ".easel-infotext { white-space: pre-wrap; word-break: break-word; font-size: .85em; margin: 0; }\n" + PROGRESS_CSS
+      ".easel-infotext { white-space: pre-wrap; word-break: break-word; font-size: .85em; margin: 0; }\n" + PROGRESS_CSS + IMG2IMG_CSS
 
-# Ctrl+Enter (or Cmd+Enter) generates, Esc interrupts: in the txt2img tab, as in A1111.
+# Ctrl+Enter (or Cmd+Enter) generates, Esc interrupts, as in A1111: in whichever of the generation
+# tabs is showing (a hidden tab's buttons have no layout box).
 KEYBOARD_JS = """
 () => {
   document.addEventListener('keydown', (e) => {
-    const click = (id) => { const b = document.getElementById(id); if (b) { b.click(); e.preventDefault(); } };
-    if (e.key === 'Enter' && (e.ctrlKey || e.metaKey)) click('txt2img-generate');
-    else if (e.key === 'Escape') click('txt2img-interrupt');
+    const click = (action) => {
+      const button = ['txt2img', 'img2img'].map((tab) => document.getElementById(`${tab}-${action}`))
+        .find((b) => b && b.getClientRects().length > 0);
+      if (button) { button.click(); e.preventDefault(); }
+    };
+    if (e.key === 'Enter' && (e.ctrlKey || e.metaKey)) click('generate');
+    else if (e.key === 'Escape') click('interrupt');
   });
 }
 """
@@ -97,7 +102,7 @@ def build_ui(services: Services) -> gr.Blocks:
     def on_refresh():
         return current(_run(services.refresh))
 
-    runs = SessionRuns()
+    txt2img_runs, img2img_runs = SessionRuns(), SessionRuns()  # each tab's jobs and outcomes per session
     with gr.Blocks(title="Easel", analytics_enabled=False) as demo:
         with gr.Row(equal_height=True):
             gr.Markdown("# Easel", elem_id="easel-title")
@@ -111,9 +116,11 @@ def build_ui(services: Services) -> gr.Blocks:
             )
             refresh = gr.Button("Refresh", scale=0, min_width=100, elem_id="easel-refresh")
         status = gr.Markdown(status_text(services), elem_classes="easel-status", elem_id="easel-status")
-        with gr.Tabs(elem_id="easel-tabs") as tabs:
+        with gr.Tabs(elem_id="easel-tabs"):
             with gr.Tab("txt2img", id="txt2img", elem_id="tab-txt2img"):
-                txt2img = build_txt2img_tab(services, runs)
+                txt2img = build_txt2img_tab(services, txt2img_runs)
+            with gr.Tab("img2img", id="img2img", elem_id="tab-img2img"):
+                img2img = build_img2img_tab(services, img2img_runs)
             received: dict[str, gr.Image] = {}
             for name, text in PLACEHOLDER_TABS.items():
                 with gr.Tab(name, id=name, elem_id=f"tab-{name.lower().replace(' ', '-')}"):
@@ -126,54 +133,18 @@ def build_ui(services: Services) -> gr.Blocks:
             with gr.Tab("Settings", id="Settings", elem_id="tab-settings"):
                 settings_tab = build_settings_tab(services)
 
-        def send_to(target: str):
-            def handler(request: gr.Request):
-                outcome = runs.outcome(session_key(request))
-                index = outcome.pick() if outcome else None
-                if index is None:
-                    return gr.skip(), gr.skip()
-                return outcome.images[index], gr.Tabs(selected=target)
-            return handler
-
-        for target, button in txt2img.send_buttons.items():
-            tab = "img2img" if target == "inpaint" else target
-            button.click(send_to(tab), None, [received[tab], tabs], show_progress="hidden")
+        model_line = ModelLine([checkpoint, vae, status], current, lambda name: _run(services.switch_checkpoint, name))
+        sending = SendWiring(services, model_line, txt2img, img2img, received["Outpainting"])
+        sending.wire_gallery(txt2img.send_buttons, txt2img_runs, with_parameters=True)
+        sending.wire_gallery(img2img.send_buttons, img2img_runs, with_parameters=False)
+        png_buttons = {"txt2img": png_info.send_txt2img, "img2img": png_info.send_img2img, "inpaint": png_info.send_inpaint}
+        sending.wire_saved_image(SendSource(png_buttons, png_info.parameters, png_info.image_file, png_info.message))
+        history_buttons = {"txt2img": history.send_txt2img, "img2img": history.send_img2img, "inpaint": history.send_inpaint}
+        sending.wire_saved_image(SendSource(history_buttons, history.selected_infotext, history.selected_path, history.message))
         demo.load(settings_tab.current_values, None, settings_tab.controls)
         outputs = [checkpoint, vae, status]
-
-        def send_to_txt2img(message_box: gr.HTML):
-            """A handler filling the txt2img fields from an infotext and switching to the checkpoint
-            it names (by hash, then name); what it could not do is said in `message_box`."""
-            def handler(infotext: str | None):
-                if not infotext:
-                    return {message_box: "Nothing to send: this image carries no generation parameters."}
-                return fill_txt2img(infotext, message_box)
-            return handler
-
-        def fill_txt2img(infotext: str, message_box: gr.HTML) -> dict:
-            values = txt2img_values(infotext)
-            updates: dict = {component: values[name] for name, component in txt2img.fields.items() if name in values}
-            params = parse_infotext(infotext)
-            entry, message = services.checkpoint_for_infotext(params.get("Model hash"), params.get("Model"))
-            if entry is not None and (services.manager.loaded is None or services.manager.loaded.checkpoint != entry):
-                message = _run(services.switch_checkpoint, entry.name) or message
-            checkpoint_update, vae_update, status_update = current()
-            updates.update({
-                tabs: gr.Tabs(selected="txt2img"), message_box: html.escape(message),
-                checkpoint: checkpoint_update, vae: vae_update, status: status_update,
-            })
-            return updates
-
-        for button, source, message_box in (
-            (png_info.send_txt2img, png_info.parameters, png_info.message),
-            (history.send_txt2img, history.selected_infotext, history.message),
-        ):
-            button.click(
-                send_to_txt2img(message_box), source, [*txt2img.fields.values(), tabs, message_box, checkpoint, vae, status],
-                concurrency_id="model", concurrency_limit=1,
-            )
         history_tab_item.select(*history.tab_search, show_progress="hidden")
-        for event in txt2img.generations:  # the first generation may have loaded the model
+        for event in [*txt2img.generations, *img2img.generations]:  # the first generation may have loaded the model
             event.then(current, None, outputs, show_progress="hidden")
         # `.input` (not `.change`) so that putting the dropdown back after a failure fires nothing.
         checkpoint.input(on_checkpoint, checkpoint, outputs, concurrency_id="model", concurrency_limit=1)

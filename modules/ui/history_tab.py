@@ -1,5 +1,6 @@
 """The History tab: every saved image, newest first, searchable by prompt text, model and day; open
-one to read its parameters, send them to txt2img, export them as a .txt, or delete it.
+one to read its parameters, send them to txt2img (or it and them to img2img / inpaint), export them
+as a .txt, or delete it.
 """
 
 from __future__ import annotations
@@ -22,7 +23,10 @@ PAGE = 60
 class HistoryTab:
     tab_search: Any  # event source that refreshes the list (the tab's select)
     selected_infotext: gr.State
+    selected_path: gr.State  # the opened image's file, for "Send to img2img" / "Send to inpaint"
     send_txt2img: gr.Button
+    send_img2img: gr.Button
+    send_inpaint: gr.Button
     message: gr.HTML
     refresh: gr.Button
 
@@ -57,12 +61,17 @@ def build_history_tab(history: HistoryStore, export_dir: Path) -> HistoryTab:
             info = gr.HTML("", elem_id="history-info")
             with gr.Row():
                 send_txt2img = gr.Button("Send to txt2img", interactive=False, elem_id="history-send-txt2img")
+                send_img2img = gr.Button("Send to img2img", interactive=False, elem_id="history-send-img2img")
+                send_inpaint = gr.Button("Send to inpaint", interactive=False, elem_id="history-send-inpaint")
+            with gr.Row():
                 export = gr.Button("Export infotext", interactive=False, elem_id="history-export")
                 delete = gr.Button("Delete image", variant="stop", interactive=False, elem_id="history-delete")
             exported = gr.File(label="Infotext file", visible=False, elem_id="history-export-file")
     ids = gr.State([])
     selected = gr.State(None)
     selected_infotext = gr.State(None)
+    selected_path = gr.State(None)
+    buttons = 5  # send to txt2img / img2img / inpaint, export, delete
 
     def rows_for(text_value: str, model_value: str, day_value: str) -> tuple[list[HistoryRow], str]:
         since, until = day_range(day_value)
@@ -72,20 +81,20 @@ def build_history_tab(history: HistoryStore, export_dir: Path) -> HistoryTab:
         return rows, note
 
     def on_search(text_value: str, model_value: str, day_value: str):
-        cleared = (gr.Button(interactive=False),) * 3
+        cleared = (gr.Button(interactive=False),) * buttons
         try:
             rows, note = rows_for(text_value, model_value, day_value)
         except UserError as error:
-            return [], [], f'<div class="easel-error"><b>Error:</b> {html.escape(str(error))}</div>', "", None, None, *cleared
+            return [], [], f'<div class="easel-error"><b>Error:</b> {html.escape(str(error))}</div>', "", None, None, None, *cleared
         items = [(row.path, _caption(row)) for row in rows]
-        return items, [row.id for row in rows], html.escape(note), "", None, None, *cleared
+        return items, [row.id for row in rows], html.escape(note), "", None, None, None, *cleared
 
     def on_select(row_ids: list[int], event: gr.SelectData):
         row = history.get(row_ids[event.index]) if 0 <= event.index < len(row_ids) else None
         if row is None:
-            return "", None, None, *(gr.Button(interactive=False),) * 3
+            return "", None, None, None, *(gr.Button(interactive=False),) * buttons
         text_html = f'<pre class="easel-infotext" id="history-infotext">{html.escape(row.params)}</pre>'
-        return text_html, row.id, row.params, *(gr.Button(interactive=True),) * 3
+        return text_html, row.id, row.params, row.path, *(gr.Button(interactive=True),) * buttons
 
     def on_export(row_id: int | None):
         if row_id is None:
@@ -101,11 +110,12 @@ def build_history_tab(history: HistoryStore, export_dir: Path) -> HistoryTab:
         return on_search(text_value, model_value, day_value)
 
     filters = [text, model, day]
-    listing = [gallery, ids, message, info, selected, selected_infotext, send_txt2img, export, delete]
+    send_buttons = [send_txt2img, send_img2img, send_inpaint]
+    listing = [gallery, ids, message, info, selected, selected_infotext, selected_path, *send_buttons, export, delete]
     search.click(on_search, filters, listing, show_progress="hidden")
     text.submit(on_search, filters, listing, show_progress="hidden")
-    gallery.select(on_select, ids, [info, selected, selected_infotext, send_txt2img, export, delete], show_progress="hidden")
+    gallery.select(on_select, ids, [info, selected, selected_infotext, selected_path, *send_buttons, export, delete], show_progress="hidden")
     export.click(on_export, selected, exported, show_progress="hidden")
     delete.click(on_delete, [selected, *filters], listing, show_progress="hidden")
-    return HistoryTab(tab_search=(on_search, filters, listing), selected_infotext=selected_infotext,
-                      send_txt2img=send_txt2img, message=message, refresh=search)
+    return HistoryTab(tab_search=(on_search, filters, listing), selected_infotext=selected_infotext, selected_path=selected_path,
+                      send_txt2img=send_txt2img, send_img2img=send_img2img, send_inpaint=send_inpaint, message=message, refresh=search)

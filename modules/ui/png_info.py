@@ -1,4 +1,5 @@
-"""The PNG Info tab: drop an image, see how it was made, send its parameters to txt2img.
+"""The PNG Info tab: drop an image, see how it was made, send its parameters to txt2img (or the
+image and its parameters to img2img / inpaint).
 
 A file is read as bytes (never re-encoded by the browser or Gradio, so its metadata survives);
 A1111 infotext and other tools' metadata are parsed by `modules.infotext`; a file that is not an
@@ -10,13 +11,11 @@ from __future__ import annotations
 import html
 import logging
 from dataclasses import dataclass
-from typing import Any
 
 import gradio as gr
 
 from modules.errors import UserError
 from modules.infotext.foreign import ImageParameters, read_image_parameters
-from modules.infotext.parse import parse_infotext, request_fields
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +25,8 @@ class PngInfoTab:
     image_file: gr.File
     parameters: gr.State  # the last read ImageParameters' infotext for "Send to txt2img"
     send_txt2img: gr.Button
+    send_img2img: gr.Button  # the image (and its parameters, if any) to img2img / inpaint
+    send_inpaint: gr.Button
     message: gr.HTML
 
 
@@ -48,25 +49,30 @@ def build_png_info_tab() -> PngInfoTab:
         with gr.Column(scale=6):
             message = gr.HTML("", elem_id="png-info-message")
             table = gr.HTML("", elem_id="png-info-parameters")
-            send_txt2img = gr.Button("Send to txt2img", variant="primary", interactive=False, elem_id="png-info-send-txt2img")
+            with gr.Row():
+                send_txt2img = gr.Button("Send to txt2img", variant="primary", interactive=False, elem_id="png-info-send-txt2img")
+                send_img2img = gr.Button("Send to img2img", interactive=False, elem_id="png-info-send-img2img")
+                send_inpaint = gr.Button("Send to inpaint", interactive=False, elem_id="png-info-send-inpaint")
             raw = gr.Textbox(label="Raw metadata", lines=8, interactive=False, elem_id="png-info-raw")
     parameters = gr.State(None)
 
     def on_file(path: str | None):
+        off = (gr.Button(interactive=False),) * 3
         if not path:
-            return None, "", "", "", None, gr.Button(interactive=False)
+            return None, "", "", "", None, *off
         try:
             found = read_image_parameters(path)
         except UserError as error:
-            return None, f'<div class="easel-error" role="alert"><b>Error:</b> {html.escape(str(error))}</div>', "", "", None, gr.Button(interactive=False)
+            return None, f'<div class="easel-error" role="alert"><b>Error:</b> {html.escape(str(error))}</div>', "", "", None, *off
         note = "" if found.raw else '<span id="png-info-none">This image carries no generation parameters.</span>'
         usable = found.infotext is not None
-        return path, note, parameters_table(found) if found.raw else "", raw_text(found), found.infotext, gr.Button(interactive=usable)
+        return (
+            path, note, parameters_table(found) if found.raw else "", raw_text(found), found.infotext,
+            gr.Button(interactive=usable), gr.Button(interactive=True), gr.Button(interactive=True),
+        )
 
-    image_file.change(on_file, image_file, [shown, message, table, raw, parameters, send_txt2img], show_progress="hidden")
-    return PngInfoTab(image_file=image_file, parameters=parameters, send_txt2img=send_txt2img, message=message)
+    outputs = [shown, message, table, raw, parameters, send_txt2img, send_img2img, send_inpaint]
+    image_file.change(on_file, image_file, outputs, show_progress="hidden")
+    return PngInfoTab(image_file=image_file, parameters=parameters, send_txt2img=send_txt2img, send_img2img=send_img2img,
+                      send_inpaint=send_inpaint, message=message)
 
-
-def txt2img_values(infotext: str) -> dict[str, Any]:
-    """GenerationRequest field values from an infotext (the fields it does not carry are absent)."""
-    return request_fields(parse_infotext(infotext))

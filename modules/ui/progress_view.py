@@ -55,6 +55,6 @@ PROGRESS_CSS = """
   transition: width .2s linear; }
 .easel-progress-text { position: relative; padding: 0 .6em; line-height: 1.8em; font-variant-numeric: tabular-nums; }
 /* The cheap preview is 1/8 of the image size: scale it up to fill the preview box. */
-#txt2img-preview img { width: 100%; height: 100%; object-fit: contain; }
+.easel-preview img { width: 100%; height: 100%; object-fit: contain; }
 .easel-error { color: var(--error-text-color, #b91c1c); padding: .4em .6em; border: 1px solid currentColor; border-radius: 6px; }
 """

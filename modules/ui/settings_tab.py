@@ -31,6 +31,8 @@ LABELS = {
     "sd_vae_checkpoint_cache": "VAEs kept in RAM",
     "sd2_prediction": "SD2 prediction type",
     "default_sampler": "Default sampler",
+    "max_input_megapixels": "Largest img2img input (megapixels)",
+    "img2img_fix_steps": "img2img: run exactly the steps set",
     "device": "Device",
     "dtype": "Weights dtype",
 }

@@ -38,59 +38,61 @@ def set_number(page, elem_id: str, value: int | float) -> None:
     box.blur()
 
 
-def set_prompt(page, text: str) -> None:
-    page.locator("#txt2img-prompt textarea").fill(text)
+def set_prompt(page, text: str, tab: str = "txt2img") -> None:
+    page.locator(f"#{tab}-prompt textarea").fill(text)
 
 
-def small_run(page, steps: int = 12, seed: int = 1234, size: int = 64, batch_count: int = 1) -> None:
-    set_number(page, "txt2img-width", size)
-    set_number(page, "txt2img-height", size)
-    set_number(page, "txt2img-steps", steps)
-    set_number(page, "txt2img-batch-count", batch_count)
-    page.locator("#txt2img-seed input").fill(str(seed))
-    page.locator("#txt2img-seed input").blur()
+def small_run(page, steps: int = 12, seed: int = 1234, size: int = 64, batch_count: int = 1, tab: str = "txt2img") -> None:
+    """Sets a small, seeded run on the generation tab `tab` ("txt2img" or "img2img")."""
+    set_number(page, f"{tab}-width", size)
+    set_number(page, f"{tab}-height", size)
+    set_number(page, f"{tab}-steps", steps)
+    set_number(page, f"{tab}-batch-count", batch_count)
+    page.locator(f"#{tab}-seed input").fill(str(seed))
+    page.locator(f"#{tab}-seed input").blur()
 
 
-def start(page, how: str = "click") -> None:
+def start(page, how: str = "click", tab: str = "txt2img") -> None:
     """Starts a generation and waits until the progress line belongs to it (not to the last run)."""
-    before = progress_text(page)
+    before = progress_text(page, tab)
     if how == "click":
-        page.locator("#txt2img-generate").click()
+        page.locator(f"#{tab}-generate").click()
     else:
-        page.locator("#txt2img-prompt textarea").press(how)
+        page.locator(f"#{tab}-prompt textarea").press(how)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
-        text = progress_text(page)
+        text = progress_text(page, tab)
         if re.search(r"Starting|Loading|Queued|Step|Error", text) or (text != before and text):
             return
         time.sleep(0.02)
     raise AssertionError(f"the run did not start; progress still reads {before!r}")
 
 
-def progress_text(page) -> str:
+def progress_text(page, tab: str = "txt2img") -> str:
     """Our progress line only (not Gradio's own loading overlay, which shows the old value)."""
     return page.evaluate(
-        "() => Array.from(document.querySelectorAll('#txt2img-progress .easel-progress-text, #txt2img-progress .easel-error'))"
-        ".map(e => e.innerText).join(' ')"
+        "(tab) => Array.from(document.querySelectorAll(`#${tab}-progress .easel-progress-text, #${tab}-progress .easel-error`))"
+        ".map(e => e.innerText).join(' ')",
+        tab,
     )
 
 
-def wait_for_progress(page, pattern: str, timeout: float = 120.0) -> str:
+def wait_for_progress(page, pattern: str, timeout: float = 120.0, tab: str = "txt2img") -> str:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        text = progress_text(page)
+        text = progress_text(page, tab)
         if re.search(pattern, text):
             return text
         time.sleep(0.05)
-    raise AssertionError(f"progress never matched {pattern!r}; it reads {progress_text(page)!r}")
+    raise AssertionError(f"progress never matched {pattern!r}; it reads {progress_text(page, tab)!r}")
 
 
-def gallery_srcs(page) -> list[str]:
-    return page.locator("#txt2img-gallery img").evaluate_all("els => els.map(e => e.src)")
+def gallery_srcs(page, tab: str = "txt2img") -> list[str]:
+    return page.locator(f"#{tab}-gallery img").evaluate_all("els => els.map(e => e.src)")
 
 
-def info_text(page) -> str:
-    return page.locator("#txt2img-info").inner_text()
+def info_text(page, tab: str = "txt2img") -> str:
+    return page.locator(f"#{tab}-info").inner_text()
 
 
 def choose(page, elem_id: str, option: str) -> None:

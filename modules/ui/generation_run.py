@@ -1,0 +1,213 @@
+"""Running a generation from a tab: the values of its components become a typed request, the job is
+submitted, and the handler streams the progress line and live preview as the engine's events arrive,
+then the gallery and info text when the job ends. The same code serves txt2img and img2img; a tab
+gives its own `prepare` (values -> request) and `submit` (request -> Job).
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+from dataclasses import dataclass, fields as dataclass_fields
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import gradio as gr
+
+from modules.app_services import Services
+from modules.errors import UserError
+from modules.generation.request import GenerationRequest
+from modules.jobs import Job, JobState
+from modules.ui import progress_view
+from modules.ui.generation_panel import Fields, GenerationPanel
+from modules.ui.sessions import Outcome, SessionRuns, session_key
+
+log = logging.getLogger(__name__)
+
+POLL_SECONDS = 0.25  # how often a queued job re-checks its place
+
+
+@dataclass
+class Prepared:
+    """A request ready to submit, and a sentence to show beside its progress (e.g. what was assumed)."""
+
+    request: GenerationRequest
+    notice: str = ""
+
+
+def field_values(values: dict[Any, Any], fields: Fields, request_type: type[GenerationRequest]) -> dict[str, Any]:
+    """The request's field values from the components' values, typed as the request declares them.
+    A number box left empty or holding a fraction where a whole number belongs is a UserError."""
+    declared = {f.name: str(f.type) for f in dataclass_fields(request_type)}
+    data: dict[str, Any] = {}
+    for name, component in fields.items():
+        value = values[component]
+        kind = declared.get(name, "")
+        label = getattr(component, "label", None) or name.replace("_", " ")
+        if kind.startswith(("int", "float")):
+            if value is None:
+                raise UserError(f"{label} is empty: enter a number.")
+            if kind.startswith("int"):
+                if float(value) != int(value):
+                    raise UserError(f"{label} must be a whole number, not {value}.")
+                value = int(value)
+            else:
+                value = float(value)
+        elif kind.startswith("bool"):
+            value = bool(value)
+        elif kind.startswith("list"):
+            value = list(value or [])
+        data[name] = value
+    return data
+
+
+def preview_every(services: Services) -> int:
+    settings = services.settings
+    return settings.show_progress_every_n_steps if settings.show_progress_type != "None" else 0
+
+
+def gallery_items(outcome: Outcome) -> list:
+    """Saved files when there are any (served as they are: PNG with their parameters), else images."""
+    items = []
+    for index, (image, path, seed) in enumerate(zip(outcome.images, outcome.paths, outcome.seeds)):
+        caption = "Grid" if index == 0 and outcome.has_grid else f"Seed {seed}"
+        items.append((str(path) if path is not None else image, caption))
+    return items
+
+
+def info_html(prefix: str, outcome: Outcome, index: int) -> str:
+    if not outcome.infotexts:
+        return ""
+    index = min(max(index, 0), len(outcome.infotexts) - 1)
+    text = outcome.infotexts[index]
+    return f'<pre class="easel-infotext" id="{prefix}-infotext">{html.escape(text)}</pre>'
+
+
+def _outcome(result) -> Outcome:
+    outcome = Outcome(list(result.images), list(result.image_seeds), list(result.infotexts), list(result.paths))
+    if result.grid is not None:  # shown first, as in A1111; it carries the first image's parameters
+        outcome = Outcome(
+            [result.grid, *outcome.images], [outcome.seeds[0], *outcome.seeds],
+            [outcome.infotexts[0], *outcome.infotexts], [result.grid_path, *outcome.paths], has_grid=True,
+        )
+    return outcome
+
+
+def wire_generation(
+    services: Services,
+    runs: SessionRuns,
+    panel: GenerationPanel,
+    prepare: Callable[[dict[Any, Any]], Prepared],
+    submit: Callable[[GenerationRequest], Job],
+    inputs: set[gr.components.Component],
+    outputs_folder: str,
+) -> list:
+    """Wires Generate (and Enter in the prompt), Interrupt, Skip, the gallery and the seed buttons of
+    `panel`. `prepare` gets the values of `inputs` (the fields and whatever else the tab reads).
+    Returns the Generate events (the shell refreshes its model line after them)."""
+    out = panel.output
+    prefix = panel.prefix
+
+    def say(notice: str, text: str) -> str:
+        return f"{text} · {notice}" if notice else text
+
+    def on_generate(values: dict[Any, Any], request: gr.Request) -> Iterator[dict]:
+        session = session_key(request)
+        try:
+            prepared = prepare(values)
+            job = submit(prepared.request)
+        except UserError as error:
+            yield {out.progress: progress_view.error_html(str(error))}
+            return
+        notice = prepared.notice
+        runs.start(session, job.id)
+        subscription = services.queue.subscribe(job.id)
+        try:
+            yield {out.progress: progress_view.starting_html(say(notice, "Starting…")), out.preview: None}
+            while True:
+                event = subscription.get(timeout=POLL_SECONDS)
+                if event is None:
+                    if job.done:
+                        break
+                    position = job.position
+                    if position is not None:
+                        yield {out.progress: progress_view.queued_html(position)}
+                    elif job.state == JobState.RUNNING and job.last_event is None:
+                        yield {out.progress: progress_view.starting_html(say(notice, "Loading the model and encoding the prompt…"))}
+                    continue
+                if event.final:
+                    break
+                if event.steps == 0:  # before sampling: e.g. "Loading the model"
+                    yield {out.progress: progress_view.starting_html(say(notice, f"{event.textinfo}…" if event.textinfo else "Starting…"))}
+                    continue
+                update: dict = {out.progress: progress_view.step_html(event)}
+                if event.preview is not None:
+                    update[out.preview] = event.preview
+                yield update
+        finally:
+            subscription.close()
+        # A failed job's result() re-raises its error: read the message instead.
+        result = job.result(timeout=0) if job.state != JobState.FAILED else None
+        if result is None:
+            runs.finish(session, job.id, None)
+            yield {out.progress: progress_view.error_html(job.error_message or "The job ended without images.")}
+            return
+        outcome = _outcome(result)
+        runs.finish(session, job.id, outcome)
+        state = "interrupted" if result.interrupted else "done"
+        seconds = result.timings.get("total", 0.0)
+        summary = f"{'Interrupted' if result.interrupted else 'Done'}: {len(result.images)} image(s) in {seconds:.1f} s"
+        notes = " · ".join(note for note in (notice, *getattr(result, "notes", [])) if note)
+        yield {
+            out.progress: progress_view.done_html(say(notes, summary), state),
+            out.preview: outcome.images[-1] if outcome.images else None,
+            out.gallery: gallery_items(outcome),
+            out.info: info_html(prefix, outcome, 0),
+        }
+
+    def on_interrupt(request: gr.Request) -> None:
+        job_id = runs.job(session_key(request))
+        if job_id is not None:
+            services.queue.interrupt(job_id)
+
+    def on_skip(request: gr.Request) -> None:
+        job_id = runs.job(session_key(request))
+        if job_id is not None:
+            services.queue.skip(job_id)
+
+    def on_select(event: gr.SelectData, request: gr.Request) -> str:
+        outcome = runs.select(session_key(request), int(event.index))
+        return info_html(prefix, outcome, int(event.index)) if outcome else ""
+
+    def on_reuse_last_seed(request: gr.Request) -> int | dict:
+        outcome = runs.outcome(session_key(request))
+        if outcome is None or not outcome.seeds:
+            return gr.skip()
+        return outcome.seeds[0]
+
+    def on_image_seed(request: gr.Request) -> int | dict:
+        outcome = runs.outcome(session_key(request))
+        index = outcome.pick() if outcome else None
+        return outcome.seeds[index] if index is not None else gr.skip()
+
+    def on_show_folder(request: gr.Request) -> dict:
+        outcome = runs.outcome(session_key(request))
+        index = outcome.pick() if outcome else None
+        path: Path | None = outcome.paths[index] if index is not None else None
+        shown = str(path) if path else str(services.paths.outputs_dir / outputs_folder)
+        return gr.Textbox(value=shown, visible=True)
+
+    fields = panel.fields
+    row = panel.prompt_row
+    views = [out.progress, out.preview, out.gallery, out.info]
+    generations = [
+        row.generate.click(on_generate, inputs, views, concurrency_limit=None, show_progress="hidden"),
+        fields["prompt"].submit(on_generate, inputs, views, concurrency_limit=None, show_progress="hidden"),
+    ]
+    row.interrupt.click(on_interrupt, None, None, concurrency_limit=None, show_progress="hidden")
+    row.skip.click(on_skip, None, None, concurrency_limit=None, show_progress="hidden")
+    panel.reuse_seed.click(on_reuse_last_seed, None, fields["seed"], show_progress="hidden")
+    out.seed_of_image.click(on_image_seed, None, fields["seed"], show_progress="hidden")
+    out.gallery.select(on_select, None, out.info, show_progress="hidden")
+    out.show_folder.click(on_show_folder, None, out.folder, show_progress="hidden")
+    return generations
