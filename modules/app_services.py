@@ -224,13 +224,14 @@ class Services:
 
     # generation --------------------------------------------------------------------------------
 
-    def submit_txt2img(self, request: GenerationRequest) -> Job:
-        """Validates and queues a txt2img job (UserError at once for bad input or a full queue)."""
-        return self.generation.submit_txt2img(request)
+    def submit_txt2img(self, request: GenerationRequest, job_id: str | None = None) -> Job:
+        """Validates and queues a txt2img job (UserError at once for bad input or a full queue).
+        `job_id`: the id to give the job (the API's force_task_id); None: a new one."""
+        return self.generation.submit_txt2img(request, job_id=job_id)
 
-    def submit_img2img(self, request: Img2ImgRequest) -> Job:
+    def submit_img2img(self, request: Img2ImgRequest, job_id: str | None = None) -> Job:
         """Validates and queues an img2img/inpaint job: the same events and result as txt2img."""
-        return self.generation.submit_img2img(request)
+        return self.generation.submit_img2img(request, job_id=job_id)
 
     def count_tokens(self, prompt: str) -> tuple[int, int]:
         """(tokens, limit) of the longest text the prompt becomes (A1111's `N/75` counter)."""
@@ -284,6 +285,14 @@ class Services:
                 self.config_store.update(rest)
                 self._apply_live(rest)
         return unknown
+
+    def save_extra_options(self, values: dict[str, Any]) -> None:
+        """Stores settings Easel does not use itself (the API's A1111 options, already checked by
+        the caller) in config.json beside Easel's own; `options()` shows them."""
+        if not values:
+            return
+        self.config_store.extra.update(values)
+        self.config_store.save()  # written whole to a temporary file and renamed: never half a file
 
     def _apply_live(self, values: dict[str, Any]) -> None:
         if "sd_checkpoint_cache" in values:

@@ -1,4 +1,5 @@
-"""A1111's model and options routes under /sdapi/v1 (shapes as in REFERENCE.md §6).
+"""A1111's checkpoint and VAE routes under /sdapi/v1 (shapes as in REFERENCE.md §6); /options,
+which also switches them, is in options_routes.py.
 
 Routes are plain `def`s: FastAPI runs them in its thread pool, so a checkpoint load does not block
 the event loop, and the model manager's lock serialises them with each other and with jobs.
@@ -9,8 +10,9 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from fastapi import APIRouter, Body
+from fastapi import APIRouter
 
+from modules.api.list_schemas import SDModelItem, SDVaeItem
 from modules.app_services import Services
 from modules.checkpoints.registry import ModelFile
 
@@ -30,26 +32,16 @@ def _checkpoint_item(services: Services, entry: ModelFile) -> dict[str, Any]:
 
 
 def add_model_routes(router: APIRouter, services: Services) -> None:
-    """Adds the checkpoint, VAE and options routes to `router`."""
+    """Adds the checkpoint and VAE routes to `router`."""
 
-    @router.get("/sd-models")
+    @router.get("/sd-models", response_model=list[SDModelItem])
     def sd_models() -> list[dict[str, Any]]:
+        """Checkpoints found; `hash`/`sha256` are null until the file was hashed (when first loaded)."""
         return [_checkpoint_item(services, entry) for entry in services.registry.checkpoints]
 
-    @router.get("/sd-vae")
+    @router.get("/sd-vae", response_model=list[SDVaeItem])
     def sd_vae() -> list[dict[str, Any]]:
         return [{"model_name": vae.name, "filename": str(vae.path)} for vae in services.registry.vaes]
-
-    @router.get("/options")
-    def get_options() -> dict[str, Any]:
-        return services.options()
-
-    @router.post("/options")
-    def set_options(values: dict[str, Any] = Body(...)) -> None:
-        ignored = services.set_options(values)
-        if ignored:
-            log.info("POST /options ignored unknown settings: %s", ", ".join(sorted(ignored)))
-        return None
 
     @router.post("/refresh-checkpoints")
     def refresh_checkpoints() -> None:

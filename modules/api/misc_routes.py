@@ -1,0 +1,159 @@
+"""The listing routes (samplers, schedulers, upscalers, styles, scripts...), /memory, and the
+A1111 routes for features Easel does not have, which answer empty lists (never 404: clients call
+them at start and give up on an error).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import psutil
+from fastapi import APIRouter, HTTPException, Request
+from fastapi.routing import APIRoute
+
+from modules.api.list_schemas import (
+    EmbeddingsResponse,
+    LatentUpscalerModeItem,
+    MemoryResponse,
+    PromptStyleItem,
+    SamplerItem,
+    SchedulerItem,
+    ScriptInfo,
+    ScriptsList,
+    UpscalerItem,
+)
+from modules.api.scripts import available_scripts
+from modules.app_services import Services
+from modules.generation.request import IMAGE_UPSCALERS, LATENT_UPSCALE_MODES
+from modules.sampling.sampler_table import SAMPLERS, SamplerSpec
+from modules.sampling.schedules import SCHEDULES
+
+A1111_NO_RHO = -1.0  # A1111's default_rho of schedules without one
+UPSCALER_NONE = "None"
+UPSCALERS: tuple[str, ...] = (UPSCALER_NONE, *IMAGE_UPSCALERS)  # what /upscalers lists and extras use
+
+
+def sampler_options(row: SamplerSpec) -> dict[str, str]:
+    """A1111's sampler `options` (its pydantic model makes every value a string)."""
+    options: dict[str, str] = {}
+    if row.default_schedule:
+        options["scheduler"] = row.default_schedule
+    flags = {"second_order": row.second_order, "brownian_noise": row.brownian, "discard_next_to_last_sigma": row.discard_next_to_last_sigma,
+             "uses_ensd": row.uses_ensd}
+    options.update({key: "True" for key, on in flags.items() if on})
+    return options
+
+
+def samplers() -> list[dict[str, Any]]:
+    return [{"name": row.label, "aliases": list(row.aliases), "options": sampler_options(row)} for row in SAMPLERS if row.available]
+
+
+def schedulers() -> list[dict[str, Any]]:
+    return [
+        {"name": s.id, "label": s.label, "aliases": list(s.aliases) or None,
+         "default_rho": s.default_rho if s.default_rho is not None else A1111_NO_RHO, "need_inner_model": s.needs_model}
+        for s in SCHEDULES
+    ]
+
+
+def upscalers() -> list[dict[str, Any]]:
+    return [{"name": name, "model_name": None, "model_path": None, "model_url": None, "scale": 4.0} for name in UPSCALERS]
+
+
+def memory() -> dict[str, Any]:
+    """RAM of the machine, and CUDA memory when torch has a GPU (A1111's shape)."""
+    ram = psutil.virtual_memory()
+    process = psutil.Process()
+    result: dict[str, Any] = {"ram": {"free": ram.available, "used": process.memory_info().rss, "total": ram.total}}
+    import torch  # loaded already by the model manager; only read here
+
+    if not torch.cuda.is_available():
+        result["cuda"] = {"error": "unavailable"}
+        return result
+    free, total = torch.cuda.mem_get_info()
+    stats = torch.cuda.memory_stats()
+    result["cuda"] = {
+        "system": {"free": free, "used": total - free, "total": total},
+        "active": {"current": stats.get("active_bytes.all.current", 0), "peak": stats.get("active_bytes.all.peak", 0)},
+        "allocated": {"current": stats.get("allocated_bytes.all.current", 0), "peak": stats.get("allocated_bytes.all.peak", 0)},
+        "reserved": {"current": stats.get("reserved_bytes.all.current", 0), "peak": stats.get("reserved_bytes.all.peak", 0)},
+        "inactive": {"current": stats.get("inactive_split_bytes.all.current", 0), "peak": stats.get("inactive_split_bytes.all.peak", 0)},
+        "events": {"retries": stats.get("num_alloc_retries", 0), "oom": stats.get("num_ooms", 0)},
+    }
+    return result
+
+
+def add_misc_routes(router: APIRouter, services: Services) -> None:
+    @router.get("/samplers", response_model=list[SamplerItem])
+    def get_samplers() -> list[dict[str, Any]]:
+        """Sampler labels (what sampler_name takes), with their old API aliases."""
+        return samplers()
+
+    @router.get("/schedulers", response_model=list[SchedulerItem])
+    def get_schedulers() -> list[dict[str, Any]]:
+        """Schedule types: `name` (id) or `label`, any case, is what `scheduler` takes."""
+        return schedulers()
+
+    @router.get("/upscalers", response_model=list[UpscalerItem])
+    def get_upscalers() -> list[dict[str, Any]]:
+        """Image upscalers for extras and hires fix (Easel has no model upscalers yet)."""
+        return upscalers()
+
+    @router.get("/latent-upscale-modes", response_model=list[LatentUpscalerModeItem])
+    def get_latent_upscale_modes() -> list[dict[str, str]]:
+        return [{"name": name} for name in LATENT_UPSCALE_MODES]
+
+    @router.get("/prompt-styles", response_model=list[PromptStyleItem])
+    def get_prompt_styles() -> list[dict[str, str]]:
+        """The styles of styles.csv, in file order."""
+        return [{"name": s.name, "prompt": s.prompt, "negative_prompt": s.negative_prompt} for s in services.styles.styles()]
+
+    @router.get("/embeddings", response_model=EmbeddingsResponse)
+    def get_embeddings() -> dict[str, Any]:
+        return {"loaded": {}, "skipped": {}}
+
+    @router.get("/scripts", response_model=ScriptsList)
+    def get_scripts() -> dict[str, list[str]]:
+        """Selectable scripts by tab (the names `script_name` takes)."""
+        return {"txt2img": [s.name for s in available_scripts(False)], "img2img": [s.name for s in available_scripts(True)]}
+
+    @router.get("/script-info", response_model=list[ScriptInfo])
+    def get_script_info() -> list[dict[str, Any]]:
+        """Each script's arguments in `script_args` order."""
+        return [s.info() for s in (*available_scripts(False), *available_scripts(True))]
+
+    @router.get("/memory", response_model=MemoryResponse)
+    def get_memory() -> dict[str, Any]:
+        return memory()
+
+    for path, what in (("/loras", "LoRAs"), ("/hypernetworks", "hypernetworks"), ("/face-restorers", "face restorers"),
+                       ("/realesrgan-models", "RealESRGAN models"), ("/extensions", "extensions")):
+        router.add_api_route(path, _empty_list, methods=["GET"], response_model=list[dict[str, Any]],
+                             summary=f"{what.capitalize()} (none in Easel yet: an empty list)")
+
+    for path in ("/refresh-embeddings", "/refresh-loras"):
+        router.add_api_route(path, _nothing, methods=["POST"], summary="Nothing to refresh in Easel yet (null)")
+
+
+def _empty_list() -> list[dict[str, Any]]:
+    return []
+
+
+def _nothing() -> None:
+    return None
+
+
+def add_fallback_route(router: APIRouter) -> None:
+    """Answers any other path under /sdapi/v1 with A1111's JSON error (404, or 405 for a known path
+    and another method) before the UI mounted at / would answer it with its own 404. Add it last."""
+    methods = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
+
+    def no_such_route(path: str, request: Request) -> None:
+        allowed = sorted({m for route in router.routes if isinstance(route, APIRoute) and route.path == request.url.path
+                          for m in route.methods})
+        if allowed:
+            raise HTTPException(405, f"{request.method} is not allowed on {request.url.path}; use {', '.join(allowed)}.",
+                                headers={"Allow": ", ".join(allowed)})
+        raise HTTPException(404, f"There is no API route {request.url.path} (see /docs for the list).")
+
+    router.add_api_route("/{path:path}", no_such_route, methods=methods, include_in_schema=False)
