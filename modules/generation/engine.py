@@ -26,7 +26,7 @@ from modules.generation.previews import FullVaePreview, PreviewMethod
 from modules.generation.request import GenerationRequest
 from modules.sampling import noise as noise_mod
 from modules.sampling.denoiser import DiscreteDenoiser
-from modules.sampling.sampler_table import SamplerSpec
+from modules.sampling.sampler_table import SamplerSpec, parse_sampler_name
 from modules.sampling.types import SamplerContext, StepInfo
 
 
@@ -129,6 +129,13 @@ def model_denoiser(model: LoadedModel, time_ids: torch.Tensor | None = None, ima
 
 def is_sdxl(model: LoadedModel) -> bool:
     return model.spec.family.name.startswith("sdxl")
+
+
+def resolve_sampler(sampler_name: str, scheduler: str) -> tuple[SamplerSpec, str]:
+    """The sampler row and the schedule to build: a name that carries one ("DPM++ 2M Karras") wins
+    when the scheduler is "Automatic", as in A1111."""
+    sampler, named = parse_sampler_name(sampler_name)
+    return sampler, (named if named and scheduler.lower() == "automatic" else scheduler)
 
 
 def sampler_eta(request: GenerationRequest, sampler: SamplerSpec) -> float:

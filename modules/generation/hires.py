@@ -17,11 +17,11 @@ import torch
 from PIL import Image
 
 from modules.checkpoints.manager import LoadedModel
-from modules.generation.engine import Progress, SamplingPass, decode_pixels, encode, model_denoiser, sample, tail_steps
+from modules.generation.engine import Progress, SamplingPass, decode_pixels, encode, model_denoiser, sample, resolve_sampler, tail_steps
 from modules.generation.guidance import StepConditions
 from modules.generation.request import LATENT_UPSCALE_MODES, GenerationRequest
 from modules.sampling import noise as noise_mod
-from modules.sampling.sampler_table import SamplerSpec, parse_sampler_name, sigmas_for
+from modules.sampling.sampler_table import SamplerSpec, sigmas_for
 
 OPT_F = 8  # pixels per latent cell
 
@@ -93,10 +93,7 @@ def hires_steps(request: GenerationRequest) -> int:
 
 def hires_sampler(request: GenerationRequest) -> tuple[SamplerSpec, str]:
     """The hires pass's sampler and schedule ("Use same" = the first pass's)."""
-    name = request.hr_sampler_name or request.sampler_name
-    sampler, named = parse_sampler_name(name)
-    scheduler = request.hr_scheduler or request.scheduler
-    return sampler, (named if named and scheduler.lower() == "automatic" else scheduler)
+    return resolve_sampler(request.hr_sampler_name or request.sampler_name, request.hr_scheduler or request.scheduler)
 
 
 def upscale(model: LoadedModel, latent: torch.Tensor, request: GenerationRequest, target: HiresTarget) -> torch.Tensor:

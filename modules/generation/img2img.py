@@ -35,6 +35,7 @@ from modules.generation.engine import (
     encode,
     is_sdxl,
     model_denoiser,
+    resolve_sampler,
     run_batches,
     sample,
     tail_steps,
@@ -45,7 +46,7 @@ from modules.generation.previews import PreviewMethod
 from modules.generation.request import INPAINT_AREAS, MASK_MODES, MASKED_CONTENT, Img2ImgRequest
 from modules.generation.text import build_prompt_encoder, step_conditions
 from modules.sampling import noise as noise_mod
-from modules.sampling.sampler_table import parse_sampler_name, sigmas_for
+from modules.sampling.sampler_table import sigmas_for
 
 FILL, ORIGINAL, LATENT_NOISE, LATENT_NOTHING = range(4)
 LATENT_UPSCALE = 3  # resize mode
@@ -242,8 +243,7 @@ def img2img(
     """Makes `n_iter` batches of `batch_size` images from `request.init_images` (image i starts from
     init image i mod their count). `fix_steps`: A1111's img2img_fix_steps setting."""
     request.validate()
-    sampler, named_schedule = parse_sampler_name(request.sampler_name)
-    schedule = named_schedule if named_schedule and request.scheduler.lower() == "automatic" else request.scheduler
+    sampler, schedule = resolve_sampler(request.sampler_name, request.scheduler)
     in_channels = model.unet.config.in_channels
     if in_channels not in (4, 9):
         raise UserError(f"{model.checkpoint.name} is a {model.spec.variant or 'non-standard'} model ({in_channels} input channels); Easel cannot run it for img2img yet.")

@@ -28,6 +28,7 @@ from modules.generation.engine import (  # noqa: F401  (re-exported: the service
     decode,
     is_sdxl,
     model_denoiser,
+    resolve_sampler,
     run_batches,
     sample,
 )
@@ -38,7 +39,7 @@ from modules.generation.request import GenerationRequest
 from modules.generation.text import build_prompt_encoder, step_conditions
 from modules.infotext.create import sampler_and_schedule
 from modules.sampling import noise as noise_mod
-from modules.sampling.sampler_table import parse_sampler_name, sigmas_for
+from modules.sampling.sampler_table import sigmas_for
 
 
 def txt2img(
@@ -50,8 +51,7 @@ def txt2img(
     """Generates `n_iter` batches of `batch_size` images. `on_step` may raise Interrupted/Skipped."""
     # 1. validate
     request.validate()
-    sampler, named_schedule = parse_sampler_name(request.sampler_name)  # "DPM++ 2M Karras" carries one
-    schedule = named_schedule if named_schedule and request.scheduler.lower() == "automatic" else request.scheduler
+    sampler, schedule = resolve_sampler(request.sampler_name, request.scheduler)
     result = GenerationResult()
     device = model.device
     started = time.perf_counter()

@@ -4,6 +4,8 @@ modes, inverted masks, "Only masked" crops, the 9-channel inpainting UNet, and t
 
 from __future__ import annotations
 
+import io
+
 import numpy as np
 import pytest
 import torch
@@ -220,8 +222,6 @@ def test_bad_inputs_are_refused_with_a_sentence(tmp_path):
     with pytest.raises(UserError, match="megapixels"):
         check_inputs(request(init_images=[Image.new("RGB", (3000, 3000))]), max_megapixels=4)
     broken = tmp_path / "cut.png"
-    data = bytearray()
-    import io
     buffer = io.BytesIO()
     picture(256, 256).save(buffer, format="PNG")
     data = buffer.getvalue()
