@@ -21,6 +21,7 @@ from modules.cmd_args import Args
 from modules.config import Settings, SettingsStore
 from modules.devices import choose_device, choose_dtype
 from modules.errors import ModelNotFoundError, UserError
+from modules.generation.outpaint import OutpaintRequest
 from modules.generation.request import GenerationRequest, Img2ImgRequest
 from modules.generation.service import GenerationService
 from modules.history import HistorySchemaError, HistoryStore
@@ -232,6 +233,10 @@ class Services:
     def submit_img2img(self, request: Img2ImgRequest, job_id: str | None = None) -> Job:
         """Validates and queues an img2img/inpaint job: the same events and result as txt2img."""
         return self.generation.submit_img2img(request, job_id=job_id)
+
+    def submit_outpaint(self, request: OutpaintRequest, job_id: str | None = None) -> Job:
+        """Validates and queues an outpainting job: the same events and result as img2img."""
+        return self.generation.submit_outpaint(request, job_id=job_id)
 
     def count_tokens(self, prompt: str) -> tuple[int, int]:
         """(tokens, limit) of the longest text the prompt becomes (A1111's `N/75` counter)."""

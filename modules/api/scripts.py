@@ -104,6 +104,10 @@ def _poor_mans(base: Img2ImgRequest, named: dict[str, Any]) -> OutpaintRequest:
     ).validate()
 
 
+def _queue_outpaint(services: Services, request: OutpaintRequest, job_id: str | None) -> Job:
+    return services.submit_outpaint(request, job_id=job_id)
+
+
 PIXELS, BLUR, DIRECTION, MASKED = "Pixels to expand", "Mask blur", "Outpainting direction", "Masked content"
 FALLOFF, COLOR = "Fall-off exponent (lower=higher detail)", "Color variation"
 _DIRECTION_ARG = ScriptArg(DIRECTION, DIRECTIONS, choices=DIRECTIONS)
@@ -115,11 +119,11 @@ SCRIPTS: dict[str, SelectableScript] = {
             ScriptArg(None, "Recommended settings: Sampling Steps: 80-100, Sampler: Euler a, Denoising strength: 0.8"),
             ScriptArg(PIXELS, 128, 8, 256, 8), ScriptArg(BLUR, 8, 0, 64, 1), _DIRECTION_ARG,
             ScriptArg(FALLOFF, 1.0, 0.0, 4.0, 0.01), ScriptArg(COLOR, 0.05, 0.0, 1.0, 0.01),
-        ), _mk2, None),
+        ), _mk2, _queue_outpaint),
         SelectableScript("poor man's outpainting", True, (
             ScriptArg(PIXELS, 128, 8, 256, 8), ScriptArg(BLUR, 4, 0, 64, 1),
             ScriptArg(MASKED, "fill", choices=MASKED_CONTENT), _DIRECTION_ARG,
-        ), _poor_mans, None),
+        ), _poor_mans, _queue_outpaint),
     )
 }
 

@@ -25,6 +25,8 @@ from modules.generation.previews import PreviewChooser, PreviewMethod
 from modules.generation.request import GenerationRequest, Img2ImgRequest
 from modules.generation.engine import GenerationResult, Interrupted, Skipped, StepEvent
 from modules.generation.img2img import check_inputs, img2img
+from modules.generation.outpaint import OutpaintRequest, outpaint
+from modules.generation.outpaint import check_inputs as check_outpaint_inputs
 from modules.generation.txt2img import txt2img
 from modules.infotext.create import create_infotext
 from modules.jobs import Job, JobContext, JobQueue, ProgressEvent
@@ -81,6 +83,21 @@ class GenerationService:
         task = "inpaint" if request.mask is not None else "img2img"
         return self.queue.submit(lambda ctx: self._run(ctx, request, run, "img2img"), f"{task}: {request.prompt[:60]}", job_id=job_id)
 
+    def submit_outpaint(self, request: OutpaintRequest, job_id: str | None = None) -> Job:
+        """Outpainting: validated now (the picture, and the enlarged picture's size), then queued.
+        Saved with img2img's pictures (as A1111's outpainting scripts are); history says "outpaint"."""
+        request.validate()
+        find_sampler(request.base.sampler_name)
+        check_outpaint_inputs(request, self.settings.max_input_megapixels)
+        request = replace(request, base=self._styled(request.base))
+        fix_steps = self.settings.img2img_fix_steps
+
+        def run(model: LoadedModel, job_base, on_step, preview) -> GenerationResult:
+            return outpaint(model, replace(request, base=job_base), on_step=on_step, preview=preview, fix_steps=fix_steps)
+
+        summary = f"outpaint {'+'.join(request.chosen_directions)}: {request.base.prompt[:60]}"
+        return self.queue.submit(lambda ctx: self._run(ctx, request.base, run, "img2img", "outpaint"), summary, job_id=job_id)
+
     def _styled(self, request):
         if request.styles and self.styles is not None:
             prompt, negative = self.styles.apply_styles(request.prompt, request.negative_prompt, request.styles)
@@ -90,7 +107,7 @@ class GenerationService:
     def _preview(self, model: LoadedModel) -> PreviewMethod | None:
         return self.previews.choose(self.settings.show_progress_type, model.vae_module, sdxl=model.spec.family.name.startswith("sdxl"))
 
-    def _run(self, ctx: JobContext, request: GenerationRequest, task: TaskFn, task_name: str) -> GenerationResult:
+    def _run(self, ctx: JobContext, request: GenerationRequest, task: TaskFn, task_name: str, history_task: str | None = None) -> GenerationResult:
         with self.manager.lock:
             previous = self.manager.loaded.checkpoint if self.manager.loaded is not None else None
             previous_vae = self.manager.vae_choice
@@ -119,15 +136,16 @@ class GenerationService:
                         ))
 
                     result = task(model, replace(request), on_step, preview)
-                    self._describe_and_save(model, request, result, task_name)
+                    self._describe_and_save(model, request, result, task_name, history_task or task_name)
             finally:
                 self._restore(request, previous, previous_vae)
         if result.interrupted:
             log.info("Job %s interrupted; returning %d image(s)", ctx.job_id, len(result.images))
         return result
 
-    def _describe_and_save(self, model: LoadedModel, request: GenerationRequest, result: GenerationResult, task: str) -> None:
-        """Each image's infotext; with `samples_save`, the image written (with it) to the outputs folder."""
+    def _describe_and_save(self, model: LoadedModel, request: GenerationRequest, result: GenerationResult, task: str, history_task: str) -> None:
+        """Each image's infotext; with `samples_save`, the image written (with it) to the outputs
+        folder of `task`; the history row says `history_task`."""
         registry = self.manager.registry
         checkpoint = model.checkpoint
         model_hash = registry.shorthash(checkpoint, compute=True)
@@ -155,7 +173,7 @@ class GenerationService:
                     except OSError as error:
                         log.error("Could not write %s: %s", path.with_suffix(".txt"), error)
             result.paths.append(path)
-            self._record(request, result, text, seed, model_hash, checkpoint.model_name, path, task, image.size)
+            self._record(request, result, text, seed, model_hash, checkpoint.model_name, path, history_task, image.size)
         if len(result.images) > 1 and self.settings.grid_save:
             result.grid = image_grid(result.images)
             if self.outputs is not None and self.settings.samples_save:

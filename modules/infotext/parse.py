@@ -201,13 +201,29 @@ REQUEST_FIELDS: dict[str, tuple[str, Callable[[str], Any]]] = {
 HIRES_KEYS = ("Hires upscale", "Hires resize-1", "Hires upscaler", "Hires steps")
 
 
-def request_fields(params: dict[str, str]) -> dict[str, Any]:
-    """GenerationRequest / Img2ImgRequest field values for the parsed ``params`` that convert
-    cleanly (a value such as "Steps: many" is skipped, not guessed). Feed to ``from_dict``.
-    ``enable_hr`` says whether the image had a hires pass; hr_sampler_name / hr_scheduler are None
-    for "Use same ..."."""
-    fields: dict[str, Any] = {"enable_hr": any(key in params for key in HIRES_KEYS)}
-    for key, (name, convert) in REQUEST_FIELDS.items():
+# infotext key -> (OutpaintRequest field, converter): what Send to outpainting restores.
+OUTPAINT_FIELDS: dict[str, tuple[str, Callable[[str], Any]]] = {
+    "Outpaint method": ("method", str),
+    "Outpaint directions": ("directions", lambda text: tuple(text.lower().split())),
+    "Outpaint pixels": ("pixels", _to_int),
+    "Outpaint fall-off exponent": ("noise_q", _to_float),
+    "Outpaint color variation": ("color_variation", _to_float),
+    "Mask blur": ("mask_blur", _to_int),
+    "Masked content": ("inpainting_fill", _choice_index(MASKED_CONTENT)),
+}
+
+
+def outpaint_fields(params: dict[str, str]) -> dict[str, Any]:
+    """OutpaintRequest field values (besides `base`) for the parsed ``params`` that convert cleanly;
+    empty for a picture that was not outpainted (its "Mask blur" is an inpainting setting)."""
+    if "Outpaint method" not in params:
+        return {}
+    return _converted(params, OUTPAINT_FIELDS)
+
+
+def _converted(params: dict[str, str], table: dict[str, tuple[str, Callable[[str], Any]]]) -> dict[str, Any]:
+    fields: dict[str, Any] = {}
+    for key, (name, convert) in table.items():
         if key not in params:
             continue
         try:
@@ -215,3 +231,11 @@ def request_fields(params: dict[str, str]) -> dict[str, Any]:
         except (ValueError, OverflowError):
             continue  # an unreadable value: leave the field at the user's current setting
     return fields
+
+
+def request_fields(params: dict[str, str]) -> dict[str, Any]:
+    """GenerationRequest / Img2ImgRequest field values for the parsed ``params`` that convert
+    cleanly (a value such as "Steps: many" is skipped, not guessed). Feed to ``from_dict``.
+    ``enable_hr`` says whether the image had a hires pass; hr_sampler_name / hr_scheduler are None
+    for "Use same ..."."""
+    return {"enable_hr": any(key in params for key in HIRES_KEYS), **_converted(params, REQUEST_FIELDS)}

@@ -1,8 +1,7 @@
 """The page: model selection at the top and one tab per task.
 
 The handlers call `Services` only; a failed switch shows its message in the status line and puts
-the dropdown back on the model that is still active. Tabs whose work has not landed yet say so, and
-already receive images sent to them. The send buttons are wired in send_to.py.
+the dropdown back on the model that is still active. The send buttons are wired in send_to.py.
 """
 
 from __future__ import annotations
@@ -17,6 +16,7 @@ from modules.app_services import Services
 from modules.errors import UserError
 from modules.ui.history_tab import build_history_tab
 from modules.ui.img2img import IMG2IMG_CSS, build_img2img_tab
+from modules.ui.outpainting import OUTPAINT_CSS, build_outpainting_tab
 from modules.ui.png_info import build_png_info_tab
 from modules.ui.progress_view import PROGRESS_CSS
 from modules.ui.send_to import ModelLine, SendSource, SendWiring
@@ -26,13 +26,9 @@ from modules.ui.txt2img import build_txt2img_tab
 
 log = logging.getLogger(__name__)
 
-PLACEHOLDER_TABS = {
-    "Outpainting": "Extending an image beyond its borders is not built yet. Images sent here from txt2img or img2img wait below.",
-}
-
 CSS = ".easel-status { min-height: 1.5em; }\n.easel-tokens { font-variant-numeric: tabular-nums; opacity: .8; }\n" \
       ".easel-tokens[data-over] { color: var(--error-text-color, #b91c1c); }\n" \
-      ".easel-infotext { white-space: pre-wrap; word-break: break-word; font-size: .85em; margin: 0; }\n" + PROGRESS_CSS + IMG2IMG_CSS
+      ".easel-infotext { white-space: pre-wrap; word-break: break-word; font-size: .85em; margin: 0; }\n" + PROGRESS_CSS + IMG2IMG_CSS + OUTPAINT_CSS
 
 # Ctrl+Enter (or Cmd+Enter) generates, Esc interrupts, as in A1111: in whichever of the generation
 # tabs is showing (a hidden tab's buttons have no layout box).
@@ -40,7 +36,7 @@ KEYBOARD_JS = """
 () => {
   document.addEventListener('keydown', (e) => {
     const click = (action) => {
-      const button = ['txt2img', 'img2img'].map((tab) => document.getElementById(`${tab}-${action}`))
+      const button = ['txt2img', 'img2img', 'outpaint'].map((tab) => document.getElementById(`${tab}-${action}`))
         .find((b) => b && b.getClientRects().length > 0);
       if (button) { button.click(); e.preventDefault(); }
     };
@@ -102,7 +98,7 @@ def build_ui(services: Services) -> gr.Blocks:
     def on_refresh():
         return current(_run(services.refresh))
 
-    txt2img_runs, img2img_runs = SessionRuns(), SessionRuns()  # each tab's jobs and outcomes per session
+    txt2img_runs, img2img_runs, outpaint_runs = SessionRuns(), SessionRuns(), SessionRuns()  # each tab's jobs and outcomes per session
     with gr.Blocks(title="Easel", analytics_enabled=False) as demo:
         with gr.Row(equal_height=True):
             gr.Markdown("# Easel", elem_id="easel-title")
@@ -121,11 +117,8 @@ def build_ui(services: Services) -> gr.Blocks:
                 txt2img = build_txt2img_tab(services, txt2img_runs)
             with gr.Tab("img2img", id="img2img", elem_id="tab-img2img"):
                 img2img = build_img2img_tab(services, img2img_runs)
-            received: dict[str, gr.Image] = {}
-            for name, text in PLACEHOLDER_TABS.items():
-                with gr.Tab(name, id=name, elem_id=f"tab-{name.lower().replace(' ', '-')}"):
-                    gr.Markdown(text)
-                    received[name] = gr.Image(label="Sent image", type="pil", interactive=False, elem_id=f"{name.lower()}-sent-image")
+            with gr.Tab("Outpainting", id="Outpainting", elem_id="tab-outpainting"):
+                outpainting = build_outpainting_tab(services, outpaint_runs)
             with gr.Tab("PNG Info", id="PNG Info", elem_id="tab-png-info"):
                 png_info = build_png_info_tab()
             with gr.Tab("History", id="History", elem_id="tab-history") as history_tab_item:
@@ -134,17 +127,19 @@ def build_ui(services: Services) -> gr.Blocks:
                 settings_tab = build_settings_tab(services)
 
         model_line = ModelLine([checkpoint, vae, status], current, lambda name: _run(services.switch_checkpoint, name))
-        sending = SendWiring(services, model_line, txt2img, img2img, received["Outpainting"])
-        sending.wire_gallery(txt2img.send_buttons, txt2img_runs, with_parameters=True)
-        sending.wire_gallery(img2img.send_buttons, img2img_runs, with_parameters=False)
-        png_buttons = {"txt2img": png_info.send_txt2img, "img2img": png_info.send_img2img, "inpaint": png_info.send_inpaint}
+        sending = SendWiring(services, model_line, txt2img, img2img, outpainting)
+        sending.wire_gallery(txt2img.send_buttons, txt2img_runs, parameters_to={"img2img", "inpaint", "outpainting"})
+        sending.wire_gallery(img2img.send_buttons, img2img_runs, parameters_to={"outpainting"})
+        sending.wire_gallery(outpainting.send_buttons, outpaint_runs, parameters_to={"outpainting"})
+        png_buttons = {"txt2img": png_info.send_txt2img, "img2img": png_info.send_img2img, "inpaint": png_info.send_inpaint,
+                       "outpainting": png_info.send_outpainting}
         sending.wire_saved_image(SendSource(png_buttons, png_info.parameters, png_info.image_file, png_info.message))
         history_buttons = {"txt2img": history.send_txt2img, "img2img": history.send_img2img, "inpaint": history.send_inpaint}
         sending.wire_saved_image(SendSource(history_buttons, history.selected_infotext, history.selected_path, history.message))
         demo.load(settings_tab.current_values, None, settings_tab.controls)
         outputs = [checkpoint, vae, status]
         history_tab_item.select(*history.tab_search, show_progress="hidden")
-        for event in [*txt2img.generations, *img2img.generations]:  # the first generation may have loaded the model
+        for event in [*txt2img.generations, *img2img.generations, *outpainting.generations]:  # the first generation may have loaded the model
             event.then(current, None, outputs, show_progress="hidden")
         # `.input` (not `.change`) so that putting the dropdown back after a failure fires nothing.
         checkpoint.input(on_checkpoint, checkpoint, outputs, concurrency_id="model", concurrency_limit=1)

@@ -27,6 +27,7 @@ class PngInfoTab:
     send_txt2img: gr.Button
     send_img2img: gr.Button  # the image (and its parameters, if any) to img2img / inpaint
     send_inpaint: gr.Button
+    send_outpainting: gr.Button
     message: gr.HTML
 
 
@@ -53,11 +54,12 @@ def build_png_info_tab() -> PngInfoTab:
                 send_txt2img = gr.Button("Send to txt2img", variant="primary", interactive=False, elem_id="png-info-send-txt2img")
                 send_img2img = gr.Button("Send to img2img", interactive=False, elem_id="png-info-send-img2img")
                 send_inpaint = gr.Button("Send to inpaint", interactive=False, elem_id="png-info-send-inpaint")
+                send_outpainting = gr.Button("Send to outpainting", interactive=False, elem_id="png-info-send-outpainting")
             raw = gr.Textbox(label="Raw metadata", lines=8, interactive=False, elem_id="png-info-raw")
     parameters = gr.State(None)
 
     def on_file(path: str | None):
-        off = (gr.Button(interactive=False),) * 3
+        off = (gr.Button(interactive=False),) * 4
         if not path:
             return None, "", "", "", None, *off
         try:
@@ -68,11 +70,11 @@ def build_png_info_tab() -> PngInfoTab:
         usable = found.infotext is not None
         return (
             path, note, parameters_table(found) if found.raw else "", raw_text(found), found.infotext,
-            gr.Button(interactive=usable), gr.Button(interactive=True), gr.Button(interactive=True),
+            gr.Button(interactive=usable), *(gr.Button(interactive=True),) * 3,
         )
 
-    outputs = [shown, message, table, raw, parameters, send_txt2img, send_img2img, send_inpaint]
+    outputs = [shown, message, table, raw, parameters, send_txt2img, send_img2img, send_inpaint, send_outpainting]
     image_file.change(on_file, image_file, outputs, show_progress="hidden")
     return PngInfoTab(image_file=image_file, parameters=parameters, send_txt2img=send_txt2img, send_img2img=send_img2img,
-                      send_inpaint=send_inpaint, message=message)
+                      send_inpaint=send_inpaint, send_outpainting=send_outpainting, message=message)
 

@@ -1,10 +1,12 @@
 """The "Send to ..." buttons: a picture, and the parameters of its infotext, go from one tab to another.
 
-- txt2img's gallery -> img2img / inpaint: the selected image and its parameters (prompt, seed,
-  sampler, steps, CFG...; the size is the image's own); -> Outpainting: the image.
-- img2img's gallery -> img2img / inpaint: the selected image, to iterate on it; -> Outpainting too.
-- PNG Info and History -> txt2img: the parameters; -> img2img / inpaint: the image and its
-  parameters. These also switch to the checkpoint the image names (by hash, then name) and say in
+- txt2img's gallery -> img2img / inpaint / Outpainting: the selected image and its parameters
+  (prompt, seed, sampler, steps, CFG...; img2img takes the image's own size).
+- img2img's and Outpainting's galleries -> img2img / inpaint: the selected image, to iterate on
+  it; -> Outpainting: the image and its parameters (an outpainted one's outpaint settings too, so
+  outpainting it again starts from them).
+- PNG Info and History -> txt2img: the parameters; -> img2img / inpaint (/ Outpainting from PNG
+  Info): the image and its parameters. These also switch to the checkpoint the image names (by hash, then name) and say in
   the source tab's message line what they could not do.
 
 The tabs are switched in the browser, by clicking their buttons as a person would (as A1111 does):
@@ -28,6 +30,7 @@ from modules.app_services import Services
 from modules.infotext.parse import parse_infotext, request_fields
 from modules.ui.hires_fix import hires_display_values
 from modules.ui.img2img import Img2ImgTab, display_values
+from modules.ui.outpainting import OutpaintingTab
 from modules.ui.sessions import SessionRuns, session_key
 from modules.ui.txt2img import Txt2ImgTab
 
@@ -47,7 +50,7 @@ class ModelLine:
 class SendSource:
     """A tab that sends a saved image: its button per target, what it reads, where it talks."""
 
-    buttons: dict[str, gr.Button]  # "txt2img" / "img2img" / "inpaint" -> button
+    buttons: dict[str, gr.Button]  # "txt2img" / "img2img" / "inpaint" / "outpainting" -> button
     infotext: gr.components.Component
     image_path: gr.components.Component
     message: gr.HTML
@@ -56,9 +59,9 @@ class SendSource:
 class SendWiring:
     """Connects the send buttons of every tab to the tabs they fill (built once by the shell)."""
 
-    def __init__(self, services: Services, model_line: ModelLine, txt2img: Txt2ImgTab, img2img: Img2ImgTab, outpainting_image: gr.Image):
+    def __init__(self, services: Services, model_line: ModelLine, txt2img: Txt2ImgTab, img2img: Img2ImgTab, outpainting: OutpaintingTab):
         self.services, self.model_line = services, model_line
-        self.txt2img, self.img2img, self.outpainting_image = txt2img, img2img, outpainting_image
+        self.txt2img, self.img2img, self.outpainting = txt2img, img2img, outpainting
 
     # --- what a send changes ---------------------------------------------------------------------
 
@@ -90,23 +93,30 @@ class SendWiring:
 
     # --- wiring ------------------------------------------------------------------------------------
 
-    def wire_gallery(self, buttons: dict[str, gr.Button], runs: SessionRuns, with_parameters: bool) -> None:
-        """A generation tab's gallery buttons; `with_parameters`: the infotext's values come along."""
+    def picture_updates(self, target: str, image: Image.Image, infotext: str | None) -> dict:
+        if target == "outpainting":
+            return self.outpainting.receive(image, infotext)
+        return self.img2img_updates(target, image, infotext)
+
+    def picture_outputs(self, target: str) -> list:
+        if target == "outpainting":
+            return self.outpainting.receive_outputs()
+        return [*self.img2img.fields.values(), *self.img2img.receive_outputs(target)]
+
+    def wire_gallery(self, buttons: dict[str, gr.Button], runs: SessionRuns, parameters_to: set[str]) -> None:
+        """A generation tab's gallery buttons; the infotext's values come along to `parameters_to`."""
         def handler(target: str):
             def send(request: gr.Request) -> dict:
                 outcome = runs.outcome(session_key(request))
                 index = outcome.pick() if outcome else None
                 if index is None:
                     return {}
-                image = outcome.images[index]
-                if target == "outpainting":
-                    return {self.outpainting_image: image}
-                return self.img2img_updates(target, image, outcome.infotexts[index] if with_parameters else None)
+                infotext = outcome.infotexts[index] if target in parameters_to else None
+                return self.picture_updates(target, outcome.images[index], infotext)
             return send
 
         for target, button in buttons.items():
-            outputs = [self.outpainting_image] if target == "outpainting" else self._img2img_outputs(target)
-            button.click(handler(target), None, outputs, show_progress="hidden", js=switch_tabs_js(target))
+            button.click(handler(target), None, self.picture_outputs(target), show_progress="hidden", js=switch_tabs_js(target))
 
     def wire_saved_image(self, source: SendSource) -> None:
         """PNG Info / History: the parameters to txt2img, or the image and them to img2img / inpaint."""
@@ -124,7 +134,7 @@ class SendWiring:
                 if image is None:
                     return {source.message: f'<div class="easel-error" role="alert"><b>Error:</b> {html.escape(error)}</div>'}
                 updates, message = self.model_updates(infotext)
-                updates.update(self.img2img_updates(target, image, infotext))
+                updates.update(self.picture_updates(target, image, infotext))
                 updates[source.message] = html.escape(message)
                 return updates
             return send
@@ -134,14 +144,13 @@ class SendWiring:
             to_txt2img, source.infotext, [*self.txt2img.fields.values(), source.message, *self.model_line.components],
             js=switch_tabs_js("txt2img"), **model,
         )
-        for target in ("img2img", "inpaint"):
-            outputs = [*self._img2img_outputs(target), source.message, *self.model_line.components]
+        for target in ("img2img", "inpaint", "outpainting"):
+            if target not in source.buttons:
+                continue
+            outputs = [*self.picture_outputs(target), source.message, *self.model_line.components]
             source.buttons[target].click(
                 to_img2img(target), [source.infotext, source.image_path], outputs, js=switch_tabs_js(target), **model,
             )
-
-    def _img2img_outputs(self, target: str) -> list:
-        return [*self.img2img.fields.values(), *self.img2img.receive_outputs(target)]
 
 
 # target -> (the page tab, the img2img sub-tab, an element to wait for before the request goes out)
@@ -149,7 +158,7 @@ TAB_BUTTONS: dict[str, tuple[str, str | None, str | None]] = {
     "txt2img": ("tab-txt2img", None, None),
     "img2img": ("tab-img2img", "img2img-source-img2img", "#img2img-image"),
     "inpaint": ("tab-img2img", "img2img-source-inpaint", "#img2img-inpaint canvas"),
-    "outpainting": ("tab-outpainting", None, None),
+    "outpainting": ("tab-outpainting", None, "#outpaint-image"),
 }
 
 

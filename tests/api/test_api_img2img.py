@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
+from modules.generation.outpaint import OUTPAINT_METHODS
 from tests.api.api_helpers import API, TINY, b64_png, decode, info_of, infotext_params
 
 
@@ -99,15 +100,32 @@ def test_damaged_png_is_422_not_500(api):
     assert response.status_code == 422 and "init_images[0]" in response.json()["detail"]
 
 
-def test_outpainting_script_names_are_known(api):
-    """The outpainting scripts answer by name: run, or a 422 saying they are not available yet."""
+def test_outpainting_scripts_run_by_name_with_a1111_args(api):
+    """Both outpainting scripts run from script_name + script_args as A1111 clients send them: the
+    picture grows on the named sides (rounded up to a multiple of 64, as A1111), the original stays
+    in place, and the infotext records the outpaint settings."""
     client, _ = api
-    response = img2img(client, init_images=[b64_png(picture())], script_name="Poor man's outpainting",
-                       script_args=[32, 4, "fill", ["left"]], seed=1)
+    source = picture()
     listed = client.get(f"{API}/scripts").json()["img2img"]
-    if "poor man's outpainting" in listed:
-        info = info_of(response)
-        assert decode(response.json()["images"][0]).size[0] > 64
-        assert "Outpaint" in info["infotexts"][0]
-    else:
-        assert response.status_code == 422 and "not available" in response.json()["detail"]
+    assert listed == ["outpainting mk2", "poor man's outpainting"]
+    response = img2img(client, init_images=[b64_png(source)], script_name="Poor man's outpainting",
+                       script_args=[32, 4, "fill", ["left"]], seed=1)
+    out = decode(response.json()["images"][0])
+    assert out.size == (128, 64)  # 64 + 32 rounds up to 128: the left side grows by 64
+    band = OUTPAINT_METHODS["Poor man's outpainting"].seam_band(4)  # how far into the picture its mask reaches
+    kept = np.asarray(out.convert("RGB"), dtype=int)[:, 64 + band:, :]
+    assert np.abs(kept - np.asarray(source, dtype=int)[:, band:, :]).max() <= 2
+    params = infotext_params(info_of(response)["infotexts"][0])
+    assert params["Outpaint method"] == "Poor man's outpainting" and params["Outpaint directions"] == "left"
+    assert params["Size-1"] == "128" and params["Seed"] == "1" and params["Masked content"] == "fill"
+
+    response = img2img(client, init_images=[b64_png(source)], script_name="outpainting mk2",
+                       script_args=["", 8, 2, ["right", "down"], 1.5, 0.1], seed=3, steps=2)
+    out = decode(response.json()["images"][0])
+    assert out.size == (128, 128)
+    params = infotext_params(info_of(response)["infotexts"][0])
+    assert params["Outpaint method"] == "Outpainting mk2" and params["Outpaint directions"] == "right down"
+    assert params["Outpaint fall-off exponent"] == "1.5" and params["Outpaint color variation"] == "0.1"
+
+    bad = img2img(client, init_images=[b64_png(source)], script_name="outpainting mk2", script_args=["", 8, 2, ["sideways"]])
+    assert bad.status_code == 422 and "Outpainting direction" in bad.json()["detail"]

@@ -155,3 +155,44 @@ def test_img2img_and_hires_jobs_write_a1111_infotext_and_save_in_their_folders(s
     service.settings.max_input_megapixels = 0.25
     with pytest.raises(UserError, match="megapixels"):
         service.submit_img2img(Img2ImgRequest(prompt="x", width=64, height=64, init_images=[Image.new("RGB", (1000, 1000))]))
+
+
+def test_outpaint_job_saves_with_img2img_records_outpaint_and_its_infotext_restores_the_settings(service, tmp_path):
+    from PIL import Image
+
+    from modules.generation.outpaint import OutpaintRequest
+    from modules.generation.request import Img2ImgRequest
+    from modules.history import HistoryStore
+    from modules.infotext.embed import read_infotext
+    from modules.infotext.parse import outpaint_fields, parse_infotext
+    from modules.outputs import OutputWriter
+
+    service.outputs = OutputWriter(tmp_path / "outputs")
+    service.history = HistoryStore(tmp_path / "history.sqlite3")
+    picture = Image.new("RGB", (64, 48), (200, 60, 30))
+    base = Img2ImgRequest(prompt="a wall", steps=3, width=64, height=64, seed=4, sampler_name="Euler", init_images=[picture],
+                          denoising_strength=0.9, styles=["vivid"])
+    request = OutpaintRequest(base, method="Outpainting mk2", directions=("right", "up"), pixels=16, noise_q=1.25, color_variation=0.2)
+    events = []
+    job = service.submit_outpaint(request)
+    subscription = service.queue.subscribe(job.id)
+    result = job.result(timeout=120)
+    while (event := subscription.get(timeout=0.1)) is not None and not event.final:
+        events.append(event)
+    assert result.images[0].size == (128, 64)  # mk2 rounds each grown dimension up to a multiple of 64
+    assert max(e.steps for e in events) == 2 * 3 and events[-1].step == 6  # two sides, steps counted across them
+    assert result.paths[0].parent.parent.name == "img2img-images" and read_infotext(result.paths[0]) == result.infotexts[0]
+    params = parse_infotext(result.infotexts[0])
+    assert params["Prompt"] == "a wall, vivid colours" and params["Negative prompt"] == "dull"  # the style applied
+    assert (params["Size-1"], params["Size-2"], params["Seed"]) == ("128", "64", "4")
+    restored = outpaint_fields(params)
+    assert {key: restored[key] for key in ("method", "directions", "pixels", "noise_q", "color_variation", "mask_blur")} == {
+        "method": "Outpainting mk2", "directions": ("right", "up"), "pixels": 16, "noise_q": 1.25, "color_variation": 0.2, "mask_blur": 8}
+    [entry] = service.history.search()
+    assert entry.task == "outpaint" and (entry.width, entry.height) == (128, 64)
+
+    with pytest.raises(UserError, match="at least one direction"):
+        service.submit_outpaint(OutpaintRequest(base, directions=()))
+    service.settings.max_input_megapixels = 0.01
+    with pytest.raises(UserError, match="Outpainting would make a 192x176 picture"):
+        service.submit_outpaint(OutpaintRequest(base, directions=("left", "right", "up", "down"), pixels=64))

@@ -14,7 +14,7 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from PIL import Image, ImageFilter
+from PIL import Image, ImageDraw, ImageFilter
 
 Box = tuple[int, int, int, int]
 
@@ -221,3 +221,18 @@ def smoothstep(distance: np.ndarray, width: float) -> np.ndarray:
         return (distance > 0).astype(np.float32)
     t = np.clip(distance / width, 0.0, 1.0)
     return t * t * (3 - 2 * t)
+
+
+def canvas_preview(image: Image.Image, expansion: Expansion, cell: int = 16) -> Image.Image:
+    """What the Outpainting tab shows before generating: the enlarged canvas with `image` in place
+    and the new area as a grey checkerboard (a transparent-looking area), outlined in orange."""
+    size = expansion.size(image.size)
+    ys, xs = np.mgrid[0 : size[1], 0 : size[0]]
+    checker = np.where(((xs // cell) + (ys // cell)) % 2 == 0, 200, 150).astype(np.uint8)
+    canvas = Image.fromarray(np.stack([checker] * 3, axis=-1), "RGB")
+    box = expansion.box(image.size)
+    canvas.paste(image.convert("RGB"), box[:2])
+    if size != image.size:
+        line = max(1, round(max(size) / 256))
+        ImageDraw.Draw(canvas).rectangle((box[0] - line, box[1] - line, box[2] + line - 1, box[3] + line - 1), outline=(255, 140, 0), width=line)
+    return canvas
