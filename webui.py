@@ -39,11 +39,13 @@ def create_app(services: Services, args: Args) -> FastAPI:
     set_offline_environment()
     from fastapi import FastAPI
 
-    app = FastAPI(title="Easel", docs_url="/docs" if args.api else None, redoc_url=None, openapi_url="/openapi.json" if args.api else None)
+    app = FastAPI(title="Easel", docs_url=None, redoc_url=None, openapi_url="/openapi.json" if args.api else None)
     if args.api:
         from modules.api import install_api
+        from modules.api.docs import install_docs
 
         install_api(app, services)
+        install_docs(app)
     if args.webui:
         from modules.ui.app import mount_ui
 

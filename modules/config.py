@@ -40,6 +40,7 @@ class Settings:
     show_progress_type: str = setting("Approx cheap", "Live preview method: Approx cheap (nearly free), Full (a real VAE decode), TAESD (needs taesd_decoder / taesdxl_decoder in models/VAE-approx) or None.", choices=PREVIEW_METHODS)
     show_progress_every_n_steps: int = setting(1, "Show a live preview every N sampling steps (0: no previews).", minimum=0, maximum=100)
     samples_save: bool = setting(True, "Save every generated image to the outputs folder.")
+    api_save_images: bool = setting(True, "Save images made through the API even when the request leaves save_images false (A1111 saves them only when asked), so they are in the outputs folder and in History.")
     save_txt: bool = setting(False, "Also write each image's parameters to a .txt file beside it.")
     grid_save: bool = setting(True, "Save a grid of the images when a job makes more than one (in <task>-grids), and show it first in the gallery.")
     samples_format: str = setting("png", "File format of saved images (the generation parameters go into each).", choices=("png", "jpg", "webp"))

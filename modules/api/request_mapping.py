@@ -184,6 +184,8 @@ def _common(services: Services, body: GenerationFields, overrides: dict[str, Any
         "rng_source": _stored(services, "randn_source"),
         "s_noise": body.s_noise if body.s_noise is not None else _stored(services, "s_noise"),
         "preview_every": _preview_every(services, known),
+        # A1111's API saves only when asked; Easel also saves when api_save_images is on (its default)
+        "save_samples": bool(body.save_images) or services.settings.api_save_images,
     }
     values.update(requested)
     return values, known

@@ -25,6 +25,8 @@ LIMITS: dict[str, tuple[float, float]] = {
     "clip_skip": (1, 12),
     "subseed_strength": (0.0, 1.0),
     "s_noise": (0.0, 10.0),
+    "seed_resize_from_w": (0, 4096),  # 0: off (the API's -1 arrives as 0)
+    "seed_resize_from_h": (0, 4096),
 }
 
 
@@ -61,6 +63,7 @@ class GenerationRequest:
     checkpoint: str | None = None  # override for this request, restored after
     vae: str | None = None
     preview_every: int = 1  # steps between live previews; 0 = none
+    save_samples: bool = True  # False: never written to the outputs folder (A1111's do_not_save_samples; the API's save_images)
     # Hires fix (txt2img): a second, img2img-like pass at a larger size (A1111's names and defaults).
     enable_hr: bool = False
     hr_scale: float = 2.0  # used when hr_resize_x and hr_resize_y are both 0

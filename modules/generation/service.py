@@ -144,14 +144,15 @@ class GenerationService:
         return result
 
     def _describe_and_save(self, model: LoadedModel, request: GenerationRequest, result: GenerationResult, task: str, history_task: str) -> None:
-        """Each image's infotext; with `samples_save`, the image written (with it) to the outputs
-        folder of `task`; the history row says `history_task`."""
+        """Each image's infotext; with `samples_save` (and the request's `save_samples`), the image
+        written (with it) to the outputs folder of `task`; the history row says `history_task`."""
         registry = self.manager.registry
         checkpoint = model.checkpoint
         model_hash = registry.shorthash(checkpoint, compute=True)
         vae_hash = registry.shorthash(model.vae, compute=True) if model.vae is not None else None
         seeds = dict(zip(result.seeds, result.subseeds))
         extra = {**result.extra_parameters, **eta_parameters(request)}
+        saving = self.outputs is not None and self.settings.samples_save and request.save_samples
         for image, seed in zip(result.images, result.image_seeds):
             text = create_infotext(
                 request, seed, seeds.get(seed, seed), model_name=checkpoint.model_name, model_hash=model_hash,
@@ -159,7 +160,7 @@ class GenerationService:
             )
             result.infotexts.append(text)
             path = None
-            if self.outputs is not None and self.settings.samples_save:
+            if saving:
                 try:
                     path = self.outputs.save(
                         image, text, task=task, fmt=self.settings.samples_format, pattern=self.settings.samples_filename_pattern,
@@ -176,7 +177,7 @@ class GenerationService:
             self._record(request, result, text, seed, model_hash, checkpoint.model_name, path, history_task, image.size)
         if len(result.images) > 1 and self.settings.grid_save:
             result.grid = image_grid(result.images)
-            if self.outputs is not None and self.settings.samples_save:
+            if saving:
                 try:
                     result.grid_path = self.outputs.save(
                         result.grid, result.infotexts[0], task=task, kind="grids", fmt=self.settings.samples_format,

@@ -23,6 +23,7 @@ LABELS = {
     "show_progress_type": "Live preview method",
     "show_progress_every_n_steps": "Live preview every N steps",
     "samples_save": "Save generated images",
+    "api_save_images": "Save API images without save_images",
     "samples_format": "Image file format",
     "grid_save": "Save and show grids",
     "save_txt": "Write a .txt beside each image",

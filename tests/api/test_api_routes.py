@@ -194,3 +194,16 @@ def test_unknown_paths_and_methods_answer_a1111_json(api):
     assert "There is no API route /sdapi/v1/no-such-route" in missing.json()["detail"]
     wrong = client.get(f"{API}/txt2img")
     assert wrong.status_code == 405 and wrong.headers["allow"] == "POST" and "use POST" in wrong.json()["detail"]
+
+
+def test_docs_page_works_offline_from_local_swagger_files(api):
+    """/docs must not point at a CDN (offline machines would get a blank page): its script and
+    style are served from the installed swagger-ui-bundle."""
+    client, _ = api
+    page = client.get("/docs")
+    assert page.status_code == 200 and "http" not in page.text  # no outside address at all
+    for asset in ("swagger-ui-bundle.js", "swagger-ui.css"):
+        assert f"/docs-assets/{asset}" in page.text
+        served = client.get(f"/docs-assets/{asset}")
+        assert served.status_code == 200 and len(served.content) > 100_000
+    assert "/openapi.json" in page.text and "/docs" not in client.get("/openapi.json").json()["paths"]

@@ -130,9 +130,21 @@ def test_infotext_fills_the_fields_the_request_leaves_out(api):
 
 def test_send_images_false_and_save_images_with_grid(api):
     client, services = api
-    quiet = txt2img(client, seed=3, send_images=False)
+    written = lambda: sorted(services.paths.outputs_dir.rglob("*.png"))  # noqa: E731
+    before = written()
+    services.settings.api_save_images = False  # as A1111: nothing saved unless save_images is true
+    try:
+        quiet = txt2img(client, seed=3, send_images=False)
+    finally:
+        services.settings.api_save_images = True
     assert quiet.json()["images"] == [] and info_of(quiet)["all_seeds"] == [3]
+    assert written() == before
+    txt2img(client, seed=5)  # Easel's default: saved anyway, so it is in History
+    assert len(written()) == len(before) + 1
+    before = written()
     saved = txt2img(client, seed=3, batch_size=2, save_images=True)
+    new = [path for path in written() if path not in before]
+    assert sorted(path.parent.parent.name for path in new) == ["txt2img-grids", "txt2img-images", "txt2img-images"]
     info = info_of(saved)
     images = saved.json()["images"]
     assert len(images) == 3 and info["index_of_first_image"] == 1  # the grid first, as A1111's return_grid

@@ -23,6 +23,8 @@ def test_defaults_are_valid():
         ({"seed": -5}, "seed must be -1 (random)"),
         ({"rng_source": "TPU"}, "rng_source must be one of GPU, CPU, NV"),
         ({"batch_size": True}, "batch_size must be a number"),
+        ({"seed_resize_from_w": 100_000}, "seed_resize_from_w must be between 0 and 4096, not 100000"),
+        ({"seed_resize_from_h": -1}, "seed_resize_from_h must be between 0 and 4096, not -1"),
     ],
 )
 def test_bad_fields_are_named_with_a_fix(changes, message):
