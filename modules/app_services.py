@@ -10,7 +10,7 @@ background once the server answers) or by the first generation, whichever comes 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,9 @@ from modules.cmd_args import Args
 from modules.config import Settings, SettingsStore
 from modules.devices import choose_device, choose_dtype
 from modules.errors import ModelNotFoundError, UserError
+from modules.extensions.api import ModelLoaded
+from modules.extensions.loader import load_extensions
+from modules.extensions.registry import ExtensionRegistry
 from modules.generation.outpaint import OutpaintRequest
 from modules.generation.request import GenerationRequest, Img2ImgRequest
 from modules.generation.service import GenerationService
@@ -98,6 +101,7 @@ class Services:
     generation: GenerationService
     styles: StyleStore
     history: HistoryStore
+    extensions: ExtensionRegistry = field(default_factory=ExtensionRegistry)
     last_checkpoint: ModelFile | None = None  # the one `reload_checkpoint` brings back after an unload
 
     @property
@@ -291,6 +295,27 @@ class Services:
                 self._apply_live(rest)
         return unknown
 
+    # extensions ----------------------------------------------------------------------------------
+
+    def set_extensions_enabled(self, enabled: dict[str, bool]) -> list[str]:
+        """Saves which extensions load at the next start; returns the names whose state changes
+        then (their code is loaded or dropped only by a restart)."""
+        known = {e.name: e for e in self.extensions.extensions}
+        unknown = sorted(set(enabled) - set(known))
+        if unknown:
+            raise UserError(f"There is no extension named {unknown[0]!r}.")
+        self.save_extra_options({EXTENSIONS_ENABLED_KEY: {**(self.config_store.extra.get(EXTENSIONS_ENABLED_KEY) or {}), **enabled}})
+        return sorted(name for name, on in enabled.items() if on != (known[name].api is not None))
+
+    def set_extension_setting(self, extension: str, key: str, value: Any) -> None:
+        declared = {(name, s.key): s for name, s in self.extensions.settings()}
+        spec = declared.get((extension, key))
+        if spec is None:
+            raise UserError(f"Extension {extension!r} has no setting {key!r}.")
+        if spec.choices and value not in spec.choices:
+            raise UserError(f"{spec.label} must be one of {', '.join(spec.choices)}, not {value!r}.")
+        self.save_extra_options({f"{extension}.{key}": value})
+
     def save_extra_options(self, values: dict[str, Any]) -> None:
         """Stores settings Easel does not use itself (the API's A1111 options, already checked by
         the caller) in config.json beside Easel's own; `options()` shows them."""
@@ -374,11 +399,13 @@ def build_services(args: Args, load_now: bool = True) -> Services:
     except HistorySchemaError as error:  # written by a newer Easel: keep it untouched, record in memory
         log.error("%s The history of this session is kept in memory only.", error)
         history = HistoryStore(":memory:", outputs_root=paths.outputs_dir)
+    extensions = load_extensions_for(args, store)
+    manager.on_loaded.append(lambda model: extensions.fire("on_model_loaded", ModelLoaded(model.checkpoint.model_name, model.spec.family.name, model)))
     generation = GenerationService(
         manager, queue, paths.preview_factors_file, styles, settings=settings, outputs=OutputWriter(paths.outputs_dir),
-        vae_approx_dir=paths.vae_approx_dir, history=history,
+        vae_approx_dir=paths.vae_approx_dir, history=history, extensions=extensions,
     )
-    services = Services(args, paths, store, registry, manager, queue, generation, styles, history)
+    services = Services(args, paths, store, registry, manager, queue, generation, styles, history, extensions)
     generation.ensure_model = services.ensure_model
     _restore_vae_choice(services)
     log.info("Device %s, %s; %d checkpoint(s), %d VAE(s) found.", device, str(dtype).removeprefix("torch."), len(registry.checkpoints), len(registry.vaes))
@@ -386,6 +413,18 @@ def build_services(args: Args, load_now: bool = True) -> Services:
     if load_now and not args.skip_load:
         services.load_startup_checkpoint()
     return services
+
+
+EXTENSIONS_ENABLED_KEY = "extensions_enabled"  # config.json: {extension name: enabled}, set from Settings
+
+
+def load_extensions_for(args: Args, store: SettingsStore) -> ExtensionRegistry:
+    """The extensions of --extensions-dir (none with --disable-extensions), enabled as the Settings
+    list says; their settings are read from config.json ("<extension>.<key>")."""
+    if args.disable_extensions:
+        return ExtensionRegistry()
+    enabled = store.extra.get(EXTENSIONS_ENABLED_KEY)
+    return load_extensions(args.extensions_dir, enabled if isinstance(enabled, dict) else {}, store.extra.get)
 
 
 def _restore_vae_choice(services: Services) -> None:

@@ -46,6 +46,8 @@ class Args:
     device: str | None = None  # None: the `device` setting decides
     dtype: str | None = None  # None: the `dtype` setting decides
     skip_load: bool = False
+    extensions_dir: Path = REPO_ROOT / "extensions"
+    disable_extensions: bool = False
 
     @property
     def webui(self) -> bool:
@@ -134,6 +136,8 @@ def build_parser() -> argparse.ArgumentParser:
     models.add_argument("--vae-dir", type=_existing_dir, metavar="DIR", action="append", default=[], help="another folder of VAEs (repeatable)")
     models.add_argument("--models-dir", type=_folder, metavar="DIR", default=REPO_ROOT / "models", help="folder with Stable-diffusion/ and VAE/ (default: models/ in the Easel folder)")
     models.add_argument("--data-dir", type=_folder, metavar="DIR", default=REPO_ROOT / "data", help="where config.json, cache.json, caches/ and outputs/ are written (default: data/ in the Easel folder)")
+    models.add_argument("--extensions-dir", type=_folder, metavar="DIR", default=REPO_ROOT / "extensions", help="folder of extensions (default: extensions/ in the Easel folder)")
+    models.add_argument("--disable-extensions", action="store_true", help="start without loading any extension (to rule one out)")
     models.add_argument("--skip-load", action="store_true", help="start without loading a checkpoint")
     compute = parser.add_argument_group("compute")
     compute.add_argument("--device", type=_device, default=None, help="auto, cpu, cuda, cuda:N or mps (default: the 'device' setting, auto)")
@@ -163,4 +167,6 @@ def parse_args(argv: list[str] | None = None) -> Args:
         device=ns.device,
         dtype=ns.dtype,
         skip_load=ns.skip_load,
+        extensions_dir=ns.extensions_dir,
+        disable_extensions=ns.disable_extensions,
     )

@@ -44,9 +44,19 @@ def build_router(services: Services) -> APIRouter:
     return router
 
 
+def build_extension_router(services: Services) -> APIRouter:
+    """The extensions' routes, each under /ext/<extension name>, behind the same auth as the API."""
+    auth = services.args.api_auth
+    router = APIRouter(prefix="/ext", dependencies=[Depends(basic_auth_dependency(auth))] if auth else [])
+    for name, route in services.extensions.routes():
+        router.add_api_route(f"/{name}{route.path}", route.endpoint, methods=list(route.methods), tags=[f"extension: {name}"])
+    return router
+
+
 def install_api(app: FastAPI, services: Services) -> None:
     """Adds the API routes and A1111's JSON error answers to `app` (before the UI is mounted at /)."""
     app.include_router(build_router(services))
+    app.include_router(build_extension_router(services))
     app.add_exception_handler(UserError, user_error)
     app.add_exception_handler(StarletteHTTPException, http_error)
     app.add_exception_handler(RequestValidationError, validation_error)

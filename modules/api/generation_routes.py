@@ -62,6 +62,8 @@ async def wait_for(job: Job, services: Services) -> SeenModel | None:
 
 
 def _submit(services: Services, plan: ApiJobPlan) -> Job:
+    if plan.extension_script is not None:
+        return services.generation.submit_script(plan.request, *plan.extension_script, job_id=plan.job_id)
     if plan.script is not None:
         assert plan.script.queue is not None  # find_script only returns runnable scripts
         return plan.script.queue(services, plan.script_request, plan.job_id)

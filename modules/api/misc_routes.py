@@ -22,7 +22,7 @@ from modules.api.list_schemas import (
     ScriptsList,
     UpscalerItem,
 )
-from modules.api.scripts import available_scripts
+from modules.api.scripts import available_scripts, extension_script_info
 from modules.app_services import Services
 from modules.generation.request import IMAGE_UPSCALERS, LATENT_UPSCALE_MODES
 from modules.sampling.sampler_table import SAMPLERS, SamplerSpec
@@ -115,12 +115,14 @@ def add_misc_routes(router: APIRouter, services: Services) -> None:
     @router.get("/scripts", response_model=ScriptsList)
     def get_scripts() -> dict[str, list[str]]:
         """Selectable scripts by tab (the names `script_name` takes)."""
-        return {"txt2img": [s.name for s in available_scripts(False)], "img2img": [s.name for s in available_scripts(True)]}
+        return {tab: [s.name for s in available_scripts(tab == "img2img")] + [s.name for s in services.extensions.scripts(tab, always_on=False)]
+                for tab in ("txt2img", "img2img")}
 
     @router.get("/script-info", response_model=list[ScriptInfo])
     def get_script_info() -> list[dict[str, Any]]:
-        """Each script's arguments in `script_args` order."""
-        return [s.info() for s in (*available_scripts(False), *available_scripts(True))]
+        """Each script's arguments in `script_args` order (the extensions' always-on ones too)."""
+        ours = [s.info() for s in (*available_scripts(False), *available_scripts(True))]
+        return ours + [extension_script_info(s, tab) for tab in ("txt2img", "img2img") for s in services.extensions.scripts(tab)]
 
     @router.get("/memory", response_model=MemoryResponse)
     def get_memory() -> dict[str, Any]:

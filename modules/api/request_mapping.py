@@ -65,6 +65,7 @@ class ApiJobPlan:
     persist: dict[str, Any] = field(default_factory=dict)  # settings to keep after the job
     script: SelectableScript | None = None
     script_request: Any = None  # what the script's job runs (an OutpaintRequest)
+    extension_script: tuple[Any, dict[str, Any]] | None = None  # an extension's selectable script and its values
 
 
 def apply_infotext(body: GenerationFields) -> tuple[GenerationFields, dict[str, Any]]:
@@ -193,20 +194,52 @@ def _common(services: Services, body: GenerationFields, overrides: dict[str, Any
 
 def _plan(kind: str, request: GenerationRequest, body: GenerationFields, services: Services, known: dict[str, Any], echo: dict[str, Any]) -> ApiJobPlan:
     persist = {} if body.override_settings_restore_afterwards is not False else dict(known)
-    if body.alwayson_scripts:
-        log.info("%s: ignoring alwayson_scripts %s (not scripts Easel has)", kind, ", ".join(map(str, body.alwayson_scripts)))
+    ignored = [str(name) for name in (body.alwayson_scripts or {}) if services.extensions.find_script(str(name), kind) is None]
+    if ignored:
+        log.info("%s: ignoring alwayson_scripts %s (not scripts Easel has)", kind, ", ".join(ignored))
     return ApiJobPlan(
         kind, request, echo, _output(services, known), job_id=(body.force_task_id or None),
         send_images=body.send_images is not False, save_images=bool(body.save_images), persist=persist,
     )
 
 
+def _script_values(services: Services, body: GenerationFields, tab: str) -> dict[str, dict[str, Any]]:
+    """`alwayson_scripts` ({name: {"args": [...]}}, A1111's shape) for the extensions' always-on
+    scripts of `tab`, typed; names Easel has no script for are left out (A1111 clients send
+    ControlNet's and others' whether or not they are there)."""
+    found: dict[str, dict[str, Any]] = {}
+    for name, entry in (body.alwayson_scripts or {}).items():
+        script = services.extensions.find_script(str(name), tab)
+        if script is None or not script.always_on:
+            continue
+        args = entry.get("args", []) if isinstance(entry, dict) else entry
+        try:
+            found[script.name] = script.values_from(args)
+        except ValueError as error:
+            raise ApiInputError(f"alwayson_scripts[{name!r}]: {error}.") from error
+    return found
+
+
+def _extension_script(services: Services, body: GenerationFields, tab: str) -> tuple[Any, dict[str, Any]] | None:
+    """The extension script `script_name` names, with its `script_args` typed; None when no
+    extension has a selectable script of that name."""
+    script = services.extensions.find_script(body.script_name or "", tab) if body.script_name else None
+    if script is None or script.always_on:
+        return None
+    try:
+        return script, script.values_from(body.script_args or [])
+    except ValueError as error:
+        raise ApiInputError(f"script_args: {error}.") from error
+
+
 def txt2img_plan(services: Services, body: ApiTxt2Img) -> ApiJobPlan:
     """POST /txt2img -> a GenerationRequest (see the module docstring)."""
     body, infotext_overrides = apply_infotext(body)
-    if body.script_name:
-        find_script(body.script_name, is_img2img=False)  # 422: txt2img has no scripts in Easel yet
+    extension_script = _extension_script(services, body, "txt2img")
+    if body.script_name and extension_script is None:
+        find_script(body.script_name, is_img2img=False)  # 422: not a script of Easel's or of an extension
     values, known = _common(services, body, {**infotext_overrides, **(body.override_settings or {})})
+    values["script_values"] = _script_values(services, body, "txt2img")
     if body.hr_checkpoint_name not in (None, *SAME_CHECKPOINT):
         raise ApiInputError("hr_checkpoint_name: a different checkpoint for the hires pass is not supported yet; use 'Use same checkpoint'.")
     hr_sampler = None if body.hr_sampler_name in (None, "", "Use same sampler") else _check_sampler(body.hr_sampler_name)[0]
@@ -218,14 +251,18 @@ def txt2img_plan(services: Services, body: ApiTxt2Img) -> ApiJobPlan:
         hr_negative_prompt=body.hr_negative_prompt or "", denoising_strength=body.denoising_strength,
     )
     request = GenerationRequest(**values)
-    return _plan("txt2img", request, body, services, known, body.model_dump())
+    plan = _plan("txt2img", request, body, services, known, body.model_dump())
+    plan.extension_script = extension_script
+    return plan
 
 
 def img2img_plan(services: Services, body: ApiImg2Img) -> ApiJobPlan:
     """POST /img2img -> an Img2ImgRequest (see the module docstring)."""
     body, infotext_overrides = apply_infotext(body)
-    script = find_script(body.script_name, is_img2img=True) if body.script_name else None
+    extension_script = _extension_script(services, body, "img2img")
+    script = find_script(body.script_name, is_img2img=True) if body.script_name and extension_script is None else None
     values, known = _common(services, body, {**infotext_overrides, **(body.override_settings or {})})
+    values["script_values"] = _script_values(services, body, "img2img")
     limit = services.settings.max_input_megapixels
     if not body.init_images:
         raise ApiInputError("init_images is empty: img2img needs at least one base64 image to start from.")
@@ -244,6 +281,7 @@ def img2img_plan(services: Services, body: ApiImg2Img) -> ApiJobPlan:
     if not body.include_init_images:
         echo["init_images"], echo["mask"] = None, None
     plan = _plan("img2img", request, body, services, known, echo)
+    plan.extension_script = extension_script
     if script is not None:
         plan.script = script
         plan.script_request = script.build(request, script.named_args(list(body.script_args or [])))

@@ -142,3 +142,9 @@ def find_script(name: str, is_img2img: bool) -> SelectableScript:
     if script.queue is None:
         raise ApiInputError(f"Script {name!r} is not available in this version of Easel's API yet.")
     return script
+
+
+def extension_script_info(script: Any, tab: str) -> dict[str, Any]:
+    """/script-info's entry for an extension's script (modules.extensions.api.Script) on `tab`."""
+    args = [ScriptArg(c.label, c.default, c.minimum, c.maximum, c.step, c.choices).info() for c in script.controls]
+    return {"name": script.name, "is_alwayson": script.always_on, "is_img2img": tab == "img2img", "args": args}

@@ -18,7 +18,7 @@ from collections import OrderedDict
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Generic, Iterator, TypeVar
+from typing import Callable, Generic, Iterator, TypeVar
 
 import torch
 
@@ -155,6 +155,9 @@ class ModelManager:
         self._vaes: LruCache[str, Tensors] = LruCache(self.options.vae_cache_size)
         self._tokenizers: dict[str, object] = {}
         self._active_key: str | None = None  # cache key (path, size, mtime) of the active weights
+        # Called with the new LoadedModel after every checkpoint or VAE activation (the extensions'
+        # on_model_loaded); a listener must not raise.
+        self.on_loaded: list[Callable[[LoadedModel], None]] = []
 
     # public ------------------------------------------------------------------------------------
 
@@ -384,4 +387,6 @@ class ModelManager:
             is_v = detect_v_prediction(modules["unet"])
             weights.spec = replace(weights.spec, prediction_type="v_prediction" if is_v else "epsilon")
         self.loaded = LoadedModel(entry, weights, modules, tokenizers, vae_entry, self.device, self.dtype)
+        for listener in self.on_loaded:
+            listener(self.loaded)
         return self.loaded

@@ -67,6 +67,27 @@ class GenerationResult:
 
 
 @dataclass
+class DenoiseInput:
+    """What the model is about to be called with; an EngineHooks.before_denoise may change `x`,
+    `conds` and `unconds` in place (the call uses what it leaves)."""
+
+    x: torch.Tensor
+    sigma: torch.Tensor
+    step: int  # steps of this pass done so far
+    total_steps: int  # steps of this pass
+    conds: StepConditions
+    unconds: StepConditions
+
+
+@dataclass
+class EngineHooks:
+    """Extension points inside a job; the service fills them from the extensions. Both optional."""
+
+    before_batch: Callable[[int, list[int]], None] | None = None  # (batch index, its seeds)
+    before_denoise: Callable[[DenoiseInput], None] | None = None  # before every model evaluation
+
+
+@dataclass
 class Progress:
     """Where a batch is, for step events: its first image, the job's image count, the steps of
     the passes before this one and the steps of all passes of the batch."""
@@ -78,6 +99,7 @@ class Progress:
     on_step: Callable[[StepEvent], None] | None
     preview: PreviewMethod | None
     preview_every: int
+    hooks: EngineHooks | None = None
 
 
 @dataclass
@@ -108,6 +130,21 @@ class MaskedDenoiser:
 
     def __call__(self, x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
         return blend(self.inner(x, sigma), self.init_latent, self.keep)
+
+
+class HookedDenoiser:
+    """Calls `hook` with the model's inputs before every evaluation of `denoiser`; the hook may
+    change the latent and the guidance's conditioning."""
+
+    def __init__(self, denoiser, guided: GuidedDenoiser, hook: Callable[[DenoiseInput], None], total_steps: int, done: dict[str, int]):
+        self.denoiser, self.guided, self.hook, self.total_steps, self.done = denoiser, guided, hook, total_steps, done
+        self.sigma_min, self.sigma_max = denoiser.sigma_min, denoiser.sigma_max
+
+    def __call__(self, x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+        call = DenoiseInput(x, sigma, self.done["steps"], self.total_steps, self.guided.conds, self.guided.unconds)
+        self.hook(call)
+        self.guided.conds, self.guided.unconds = call.conds, call.unconds
+        return self.denoiser(call.x, sigma)
 
 
 def blend(latent: torch.Tensor, init_latent: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
@@ -151,11 +188,15 @@ def sample(model: LoadedModel, request: GenerationRequest, plan: SamplingPass, p
     inner = model_denoiser(model, plan.time_ids, plan.image_conditioning)
     guided = GuidedDenoiser(inner, plan.conds, plan.unconds, request.cfg_scale, inner.sigma_min, inner.sigma_max)
     denoiser = guided if plan.keep is None else MaskedDenoiser(guided, plan.init_latent, plan.keep)
+    done_steps = {"steps": 0}
+    if progress.hooks is not None and progress.hooks.before_denoise is not None:
+        denoiser = HookedDenoiser(denoiser, guided, progress.hooks.before_denoise, len(plan.sigmas) - 1, done_steps)
     last: dict[str, torch.Tensor] = {}
 
     def callback(info: StepInfo) -> None:
         last["denoised"] = info.denoised
         done = info.index + 1
+        done_steps["steps"] = done
         shown = None
         if progress.preview is not None and progress.preview_every and (done % progress.preview_every == 0 or done == info.total):
             shown = progress.preview(info.denoised)
@@ -209,10 +250,10 @@ def decode_pixels(model: LoadedModel, latent: torch.Tensor) -> torch.Tensor:
 BatchFn = Callable[[int, list[int], list[int]], tuple[list[Image.Image], list[torch.Tensor], bool]]
 
 
-def run_batches(request: GenerationRequest, result: GenerationResult, make_batch: BatchFn) -> GenerationResult:
+def run_batches(request: GenerationRequest, result: GenerationResult, make_batch: BatchFn, hooks: EngineHooks | None = None) -> GenerationResult:
     """Resolves the job's seeds, then makes each batch with `make_batch(first, seeds, subseeds)`
-    -> (images, latents, interrupted). Interrupted keeps the batch's images and stops; Skipped
-    drops the batch and goes on."""
+    -> (images, latents, interrupted), after `hooks.before_batch`. Interrupted keeps the batch's
+    images and stops; Skipped drops the batch and goes on."""
     started = time.perf_counter()
     total = request.batch_size * request.n_iter
     result.seeds, result.subseeds = noise_mod.batch_seeds(
@@ -222,6 +263,8 @@ def run_batches(request: GenerationRequest, result: GenerationResult, make_batch
         first = batch_index * request.batch_size
         seeds = result.seeds[first : first + request.batch_size]
         subseeds = result.subseeds[first : first + request.batch_size]
+        if hooks is not None and hooks.before_batch is not None:
+            hooks.before_batch(batch_index, list(seeds))
         try:
             images, latents, interrupted = make_batch(first, seeds, subseeds)
         except Skipped:

@@ -27,6 +27,7 @@ from modules.checkpoints.manager import LoadedModel
 from modules.errors import UserError
 from modules.generation import masks
 from modules.generation.engine import (
+    EngineHooks,
     GenerationResult,
     Progress,
     SamplingPass,
@@ -239,9 +240,11 @@ def img2img(
     on_step: Callable[[StepEvent], None] | None = None,
     preview: PreviewMethod | None = None,
     fix_steps: bool = False,
+    hooks: EngineHooks | None = None,
 ) -> GenerationResult:
     """Makes `n_iter` batches of `batch_size` images from `request.init_images` (image i starts from
-    init image i mod their count). `fix_steps`: A1111's img2img_fix_steps setting."""
+    init image i mod their count). `fix_steps`: A1111's img2img_fix_steps setting; `hooks`: the
+    extensions' per-batch and per-model-call hooks."""
     request.validate()
     sampler, schedule = resolve_sampler(request.sampler_name, request.scheduler)
     in_channels = model.unet.config.in_channels
@@ -286,11 +289,11 @@ def img2img(
                 init_latent=init if keep is not None else None, keep=keep, image_conditioning=conditioning, time_ids=time_ids,
                 noise_range=(full[full > 0].min(), full.max()), fallback=init,
             )
-            progress = Progress(first, request.batch_size * request.n_iter, 0, len(sigmas) - 1, on_step, preview, request.preview_every)
+            progress = Progress(first, request.batch_size * request.n_iter, 0, len(sigmas) - 1, on_step, preview, request.preview_every, hooks)
             latent, interrupted = sample(model, request, plan, progress)
         images = decode(model, latent)
         if keep is not None:
             images = finish(images, [preparation.images[i] for i in picks])
         return images, [latent], interrupted
 
-    return run_batches(request, result, make_batch)
+    return run_batches(request, result, make_batch, hooks)

@@ -63,6 +63,7 @@ class GenerationRequest:
     checkpoint: str | None = None  # override for this request, restored after
     vae: str | None = None
     preview_every: int = 1  # steps between live previews; 0 = none
+    script_values: dict[str, dict[str, Any]] = field(default_factory=dict)  # always-on scripts' values by script name
     save_samples: bool = True  # False: never written to the outputs folder (A1111's do_not_save_samples; the API's save_images)
     # Hires fix (txt2img): a second, img2img-like pass at a larger size (A1111's names and defaults).
     enable_hr: bool = False

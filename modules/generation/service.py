@@ -13,17 +13,21 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 from modules.checkpoints.manager import LoadedModel, ModelManager
 from modules.config import Settings
 from modules.errors import UserError
+from modules.extensions.api import Script, ScriptRun
+from modules.extensions.job_hooks import JobHooks
+from modules.extensions.registry import ExtensionRegistry
 from modules.generation.grid import image_grid
 from modules.history import HistoryEntry, HistoryStore
 from modules.generation.previews import PreviewChooser, PreviewMethod
 from modules.generation.request import GenerationRequest, Img2ImgRequest
-from modules.generation.engine import GenerationResult, Interrupted, Skipped, StepEvent
+from modules.generation.engine import EngineHooks, GenerationResult, Interrupted, Skipped, StepEvent
 from modules.generation.img2img import check_inputs, img2img
 from modules.generation.outpaint import OutpaintRequest, outpaint
 from modules.generation.outpaint import check_inputs as check_outpaint_inputs
@@ -36,8 +40,8 @@ from modules.sampling.sampler_table import find_sampler
 
 log = logging.getLogger(__name__)
 
-# A task: (model, request, on_step, preview) -> result; txt2img and img2img are two.
-TaskFn = Callable[[LoadedModel, GenerationRequest, Callable[[StepEvent], None], "PreviewMethod | None"], GenerationResult]
+# A task: (model, request, on_step, preview, engine hooks) -> result; txt2img and img2img are two.
+TaskFn = Callable[[LoadedModel, GenerationRequest, Callable[[StepEvent], None], "PreviewMethod | None", "EngineHooks | None"], GenerationResult]
 
 
 class GenerationService:
@@ -47,7 +51,7 @@ class GenerationService:
         self, manager: ModelManager, queue: JobQueue, preview_cache: Path | None = None, styles: StyleStore | None = None,
         settings: Settings | None = None, outputs: OutputWriter | None = None,
         ensure_model: Callable[[], object] | None = None, vae_approx_dir: Path | None = None,
-        history: HistoryStore | None = None,
+        history: HistoryStore | None = None, extensions: ExtensionRegistry | None = None,
     ):
         self.manager = manager
         self.queue = queue
@@ -57,6 +61,7 @@ class GenerationService:
         self.outputs = outputs
         self.ensure_model = ensure_model  # loads the start-up checkpoint when none is loaded
         self.history = history
+        self.extensions = extensions
 
     def submit_txt2img(self, request: GenerationRequest, job_id: str | None = None) -> Job:
         """Validates the request now (UserError on bad input), applies its styles, then queues it."""
@@ -64,8 +69,8 @@ class GenerationService:
         find_sampler(request.sampler_name)
         request = self._styled(request)
 
-        def run(model: LoadedModel, job_request, on_step, preview) -> GenerationResult:
-            return txt2img(model, job_request, on_step=on_step, preview=preview)
+        def run(model: LoadedModel, job_request, on_step, preview, hooks) -> GenerationResult:
+            return txt2img(model, job_request, on_step=on_step, preview=preview, hooks=hooks)
 
         return self.queue.submit(lambda ctx: self._run(ctx, request, run, "txt2img"), f"txt2img: {request.prompt[:60]}", job_id=job_id)
 
@@ -77,8 +82,8 @@ class GenerationService:
         request = self._styled(request)
         fix_steps = self.settings.img2img_fix_steps
 
-        def run(model: LoadedModel, job_request, on_step, preview) -> GenerationResult:
-            return img2img(model, job_request, on_step=on_step, preview=preview, fix_steps=fix_steps)
+        def run(model: LoadedModel, job_request, on_step, preview, hooks) -> GenerationResult:
+            return img2img(model, job_request, on_step=on_step, preview=preview, fix_steps=fix_steps, hooks=hooks)
 
         task = "inpaint" if request.mask is not None else "img2img"
         return self.queue.submit(lambda ctx: self._run(ctx, request, run, "img2img"), f"{task}: {request.prompt[:60]}", job_id=job_id)
@@ -92,11 +97,72 @@ class GenerationService:
         request = replace(request, base=self._styled(request.base))
         fix_steps = self.settings.img2img_fix_steps
 
-        def run(model: LoadedModel, job_base, on_step, preview) -> GenerationResult:
-            return outpaint(model, replace(request, base=job_base), on_step=on_step, preview=preview, fix_steps=fix_steps)
+        def run(model: LoadedModel, job_base, on_step, preview, hooks) -> GenerationResult:
+            return outpaint(model, replace(request, base=job_base), on_step=on_step, preview=preview, fix_steps=fix_steps, hooks=hooks)
 
         summary = f"outpaint {'+'.join(request.chosen_directions)}: {request.base.prompt[:60]}"
         return self.queue.submit(lambda ctx: self._run(ctx, request.base, run, "img2img", "outpaint"), summary, job_id=job_id)
+
+    def submit_script(self, request: GenerationRequest, script: Script, values: dict[str, Any], job_id: str | None = None) -> Job:
+        """A selectable script's job (X/Y/Z plot...): the request validated now, then `script.run`
+        makes the images through ScriptRun.generate on the held model. A checkpoint or VAE the
+        script switched to is put back afterwards."""
+        request.validate()
+        find_sampler(request.sampler_name)
+        task = "img2img" if isinstance(request, Img2ImgRequest) else "txt2img"
+        if task == "img2img":
+            check_inputs(request, self.settings.max_input_megapixels)
+        request = self._styled(request)
+
+        def run(ctx: JobContext, model: LoadedModel, job_request, on_step, preview, hooks) -> GenerationResult:
+            return self._run_script(ctx, script, values, task, job_request, on_step, preview)
+
+        return self.queue.submit(lambda ctx: self._run(ctx, request, partial(run, ctx), task), f"{script.title}: {request.prompt[:60]}", job_id=job_id)
+
+    def _run_script(self, ctx: JobContext, script: Script, values: dict[str, Any], task: str, request: GenerationRequest,
+                    on_step, preview) -> GenerationResult:
+        original, original_vae = self.manager.loaded.checkpoint if self.manager.loaded else None, self.manager.vae_choice
+        stopped = {"interrupted": False}
+        fix_steps = self.settings.img2img_fix_steps
+
+        def generate(cell: GenerationRequest) -> GenerationResult:
+            cell.validate()
+            model = self.manager.loaded
+            hooks = JobHooks(self.extensions, task)
+            hooks.request = cell
+            engine = hooks.engine()
+            if task == "img2img":
+                result = img2img(model, cell, on_step=on_step, preview=preview, fix_steps=fix_steps, hooks=engine)
+            else:
+                result = txt2img(model, cell, on_step=on_step, preview=preview, hooks=engine)
+            self._describe(model, cell, result, hooks)
+            stopped["interrupted"] |= result.interrupted
+            return result
+
+        def show(images: list, text: str, fraction: float = 1.0) -> None:
+            done = round(1000 * min(max(fraction, 0.0), 1.0))
+            ctx.report(ProgressEvent(textinfo=text, step=max(done, 1), steps=1000, preview=images[-1] if images else None))
+
+        run = ScriptRun(task, request, values, generate, self.manager.switch_checkpoint, self.manager.switch_vae, show,
+                        lambda: stopped["interrupted"] or ctx.interrupt_requested)
+        try:
+            result = script.run(run)  # type: ignore[misc]
+        except (Interrupted, Skipped, UserError):
+            raise
+        except Exception as error:  # the script's bug: a clear message naming it, the traceback in the log
+            log.exception("Script %r of extension %r failed", script.title, script.extension)
+            raise UserError(f"The script {script.title!r} (extension {script.extension!r}) failed: {type(error).__name__}: {error}") from error
+        finally:
+            try:
+                if original is not None and (self.manager.loaded is None or self.manager.loaded.checkpoint != original):
+                    self.manager.switch_checkpoint(original)
+                if self.manager.vae_choice != original_vae:
+                    self.manager.switch_vae(original_vae)
+            except Exception:
+                log.exception("Could not put the model back after the script %r", script.title)
+        if not isinstance(result, GenerationResult):
+            raise UserError(f"The script {script.title!r} (extension {script.extension!r}) returned no images.")
+        return result
 
     def _styled(self, request):
         if request.styles and self.styles is not None:
@@ -135,30 +201,46 @@ class GenerationService:
                             preview=event.preview[0] if event.preview else None,
                         ))
 
-                    result = task(model, replace(request), on_step, preview)
-                    self._describe_and_save(model, request, result, task_name, history_task or task_name)
+                    hooks = JobHooks(self.extensions, history_task or task_name)
+                    job_request = hooks.start(replace(request))
+                    result = task(model, job_request, on_step, preview, hooks.engine())
+                    active = self.manager.loaded or model  # a script may have switched and put back the model
+                    self._describe(active, job_request, result, hooks)
+                    self._save(active, job_request, result, task_name, hooks)
+                    hooks.after_job(job_request, result)
+                    result.notes += hooks.notices()
             finally:
                 self._restore(request, previous, previous_vae)
         if result.interrupted:
             log.info("Job %s interrupted; returning %d image(s)", ctx.job_id, len(result.images))
         return result
 
-    def _describe_and_save(self, model: LoadedModel, request: GenerationRequest, result: GenerationResult, task: str, history_task: str) -> None:
-        """Each image's infotext; with `samples_save` (and the request's `save_samples`), the image
-        written (with it) to the outputs folder of `task`; the history row says `history_task`."""
+    def _describe(self, model: LoadedModel, request: GenerationRequest, result: GenerationResult, hooks: JobHooks) -> None:
+        """Each image's infotext (after the extensions' after_image, which may change the image and
+        add keys). A result that already has them (a script's) is left as it is."""
+        if len(result.infotexts) == len(result.images):
+            return
         registry = self.manager.registry
         checkpoint = model.checkpoint
         model_hash = registry.shorthash(checkpoint, compute=True)
         vae_hash = registry.shorthash(model.vae, compute=True) if model.vae is not None else None
         seeds = dict(zip(result.seeds, result.subseeds))
         extra = {**result.extra_parameters, **eta_parameters(request)}
-        saving = self.outputs is not None and self.settings.samples_save and request.save_samples
-        for image, seed in zip(result.images, result.image_seeds):
-            text = create_infotext(
+        result.infotexts = []
+        for index, seed in enumerate(result.image_seeds):
+            result.images[index], added = hooks.after_image(request, result.images[index], seed, index)
+            result.infotexts.append(create_infotext(
                 request, seed, seeds.get(seed, seed), model_name=checkpoint.model_name, model_hash=model_hash,
-                vae_name=model.vae.name if model.vae is not None else None, vae_hash=vae_hash, extra=extra,
-            )
-            result.infotexts.append(text)
+                vae_name=model.vae.name if model.vae is not None else None, vae_hash=vae_hash, extra={**extra, **added},
+            ))
+
+    def _save(self, model: LoadedModel, request: GenerationRequest, result: GenerationResult, task: str, hooks: JobHooks) -> None:
+        """With `samples_save` (and the request's `save_samples`) each image written with its
+        infotext to the outputs folder of `task`; one history row each (task `hooks.task`)."""
+        checkpoint = model.checkpoint
+        model_hash = self.manager.registry.shorthash(checkpoint, compute=True)
+        saving = self.outputs is not None and self.settings.samples_save and request.save_samples
+        for image, seed, text in zip(result.images, result.image_seeds, result.infotexts):
             path = None
             if saving:
                 try:
@@ -168,15 +250,18 @@ class GenerationService:
                     )
                 except (OSError, UserError) as error:  # a full disk must not lose the images already made: they are still returned
                     log.error("Could not save an image: %s", error)
+                if path is not None:
+                    hooks.saved(path, text)
                 if path is not None and self.settings.save_txt:
                     try:
                         write_text_atomically(path.with_suffix(".txt"), text)
                     except OSError as error:
                         log.error("Could not write %s: %s", path.with_suffix(".txt"), error)
             result.paths.append(path)
-            self._record(request, result, text, seed, model_hash, checkpoint.model_name, path, history_task, image.size)
+            self._record(request, result, text, seed, model_hash, checkpoint.model_name, path, hooks.task, image.size)
         if len(result.images) > 1 and self.settings.grid_save:
-            result.grid = image_grid(result.images)
+            if result.grid is None:  # a script may have drawn its own
+                result.grid = image_grid(result.images)
             if saving:
                 try:
                     result.grid_path = self.outputs.save(

@@ -18,6 +18,7 @@ import torch
 from modules.checkpoints.manager import LoadedModel
 from modules.errors import UserError
 from modules.generation.engine import (  # noqa: F401  (re-exported: the service and tests use them from here)
+    EngineHooks,
     GenerationResult,
     Interrupted,
     Progress,
@@ -47,8 +48,10 @@ def txt2img(
     request: GenerationRequest,
     on_step: Callable[[StepEvent], None] | None = None,
     preview: PreviewMethod | None = None,
+    hooks: EngineHooks | None = None,
 ) -> GenerationResult:
-    """Generates `n_iter` batches of `batch_size` images. `on_step` may raise Interrupted/Skipped."""
+    """Generates `n_iter` batches of `batch_size` images. `on_step` may raise Interrupted/Skipped;
+    `hooks`: the extensions' per-batch and per-model-call hooks."""
     # 1. validate
     request.validate()
     sampler, schedule = resolve_sampler(request.sampler_name, request.scheduler)
@@ -91,7 +94,7 @@ def txt2img(
             latent_shape, seeds, subseeds, request.subseed_strength,
             (request.seed_resize_from_w, request.seed_resize_from_h), request.rng_source, device,
         )
-        progress = Progress(first, request.batch_size * request.n_iter, 0, steps_total, on_step, preview, request.preview_every)
+        progress = Progress(first, request.batch_size * request.n_iter, 0, steps_total, on_step, preview, request.preview_every, hooks)
         # 4. sample
         plan = SamplingPass(x * sigmas[0], sigmas, sampler, conds, unconds, seeds, image_conditioning=image_conditioning, time_ids=time_ids)
         latent, interrupted = sample(model, request, plan, progress)
@@ -104,7 +107,7 @@ def txt2img(
             return [], [], interrupted
         return decode(model, latent), [latent], interrupted
 
-    return run_batches(request, result, make_batch)
+    return run_batches(request, result, make_batch, hooks)
 
 
 def whole_image_mask_conditioning(model: LoadedModel, width: int, height: int) -> torch.Tensor:

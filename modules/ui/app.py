@@ -123,6 +123,9 @@ def build_ui(services: Services) -> gr.Blocks:
                 png_info = build_png_info_tab()
             with gr.Tab("History", id="History", elem_id="tab-history") as history_tab_item:
                 history = build_history_tab(services.history, services.paths.data_dir / "exports")
+            for extension, tab in services.extensions.tabs():
+                with gr.Tab(tab.title, elem_id=f"tab-ext-{extension}"):
+                    services.extensions.guarded(extension, f"its tab {tab.title!r}", tab.build, services)
             with gr.Tab("Settings", id="Settings", elem_id="tab-settings"):
                 settings_tab = build_settings_tab(services)
 
@@ -149,11 +152,20 @@ def build_ui(services: Services) -> gr.Blocks:
     return demo
 
 
+def page_javascript(services: Services) -> str:
+    """Our keyboard shortcuts, then each extension's javascript/*.js, each in its own try block so
+    one extension's error does not stop the others."""
+    parts = [f"({KEYBOARD_JS.strip()})();"]
+    for name, code in services.extensions.javascript():
+        parts.append(f"try {{\n{code}\n}} catch (error) {{ console.error({name!r} + ' extension:', error); }}")
+    return "() => {\n" + "\n".join(parts) + "\n}"
+
+
 def mount_ui(app: FastAPI, services: Services) -> FastAPI:
     """Mounts the page at "/" of `app` (after the API routes, which must come first)."""
     auth = list(services.args.gradio_auth) or None
     return gr.mount_gradio_app(
-        app, build_ui(services), path="/", auth=auth, ssr_mode=False, css=CSS, js=KEYBOARD_JS,
+        app, build_ui(services), path="/", auth=auth, ssr_mode=False, css=CSS + services.extensions.css(), js=page_javascript(services),
         server_name=services.args.host, server_port=services.args.port,
         allowed_paths=[str(services.paths.outputs_dir.resolve())],
     )

@@ -29,10 +29,12 @@ POLL_SECONDS = 0.25  # how often a queued job re-checks its place
 
 @dataclass
 class Prepared:
-    """A request ready to submit, and a sentence to show beside its progress (e.g. what was assumed)."""
+    """A request ready to submit, and a sentence to show beside its progress (e.g. what was assumed).
+    `script`: an extension's selectable script and its values, which then make the job."""
 
-    request: GenerationRequest
+    request: Any
     notice: str = ""
+    script: tuple[Any, dict[str, Any]] | None = None
 
 
 def field_values(values: dict[Any, Any], fields: Fields, request_type: type[GenerationRequest]) -> dict[str, Any]:
@@ -115,7 +117,10 @@ def wire_generation(
         session = session_key(request)
         try:
             prepared = prepare(values)
-            job = submit(prepared.request)
+            if prepared.script is not None:
+                job = services.generation.submit_script(prepared.request, *prepared.script)
+            else:
+                job = submit(prepared.request)
         except UserError as error:
             yield {out.progress: progress_view.error_html(str(error))}
             return

@@ -22,6 +22,7 @@ from modules.ui.generation_panel import (
 )
 from modules.ui.generation_run import Prepared, field_values, preview_every, wire_generation
 from modules.ui.img2img_inputs import INPAINT_TABS, SOURCE_TABS, multiple_of_8, resize_by_html, scaled_size, source_picture
+from modules.ui.scripts_panel import build_scripts_panel
 from modules.ui.sessions import SessionRuns
 
 PREFIX = "img2img"
@@ -150,6 +151,7 @@ def build_img2img_tab(services: Services, runs: SessionRuns) -> Img2ImgTab:
             build_cfg_slider(PREFIX, fields)
             fields["denoising_strength"] = gr.Slider(0.0, 1.0, value=0.75, step=0.01, label="Denoising strength", elem_id="img2img-denoising")
             reuse_seed = build_seed_controls(PREFIX, fields)
+            scripts = build_scripts_panel(services.extensions, "img2img", PREFIX)
         with gr.Column(scale=6):
             output = build_output_column(PREFIX)
     source = gr.State("img2img")
@@ -168,14 +170,15 @@ def build_img2img_tab(services: Services, runs: SessionRuns) -> Img2ImgTab:
             **data, init_images=[picture.image] if picture.image is not None else [], mask=picture.mask,
             preview_every=preview_every(services),
         )
-        return Prepared(request)
+        request, script = scripts.apply(values, request)
+        return Prepared(request, script=script)
 
     _wire_sources(source_items, source, inpaint_controls)
     _wire_sizes(pictures, sizes, source, scale, scale_line)
     resize_to_tab.select(lambda: False, None, resize_by, show_progress="hidden")
     resize_by_tab.select(lambda: True, None, resize_by, show_progress="hidden")
     wire_prompt_row(services, prompt_row, fields, output.progress)
-    inputs = {*fields.values(), *pictures.values(), upload_mask, source, resize_by, scale}
+    inputs = {*fields.values(), *pictures.values(), upload_mask, source, resize_by, scale, *scripts.components()}
     generations = wire_generation(services, runs, panel, prepare, services.submit_img2img, inputs, "img2img-images")
     return Img2ImgTab(
         fields=fields, pictures=pictures, sizes=sizes, source=source, inpaint_controls=inpaint_controls,

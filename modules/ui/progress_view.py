@@ -37,6 +37,8 @@ def step_html(event: ProgressEvent) -> str:
     percent = 100.0 * event.fraction
     image = f"Batch {event.image_index + 1}/{event.image_count} · " if event.image_count > 1 else ""
     text = f"{image}Step {event.step}/{event.steps} · {percent:.0f}% · {format_eta(event.eta_seconds)}"
+    if event.textinfo:  # a script's own line (e.g. "Cell 3 of 6 done")
+        text = f"{html.escape(event.textinfo)} · {percent:.0f}% · {format_eta(event.eta_seconds)}"
     return _bar(percent, text, "running")
 
 

@@ -15,6 +15,7 @@ import gradio as gr
 from modules.app_services import RESTART_SETTINGS, Services
 from modules.config import Settings
 from modules.errors import UserError
+from modules.ui.extensions_settings import build_extensions_section
 
 # Shown in the top row instead (switching a model is not a "setting" there).
 TOP_ROW_SETTINGS = ("sd_model_checkpoint", "sd_vae")
@@ -76,6 +77,7 @@ def build_settings_tab(services: Services) -> SettingsTab:
             if name in TOP_ROW_SETTINGS:
                 continue
             controls[name] = _component(name, described[name], getattr(services.settings, name))
+    build_extensions_section(services)
     gr.Markdown(f"Saved to `{html.escape(str(services.paths.config_file))}`.")
 
     def on_apply(values: dict[Any, Any]) -> str:

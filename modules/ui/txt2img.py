@@ -21,6 +21,7 @@ from modules.ui.generation_panel import (
 )
 from modules.ui.generation_run import Prepared, field_values, preview_every, wire_generation
 from modules.ui.hires_fix import build_hires_fix, hires_request_values, wire_size_line
+from modules.ui.scripts_panel import build_scripts_panel
 from modules.ui.sessions import SessionRuns
 
 PREFIX = "txt2img"
@@ -51,6 +52,7 @@ def build_txt2img_tab(services: Services, runs: SessionRuns) -> Txt2ImgTab:
                     build_batch_sliders(PREFIX, fields)
             build_cfg_slider(PREFIX, fields)
             reuse_seed = build_seed_controls(PREFIX, fields)
+            scripts = build_scripts_panel(services.extensions, "txt2img", PREFIX)
         with gr.Column(scale=6):
             output = build_output_column(PREFIX)
     wire_size_line(fields, hires_size_line)
@@ -58,8 +60,9 @@ def build_txt2img_tab(services: Services, runs: SessionRuns) -> Txt2ImgTab:
 
     def prepare(values: dict[Any, Any]) -> Prepared:
         data = hires_request_values(field_values(values, fields, GenerationRequest))
-        return Prepared(GenerationRequest(**data, preview_every=preview_every(services)))
+        request, script = scripts.apply(values, GenerationRequest(**data, preview_every=preview_every(services)))
+        return Prepared(request, script=script)
 
     wire_prompt_row(services, prompt_row, fields, output.progress)
-    generations = wire_generation(services, runs, panel, prepare, services.submit_txt2img, set(fields.values()), "txt2img-images")
+    generations = wire_generation(services, runs, panel, prepare, services.submit_txt2img, {*fields.values(), *scripts.components()}, "txt2img-images")
     return Txt2ImgTab(gallery=output.gallery, prompt=fields["prompt"], send_buttons=output.send, generations=generations, fields=fields)

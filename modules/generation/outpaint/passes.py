@@ -16,7 +16,7 @@ from typing import Callable
 from PIL import Image
 
 from modules.checkpoints.manager import LoadedModel
-from modules.generation.engine import Skipped, StepEvent, tail_steps
+from modules.generation.engine import EngineHooks, Skipped, StepEvent, tail_steps
 from modules.generation.img2img import img2img
 from modules.generation.outpaint.canvas import pad_to_multiple
 from modules.generation.previews import PreviewMethod
@@ -45,6 +45,7 @@ class PassRunner:
     on_step: Callable[[StepEvent], None] | None = None
     preview: PreviewMethod | None = None
     fix_steps: bool = False
+    hooks: EngineHooks | None = None  # only before_denoise reaches the passes (before_batch is the image's)
     steps_done: int = 0
     interrupted: bool = False
 
@@ -67,7 +68,8 @@ class PassRunner:
             inpaint_full_res=False, inpainting_mask_invert=0, seed=seed, subseed=subseed, batch_size=1, n_iter=1,
             enable_hr=False, styles=[],
         )
-        result = img2img(self.model, request, on_step=self._forward, preview=self.preview, fix_steps=self.fix_steps)
+        hooks = EngineHooks(before_denoise=self.hooks.before_denoise) if self.hooks is not None else None
+        result = img2img(self.model, request, on_step=self._forward, preview=self.preview, fix_steps=self.fix_steps, hooks=hooks)
         if not result.images:  # img2img drops a skipped batch; for us the whole image is skipped
             raise Skipped()
         self.steps_done += steps_per_pass(self.base, self.fix_steps)

@@ -15,7 +15,7 @@ from typing import Any, Callable
 from PIL import Image
 
 from modules.checkpoints.manager import LoadedModel
-from modules.generation.engine import GenerationResult, StepEvent, run_batches
+from modules.generation.engine import EngineHooks, GenerationResult, StepEvent, run_batches
 from modules.generation.image_ops import to_rgb
 from modules.generation.outpaint.methods import OutpaintImage, Resolved, resolve
 from modules.generation.outpaint.passes import PassRunner
@@ -30,6 +30,7 @@ def outpaint(
     on_step: Callable[[StepEvent], None] | None = None,
     preview: PreviewMethod | None = None,
     fix_steps: bool = False,
+    hooks: EngineHooks | None = None,
 ) -> GenerationResult:
     """Makes `batch_size` x `n_iter` enlarged pictures of `request.base.init_images[0]`.
     `fix_steps`: A1111's img2img_fix_steps setting, applied to every pass. Previews show the part
@@ -49,13 +50,13 @@ def outpaint(
     def make_batch(first: int, seeds: list[int], subseeds: list[int]) -> tuple[list[Image.Image], list, bool]:
         images: list[Image.Image] = []
         for offset, (seed, subseed) in enumerate(zip(seeds, subseeds)):
-            runner = PassRunner(model, base, first + offset, image_count, passes, on_step, preview, fix_steps)
+            runner = PassRunner(model, base, first + offset, image_count, passes, on_step, preview, fix_steps, hooks)
             images.append(settings.method.paint(OutpaintImage(source, request, settings, seed, subseed, runner)))
             if runner.interrupted:
                 return images, [], True
         return images, [], False
 
-    return run_batches(base, result, make_batch)
+    return run_batches(base, result, make_batch, hooks)
 
 
 def outpaint_parameters(request: OutpaintRequest, settings: Resolved, size: tuple[int, int]) -> dict[str, Any]:
