@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from modules.extensions.grids import labelled_grid, side_by_side  # noqa: F401  (part of the API)
+
 API_VERSION = 1
 
 # -- script controls: declared as data, built by the UI, filled from the API's script_args --------
@@ -51,6 +53,8 @@ class Control:
             whole = isinstance(self.default, int) and not isinstance(self.default, bool)
             return int(number) if whole and number == int(number) else number
         if self.kind == "dropdown":
+            if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < len(self.choices or ()):
+                return (self.choices or ())[value]  # A1111 clients send some choices by index
             if str(value) not in (self.choices or ()):
                 raise ValueError(f"{self.label} must be one of {', '.join(self.choices or ())}, not {value!r}")
             return str(value)
@@ -152,6 +156,24 @@ class ModelLoaded:
     model: Any  # the LoadedModel
 
 
+def combine_results(results: list[Any], grid: Any = None) -> Any:
+    """One GenerationResult from the results of several `ScriptRun.generate` calls (their images,
+    seeds and infotexts in order), with `grid` (e.g. a labelled_grid) shown and saved first."""
+    from modules.generation.engine import GenerationResult
+
+    combined = GenerationResult(grid=grid)
+    for result in results:
+        combined.images += result.images
+        combined.image_seeds += result.image_seeds
+        combined.seeds += result.seeds
+        combined.subseeds += result.subseeds
+        combined.infotexts += result.infotexts
+        combined.notes += [note for note in result.notes if note not in combined.notes]
+        combined.interrupted |= result.interrupted
+        combined.timings["total"] = combined.timings.get("total", 0.0) + result.timings.get("total", 0.0)
+    return combined
+
+
 HOOKS = ("before_job", "before_batch", "on_step", "after_image", "after_job", "on_image_saved", "on_model_loaded")
 
 
@@ -172,6 +194,7 @@ class ScriptRun:
     switch_vae: Callable[[str], None]
     show: Callable[..., None]  # (images so far, a line of text, fraction done 0-1): the UI shows them at once
     interrupted: Callable[[], bool]
+    canonical: Callable[[str, str], str]  # (kind, text) -> the name Easel uses; UserError if unknown. kind: sampler, schedule, checkpoint, vae
 
 
 @dataclass

@@ -17,7 +17,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any, Callable
 
-from modules.checkpoints.manager import LoadedModel, ModelManager
+from modules.checkpoints.manager import VAE_AUTOMATIC, VAE_NONE, LoadedModel, ModelManager
 from modules.config import Settings
 from modules.errors import UserError
 from modules.extensions.api import Script, ScriptRun
@@ -36,7 +36,8 @@ from modules.infotext.create import create_infotext
 from modules.jobs import Job, JobContext, JobQueue, ProgressEvent
 from modules.outputs import OutputWriter, write_text_atomically
 from modules.prompts.styles import StyleStore
-from modules.sampling.sampler_table import find_sampler
+from modules.sampling.sampler_table import find_sampler, parse_sampler_name
+from modules.sampling.schedules import find_schedule
 
 log = logging.getLogger(__name__)
 
@@ -127,6 +128,10 @@ class GenerationService:
 
         def generate(cell: GenerationRequest) -> GenerationResult:
             cell.validate()
+            if cell.checkpoint and (self.manager.loaded is None or self.manager.loaded.checkpoint != self.manager.registry.find_checkpoint(cell.checkpoint)):
+                self.manager.switch_checkpoint(cell.checkpoint)  # the model stays for the next cell; put back at the end
+            if cell.vae and cell.vae != self.manager.vae_choice:
+                self.manager.switch_vae(cell.vae)
             model = self.manager.loaded
             hooks = JobHooks(self.extensions, task)
             hooks.request = cell
@@ -144,11 +149,13 @@ class GenerationService:
             ctx.report(ProgressEvent(textinfo=text, step=max(done, 1), steps=1000, preview=images[-1] if images else None))
 
         run = ScriptRun(task, request, values, generate, self.manager.switch_checkpoint, self.manager.switch_vae, show,
-                        lambda: stopped["interrupted"] or ctx.interrupt_requested)
+                        lambda: stopped["interrupted"] or ctx.interrupt_requested, self._canonical)
         try:
             result = script.run(run)  # type: ignore[misc]
         except (Interrupted, Skipped, UserError):
             raise
+        except ValueError as error:  # the API's way for a script to refuse its input: shown as it is
+            raise UserError(f"{script.title}: {error}") from error
         except Exception as error:  # the script's bug: a clear message naming it, the traceback in the log
             log.exception("Script %r of extension %r failed", script.title, script.extension)
             raise UserError(f"The script {script.title!r} (extension {script.extension!r}) failed: {type(error).__name__}: {error}") from error
@@ -163,6 +170,21 @@ class GenerationService:
         if not isinstance(result, GenerationResult):
             raise UserError(f"The script {script.title!r} (extension {script.extension!r}) returned no images.")
         return result
+
+    def _canonical(self, kind: str, text: str) -> str:
+        """The name Easel uses for a sampler, schedule, checkpoint or VAE given as `text` (a script's
+        axis value); UserError naming it when there is none."""
+        if kind == "sampler":
+            return parse_sampler_name(text)[0].label
+        if kind == "schedule":
+            return find_schedule(text).label
+        if kind == "checkpoint":
+            return self.manager.registry.find_checkpoint(text).name
+        if kind == "vae":
+            if text.strip().lower() in (VAE_AUTOMATIC.lower(), VAE_NONE.lower()):
+                return VAE_AUTOMATIC if text.strip().lower() == VAE_AUTOMATIC.lower() else VAE_NONE
+            return self.manager.registry.find_vae(text).name
+        raise ValueError(f"unknown kind {kind!r}")
 
     def _styled(self, request):
         if request.styles and self.styles is not None:
