@@ -193,3 +193,25 @@ def test_the_api_reaches_extension_scripts_and_routes(services, calls):
     assert info[("recorder", False)]["is_alwayson"] is True
     assert [a["label"] for a in info[("seed walk", False)]["args"]] == ["Images", "Mood"]
     assert client.get("/ext/recorder/greeting").json() == {"greeting": services.extensions.get("recorder").api.setting("greeting")}
+
+
+def test_the_readme_example_works_as_documented(tmp_path, tokenizer_cache):
+    """extensions/README.md's minimal example, copied out of the README, loaded and used."""
+    import re
+
+    readme = (Path(__file__).resolve().parents[2] / "extensions" / "README.md").read_text()
+    code = re.search(r"```python\n# extensions/warm-tint/extension.py\n(.*?)```", readme, re.S).group(1)
+    folder = tmp_path / "extensions" / "warm-tint"
+    folder.mkdir(parents=True)
+    (folder / "extension.json").write_text('{"name": "warm-tint", "version": "1.0", "api_version": 1}')
+    (folder / "extension.py").write_text(code)
+    own = make_services(tmp_path, extensions=tmp_path / "extensions")
+    try:
+        plain = own.submit_txt2img(request()).result(timeout=120)
+        warm = own.submit_txt2img(request(script_values={"warm tint": {"amount": 0.5}})).result(timeout=120)
+        red = lambda result: np.asarray(result.images[0].convert("RGB"), dtype=float)[..., 0].mean()  # noqa: E731
+        assert red(warm) > red(plain) * 1.2
+        assert parse_infotext(warm.infotexts[0])["Warm tint"] == "0.5" and "Warm tint" not in plain.infotexts[0]
+        assert not warm.notes
+    finally:
+        own.queue.close()
