@@ -121,7 +121,7 @@ AXES: dict[str, Axis | None] = {
     "Var. seed": _numbers("subseed", True, "Var. seed"),
     "Var. strength": _numbers("subseed_strength", False, "Var. strength"),
     "Steps": _numbers("steps", True, "Steps"),
-    "CFG Scale": _numbers("cfg_scale", False, "CFG"),
+    "CFG Scale": _numbers("cfg_scale", False, "CFG Scale"),
     "Prompt S/R": Axis("Prompt S/R", _prompt_sr, _replace_prompt),
     "Sampler": _names("sampler", "sampler_name", "Sampler"),
     "Schedule type": _names("schedule", "scheduler", "Schedule type"),

@@ -64,6 +64,7 @@ def test_discovery_loads_the_good_ones_and_says_why_the_others_are_out(services)
     assert [s.title for s in services.extensions.scripts("txt2img", always_on=True)] == ["Recorder"]
     assert services.extensions.find_script("seed walk", "img2img").title == "Seed walk"
     assert "rebeccapurple" in services.extensions.css()
+    assert [(name, tab.title) for name, tab in services.extensions.tabs()] == [("recorder", "Recorder")]
     assert services.extensions.javascript() == [("recorder", "window.__recorderLoaded = true;\n")]
 
 
@@ -96,6 +97,12 @@ def test_the_step_hook_changes_the_picture_and_before_job_the_request(services, 
     assert np.array_equal(np.asarray(again.images[0]), np.asarray(scaled.images[0]))  # deterministic
     shouted = services.submit_txt2img(request(script_values={"recorder": {"shout": True}})).result(timeout=120)
     assert parse_infotext(shouted.infotexts[0])["Prompt"] == "A RED CIRCLE"
+    # The step hook may swap the conditioning: guided by the negative prompt alone, the picture is
+    # the one an empty prompt makes.
+    dropped = services.submit_txt2img(request(script_values={"recorder": {"drop_prompt": True}})).result(timeout=120)
+    empty = services.submit_txt2img(request(prompt="")).result(timeout=120)
+    assert np.array_equal(np.asarray(dropped.images[0]), np.asarray(empty.images[0]))
+    assert not np.array_equal(np.asarray(dropped.images[0]), np.asarray(plain.images[0]))
 
 
 def test_a_failing_extension_is_named_once_and_the_job_goes_on(tmp_path, tokenizer_cache):

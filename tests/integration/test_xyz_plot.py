@@ -98,7 +98,7 @@ def test_a_checkpoint_axis_switches_models_and_puts_the_original_back(services):
 
 def test_bad_values_are_refused_before_any_image(services):
     before = services.history.count()
-    with pytest.raises(UserError, match=r"X/Y/Z plot: X axis \(CFG\): 'seven' is not a number"):
+    with pytest.raises(UserError, match=r"X/Y/Z plot: X axis \(CFG Scale\): 'seven' is not a number"):
         plot(services, x_type="CFG Scale", x_values="5, seven")
     with pytest.raises(UserError, match=r"Y axis \(Sampler\): Unknown sampler 'Eulr'"):
         plot(services, x_type="Steps", x_values="2-3", y_type="Sampler", y_values="Euler, Eulr")
