@@ -141,3 +141,18 @@ def test_the_api_runs_the_plot_as_a1111_clients_send_it(services):
         ("2", "4"), ("3", "4"), ("2", "6"), ("3", "6")]
     bad = client.post("/sdapi/v1/txt2img", json={**body, "script_args": ["Steps", "two"]})
     assert bad.status_code == 400 and "X axis (Steps): 'two' is not a number" in bad.json()["detail"]
+
+
+def test_img2img_plot_over_denoising(services):
+    from PIL import Image
+
+    from modules.generation.request import Img2ImgRequest
+
+    script = services.extensions.find_script("X/Y/Z plot", "img2img")
+    base = Img2ImgRequest(prompt="a lake", steps=4, width=64, height=64, seed=3, sampler_name="Euler", preview_every=0,
+                          init_images=[Image.new("RGB", (64, 64), (20, 160, 60))])
+    result = services.generation.submit_script(base, script, script.values_from(["Denoising", "0, 0.5, 1"])).result(timeout=300)
+    assert [parse_infotext(t)["Denoising strength"] for t in result.infotexts] == ["0", "0.5", "1"]
+    kept = np.asarray(result.images[0].convert("RGB"), dtype=int)
+    assert np.abs(kept - (20, 160, 60)).mean() < np.abs(np.asarray(result.images[2].convert("RGB"), dtype=int) - (20, 160, 60)).mean()
+    assert result.paths[0].parent.parent.name == "img2img-images"
