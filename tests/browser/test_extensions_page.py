@@ -17,6 +17,15 @@ from tests.browser.page_actions import choose, gallery_srcs, info_text, set_prom
 from tests.webui_server import Server
 
 EXTENSIONS = Path(__file__).resolve().parents[2] / "extensions"
+WATCH_PROGRESS = """
+() => {
+  window.__progressLines = [];
+  new MutationObserver(() => {
+    const text = (document.querySelector('#txt2img-progress') || {}).innerText || '';
+    if (text && window.__progressLines[window.__progressLines.length - 1] !== text) window.__progressLines.push(text);
+  }).observe(document.body, {subtree: true, childList: true, characterData: true});
+}
+"""
 
 
 def fetch(url: str) -> Image.Image:
@@ -32,8 +41,11 @@ def test_xyz_plot_from_the_script_dropdown(pages):
     page.locator("#txt2img-x-y-z-plot-x-values textarea").fill("4, 8")
     choose(page, "txt2img-x-y-z-plot-y-type", "Steps")
     page.locator("#txt2img-x-y-z-plot-y-values textarea").fill("2-3")
+    page.evaluate(WATCH_PROGRESS)
     start(page)
     wait_for_progress(page, r"Done: 4 image")
+    lines = page.evaluate("window.__progressLines")
+    assert any("Cell 2 of 4" in line for line in lines), lines  # each cell shown as it finished
     pages.shot(page, "xyz-plot-done")
     sources = gallery_srcs(page)
     assert len(sources) == 5  # the grid, then the four cells
