@@ -253,3 +253,51 @@ def write_json(path: Path, data: dict[str, Any]) -> Path:
     return path
 
 
+
+
+# the side-by-side benchmarks (engine, img2img, X/Y/Z plot) ---------------------------------------
+
+SD15_SHAPED = Path("sd15") / "models" / "bench-sd15-a.safetensors"  # written by bench/model_switch.py
+
+
+def side_by_side_arguments(description: str, repeats: int) -> Any:
+    """The command line the side-by-side benchmarks share: --quick, --repeats, --steps, --cache-dir."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="tiny model only")
+    parser.add_argument("--repeats", type=int, default=repeats)
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--cache-dir", type=Path, default=ROOT / "bench" / ".cache")
+    return parser.parse_args()
+
+
+def model_cases(args: Any, work: Path, full_repeats_floor: int = 2) -> list[tuple[str, Path, int, int, int]]:
+    """(label, checkpoint, size, steps, repeats): a small test model at 64x64 (written on first use),
+    and unless --quick the SD1.5-shaped random checkpoint at 256x256 (exits when it is missing)."""
+    from tools.make_test_models import write_test_checkpoint
+
+    tiny = work / "models" / "tiny-sd1.safetensors"
+    if not tiny.exists():
+        write_test_checkpoint(tiny, "sd1", "small", seed=0)
+    cases = [("tiny SD1 (small test size)", tiny, 64, args.steps, args.repeats)]
+    full = args.cache_dir / SD15_SHAPED
+    if not args.quick:
+        if not full.exists():
+            raise SystemExit("Run bench/model_switch.py once first: it writes the SD1.5-shaped checkpoint this uses.")
+        cases.append(("SD1.5-shaped random weights", full, 256, min(args.steps, 10), max(full_repeats_floor, args.repeats // 2)))
+    return cases
+
+
+def alternate(contenders: dict[str, Any], repeats: int) -> dict[str, list[float]]:
+    """Runs each contender once to warm up, then `repeats` rounds of all of them in turn (so drift
+    on a shared machine hits them alike); the seconds of every timed run by name."""
+    for run in contenders.values():
+        run()
+    times: dict[str, list[float]] = {name: [] for name in contenders}
+    for _ in range(repeats):
+        for name, run in contenders.items():
+            start = time.perf_counter()
+            run()
+            times[name].append(time.perf_counter() - start)
+    return times

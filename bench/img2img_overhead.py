@@ -15,11 +15,9 @@ The SD1.5-shaped file is the one bench/model_switch.py writes (run it once first
 
 from __future__ import annotations
 
-import argparse
 import os
 import statistics
 import sys
-import time
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -31,11 +29,10 @@ import torch  # noqa: E402
 from diffusers import EulerDiscreteScheduler, StableDiffusionImg2ImgPipeline, StableDiffusionInpaintPipeline  # noqa: E402
 from PIL import Image, ImageDraw  # noqa: E402
 
-from _common import machine_info, markdown_table, write_json  # noqa: E402
+from _common import alternate, machine_info, markdown_table, model_cases, side_by_side_arguments, write_json  # noqa: E402
 from engine_overhead import load  # noqa: E402
 from modules.generation.img2img import img2img  # noqa: E402
 from modules.generation.request import Img2ImgRequest  # noqa: E402
-from tools.make_test_models import write_test_checkpoint  # noqa: E402
 
 PROMPT = "a red circle on a blue background"
 NEGATIVE = "blurry"
@@ -96,38 +93,17 @@ def measure(model, size: int, steps: int, repeats: int) -> tuple[dict[str, list[
                                                   callback_on_step_end=diffusers_counter("diffusers inpaint")),
     }
     with torch.no_grad():
-        for run in contenders.values():  # warm-up (and the step counts)
-            run()
-        times: dict[str, list[float]] = {name: [] for name in contenders}
-        for _ in range(repeats):
-            for name, run in contenders.items():
-                start = time.perf_counter()
-                run()
-                times[name].append(time.perf_counter() - start)
+        times = alternate(contenders, repeats)  # the warm-up run also sets the step counts
     return times, counted
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="tiny model only")
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--steps", type=int, default=20)
-    parser.add_argument("--cache-dir", type=Path, default=ROOT / "bench" / ".cache")
-    args = parser.parse_args()
+    args = side_by_side_arguments(__doc__, repeats=5)
     torch.set_num_threads(os.cpu_count() or 1)
     work = args.cache_dir / "engine"
     work.mkdir(parents=True, exist_ok=True)
-    tiny = work / "models" / "tiny-sd1.safetensors"
-    if not tiny.exists():
-        write_test_checkpoint(tiny, "sd1", "small", seed=0)
-    cases = [("tiny SD1 (small test size)", tiny, 64, args.steps, args.repeats)]
-    full = args.cache_dir / "sd15" / "models" / "bench-sd15-a.safetensors"
-    if not args.quick:
-        if not full.exists():
-            sys.exit("Run bench/model_switch.py once first: it writes the SD1.5-shaped checkpoint this uses.")
-        cases.append(("SD1.5-shaped random weights", full, 256, min(args.steps, 10), max(2, args.repeats // 2)))
     rows, raw = [], {}
-    for label, path, size, steps, repeats in cases:
+    for label, path, size, steps, repeats in model_cases(args, work):
         model = load(path, work)
         times, counted = measure(model, size, steps, repeats)
         med = {name: statistics.median(values) for name, values in times.items()}

@@ -16,11 +16,9 @@ and the ratio easel/diffusers.
 
 from __future__ import annotations
 
-import argparse
 import os
 import statistics
 import sys
-import time
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -30,7 +28,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
 import torch  # noqa: E402
 from diffusers import EulerAncestralDiscreteScheduler, EulerDiscreteScheduler, StableDiffusionPipeline  # noqa: E402
 
-from _common import machine_info, markdown_table, write_json  # noqa: E402
+from _common import alternate, machine_info, markdown_table, model_cases, side_by_side_arguments, write_json  # noqa: E402
 from modules.checkpoints.hashing import HashCache  # noqa: E402
 from modules.checkpoints.manager import ManagerOptions, ModelManager  # noqa: E402
 from modules.checkpoints.registry import ModelRegistry  # noqa: E402
@@ -39,7 +37,6 @@ from modules.extensions.loader import load_extensions  # noqa: E402
 from modules.generation.request import GenerationRequest  # noqa: E402
 from modules.generation.service import GenerationService  # noqa: E402
 from modules.jobs import JobQueue  # noqa: E402
-from tools.make_test_models import write_test_checkpoint  # noqa: E402
 
 PROMPT = "a red circle on a blue background, soft light, detailed"
 NEGATIVE = "blurry, low quality"
@@ -79,42 +76,19 @@ def measure(path: Path, work: Path, size: int, steps: int, repeats: int) -> dict
                     pipe(PROMPT, negative_prompt=NEGATIVE, num_inference_steps=steps, height=size, width=size, guidance_scale=cfg,
                          generator=torch.Generator().manual_seed(1), output_type="pil")
 
-    contenders = {"easel": ours, "diffusers": plain}
     try:
-        for run in contenders.values():  # warm-up
-            run()
-        times: dict[str, list[float]] = {name: [] for name in contenders}
-        for _ in range(repeats):
-            for name, run in contenders.items():
-                start = time.perf_counter()
-                run()
-                times[name].append(time.perf_counter() - start)
+        return alternate({"easel": ours, "diffusers": plain}, repeats)
     finally:
         queue.close()
-    return times
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="tiny model only")
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--steps", type=int, default=20)
-    parser.add_argument("--cache-dir", type=Path, default=ROOT / "bench" / ".cache")
-    args = parser.parse_args()
+    args = side_by_side_arguments(__doc__, repeats=3)
     torch.set_num_threads(os.cpu_count() or 1)
     work = args.cache_dir / "xyz"
     work.mkdir(parents=True, exist_ok=True)
-    tiny = work / "models" / "tiny-sd1.safetensors"
-    if not tiny.exists():
-        write_test_checkpoint(tiny, "sd1", "small", seed=0)
-    cases = [("tiny SD1 (small test size)", tiny, 64, args.steps, args.repeats)]
-    full = args.cache_dir / "sd15" / "models" / "bench-sd15-a.safetensors"
-    if not args.quick:
-        if not full.exists():
-            sys.exit("Run bench/model_switch.py once first: it writes the SD1.5-shaped checkpoint this uses.")
-        cases.append(("SD1.5-shaped random weights", full, 256, min(args.steps, 10), max(1, args.repeats // 2)))
     rows, raw = [], {}
-    for label, path, size, steps, repeats in cases:
+    for label, path, size, steps, repeats in model_cases(args, work, full_repeats_floor=1):
         times = measure(path, work, size, steps, repeats)
         med = {name: statistics.median(values) for name, values in times.items()}
         rows.append([label, f"3 CFG x 2 samplers, {size}x{size}, {steps} steps", f"{med['diffusers']:.2f} s",
