@@ -65,6 +65,18 @@ class ScriptsList(BaseModel):
     img2img: list[str]
 
 
+class ExtensionItem(BaseModel):
+    """A1111's /extensions entry; Easel's extensions are folders, not git clones: no remote/commit."""
+
+    name: str
+    remote: str = ""
+    branch: str = ""
+    commit_hash: str = ""
+    version: str = ""
+    commit_date: int = 0
+    enabled: bool
+
+
 class ScriptArg(BaseModel):
     label: Optional[str] = None
     value: Optional[Any] = None

@@ -13,6 +13,7 @@ from fastapi.routing import APIRoute
 
 from modules.api.list_schemas import (
     EmbeddingsResponse,
+    ExtensionItem,
     LatentUpscalerModeItem,
     MemoryResponse,
     PromptStyleItem,
@@ -124,12 +125,17 @@ def add_misc_routes(router: APIRouter, services: Services) -> None:
         ours = [s.info() for s in (*available_scripts(False), *available_scripts(True))]
         return ours + [extension_script_info(s, tab) for tab in ("txt2img", "img2img") for s in services.extensions.scripts(tab)]
 
+    @router.get("/extensions", response_model=list[ExtensionItem])
+    def get_extensions() -> list[dict[str, Any]]:
+        """The extensions found, in load order, and whether they are enabled (A1111's shape)."""
+        return [{"name": e.name, "version": e.manifest.version, "enabled": e.enabled} for e in services.extensions.extensions]
+
     @router.get("/memory", response_model=MemoryResponse)
     def get_memory() -> dict[str, Any]:
         return memory()
 
     for path, what in (("/loras", "LoRAs"), ("/hypernetworks", "hypernetworks"), ("/face-restorers", "face restorers"),
-                       ("/realesrgan-models", "RealESRGAN models"), ("/extensions", "extensions")):
+                       ("/realesrgan-models", "RealESRGAN models")):
         router.add_api_route(path, _empty_list, methods=["GET"], response_model=list[dict[str, Any]],
                              summary=f"{what.capitalize()} (none in Easel yet: an empty list)")
 

@@ -220,6 +220,10 @@ def _script_values(services: Services, body: GenerationFields, tab: str) -> dict
     return found
 
 
+def _extension_script_names(services: Services, tab: str) -> tuple[str, ...]:
+    return tuple(s.name for s in services.extensions.scripts(tab, always_on=False))
+
+
 def _extension_script(services: Services, body: GenerationFields, tab: str) -> tuple[Any, dict[str, Any]] | None:
     """The extension script `script_name` names, with its `script_args` typed; None when no
     extension has a selectable script of that name."""
@@ -237,7 +241,7 @@ def txt2img_plan(services: Services, body: ApiTxt2Img) -> ApiJobPlan:
     body, infotext_overrides = apply_infotext(body)
     extension_script = _extension_script(services, body, "txt2img")
     if body.script_name and extension_script is None:
-        find_script(body.script_name, is_img2img=False)  # 422: not a script of Easel's or of an extension
+        find_script(body.script_name, is_img2img=False, others=_extension_script_names(services, "txt2img"))  # 422: unknown
     values, known = _common(services, body, {**infotext_overrides, **(body.override_settings or {})})
     values["script_values"] = _script_values(services, body, "txt2img")
     if body.hr_checkpoint_name not in (None, *SAME_CHECKPOINT):
@@ -260,7 +264,8 @@ def img2img_plan(services: Services, body: ApiImg2Img) -> ApiJobPlan:
     """POST /img2img -> an Img2ImgRequest (see the module docstring)."""
     body, infotext_overrides = apply_infotext(body)
     extension_script = _extension_script(services, body, "img2img")
-    script = find_script(body.script_name, is_img2img=True) if body.script_name and extension_script is None else None
+    script = (find_script(body.script_name, is_img2img=True, others=_extension_script_names(services, "img2img"))
+              if body.script_name and extension_script is None else None)
     values, known = _common(services, body, {**infotext_overrides, **(body.override_settings or {})})
     values["script_values"] = _script_values(services, body, "img2img")
     limit = services.settings.max_input_megapixels

@@ -132,12 +132,13 @@ def available_scripts(is_img2img: bool) -> list[SelectableScript]:
     return [s for s in SCRIPTS.values() if s.is_img2img == is_img2img and s.queue is not None]
 
 
-def find_script(name: str, is_img2img: bool) -> SelectableScript:
-    """The runnable script `name` (any case) of the tab; ApiInputError (422) otherwise, as A1111."""
+def find_script(name: str, is_img2img: bool, others: tuple[str, ...] = ()) -> SelectableScript:
+    """The runnable script `name` (any case) of the tab; ApiInputError (422) otherwise, as A1111.
+    `others`: the extensions' script names, for the list of choices in that message."""
     script = SCRIPTS.get(name.strip().lower())
     tab = "img2img" if is_img2img else "txt2img"
     if script is None or script.is_img2img != is_img2img:
-        choices = ", ".join(repr(s.name) for s in available_scripts(is_img2img)) or "none"
+        choices = ", ".join([repr(s.name) for s in available_scripts(is_img2img)] + [repr(o) for o in others]) or "none"
         raise ApiInputError(f"Script {name!r} not found for {tab} (available: {choices}).")
     if script.queue is None:
         raise ApiInputError(f"Script {name!r} is not available in this version of Easel's API yet.")
