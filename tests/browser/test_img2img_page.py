@@ -241,6 +241,6 @@ def test_png_info_and_history_send_the_image_and_its_parameters(pages, tmp_path)
     page.locator("#history-send-img2img").click()
     expect(page.locator("#img2img-source-tabs [role=tab][aria-selected=true]")).to_have_text("img2img")
     image = page.locator("#img2img-image img")
-    expect(image).to_be_visible()
+    expect(image).to_be_visible(timeout=EDITOR_TIMEOUT)  # a busy 2-core machine can take over 5 s here
     assert np.array_equal(fetch_image(image.get_attribute("src")), made)
     expect(page.locator("#img2img-prompt textarea")).to_have_value(marker)
