@@ -137,7 +137,8 @@ def build_ui(services: Services) -> gr.Blocks:
         png_buttons = {"txt2img": png_info.send_txt2img, "img2img": png_info.send_img2img, "inpaint": png_info.send_inpaint,
                        "outpainting": png_info.send_outpainting}
         sending.wire_saved_image(SendSource(png_buttons, png_info.parameters, png_info.image_file, png_info.message))
-        history_buttons = {"txt2img": history.send_txt2img, "img2img": history.send_img2img, "inpaint": history.send_inpaint}
+        history_buttons = {"txt2img": history.send_txt2img, "img2img": history.send_img2img, "inpaint": history.send_inpaint,
+                           "outpainting": history.send_outpainting}
         sending.wire_saved_image(SendSource(history_buttons, history.selected_infotext, history.selected_path, history.message))
         demo.load(settings_tab.current_values, None, settings_tab.controls)
         outputs = [checkpoint, vae, status]

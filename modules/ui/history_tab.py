@@ -27,6 +27,7 @@ class HistoryTab:
     send_txt2img: gr.Button
     send_img2img: gr.Button
     send_inpaint: gr.Button
+    send_outpainting: gr.Button
     message: gr.HTML
     refresh: gr.Button
 
@@ -63,6 +64,7 @@ def build_history_tab(history: HistoryStore, export_dir: Path) -> HistoryTab:
                 send_txt2img = gr.Button("Send to txt2img", interactive=False, elem_id="history-send-txt2img")
                 send_img2img = gr.Button("Send to img2img", interactive=False, elem_id="history-send-img2img")
                 send_inpaint = gr.Button("Send to inpaint", interactive=False, elem_id="history-send-inpaint")
+                send_outpainting = gr.Button("Send to outpainting", interactive=False, elem_id="history-send-outpainting")
             with gr.Row():
                 export = gr.Button("Export infotext", interactive=False, elem_id="history-export")
                 delete = gr.Button("Delete image", variant="stop", interactive=False, elem_id="history-delete")
@@ -71,7 +73,7 @@ def build_history_tab(history: HistoryStore, export_dir: Path) -> HistoryTab:
     selected = gr.State(None)
     selected_infotext = gr.State(None)
     selected_path = gr.State(None)
-    buttons = 5  # send to txt2img / img2img / inpaint, export, delete
+    buttons = 6  # send to txt2img / img2img / inpaint / outpainting, export, delete
 
     def rows_for(text_value: str, model_value: str, day_value: str) -> tuple[list[HistoryRow], str]:
         since, until = day_range(day_value)
@@ -110,7 +112,7 @@ def build_history_tab(history: HistoryStore, export_dir: Path) -> HistoryTab:
         return on_search(text_value, model_value, day_value)
 
     filters = [text, model, day]
-    send_buttons = [send_txt2img, send_img2img, send_inpaint]
+    send_buttons = [send_txt2img, send_img2img, send_inpaint, send_outpainting]
     listing = [gallery, ids, message, info, selected, selected_infotext, selected_path, *send_buttons, export, delete]
     search.click(on_search, filters, listing, show_progress="hidden")
     text.submit(on_search, filters, listing, show_progress="hidden")
@@ -118,4 +120,5 @@ def build_history_tab(history: HistoryStore, export_dir: Path) -> HistoryTab:
     export.click(on_export, selected, exported, show_progress="hidden")
     delete.click(on_delete, [selected, *filters], listing, show_progress="hidden")
     return HistoryTab(tab_search=(on_search, filters, listing), selected_infotext=selected_infotext, selected_path=selected_path,
-                      send_txt2img=send_txt2img, send_img2img=send_img2img, send_inpaint=send_inpaint, message=message, refresh=search)
+                      send_txt2img=send_txt2img, send_img2img=send_img2img, send_inpaint=send_inpaint, send_outpainting=send_outpainting,
+                      message=message, refresh=search)

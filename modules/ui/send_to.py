@@ -5,8 +5,8 @@
 - img2img's and Outpainting's galleries -> img2img / inpaint: the selected image, to iterate on
   it; -> Outpainting: the image and its parameters (an outpainted one's outpaint settings too, so
   outpainting it again starts from them).
-- PNG Info and History -> txt2img: the parameters; -> img2img / inpaint (/ Outpainting from PNG
-  Info): the image and its parameters. These also switch to the checkpoint the image names (by hash, then name) and say in
+- PNG Info and History -> txt2img: the parameters; -> img2img / inpaint / Outpainting: the image
+  and its parameters. These also switch to the checkpoint the image names (by hash, then name) and say in
   the source tab's message line what they could not do.
 
 The tabs are switched in the browser, by clicking their buttons as a person would (as A1111 does):

@@ -1,4 +1,5 @@
-"""A fresh install with no checkpoint: the page still opens, says where to put one, and Generate
+"""A fresh install with no checkpoint (and the bundled demo model turned off with --no-demo-model,
+since a fresh install otherwise loads it): the page still opens, says where to put one, and Generate
 answers with that sentence instead of hanging or showing a traceback."""
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from tests.webui_server import Server
 def empty_webui(tmp_path_factory):
     root = tmp_path_factory.mktemp("no-model")
     (root / "models").mkdir()
-    server = Server("no-model-ui", ["--models-dir", str(root / "models"), "--data-dir", str(root / "data")], root)
+    server = Server("no-model-ui", ["--models-dir", str(root / "models"), "--data-dir", str(root / "data"), "--no-demo-model"], root)
     try:
         server.wait_ready("/")
         yield server

@@ -97,3 +97,30 @@ def test_methods_show_their_own_controls_and_errors_say_what_to_fix(pages, tmp_p
     expect(page.locator("#outpaint-canvas-size")).to_contain_text("Tick at least one side")
     start(page, tab="outpaint")
     wait_for_progress(page, r"at least one direction", tab="outpaint")
+
+
+def test_history_sends_an_outpainted_picture_back_with_its_settings(pages, tmp_path):
+    page = pages.open()
+    marker = f"a green hill {tmp_path.name}"
+    source = tmp_path / "hill.png"
+    Image.new("RGB", (64, 64), (40, 160, 60)).save(source)
+    page.get_by_role("tab", name="Outpainting", exact=True).click()
+    page.locator("#outpaint-image input[type=file]").set_input_files(str(source))
+    page.locator("#outpaint-prompt textarea").fill(marker)
+    set_directions(page, {"up"})
+    set_number(page, "outpaint-pixels", 16)
+    set_number(page, "outpaint-steps", 2)
+    start(page, tab="outpaint")
+    wait_for_progress(page, r"Done: 1 image", tab="outpaint")
+
+    page.get_by_role("tab", name="History").click()
+    page.locator("#history-text textarea, #history-text input").first.fill(marker)
+    page.locator("#history-search").click()
+    expect(page.locator("#history-message")).to_have_text("1 image(s)")
+    page.locator("#history-gallery img").first.click()
+    page.locator("#history-send-outpainting").click()
+    expect(page.locator("#easel-tabs [role=tab][aria-selected=true]").first).to_have_text("Outpainting")
+    expect(page.locator("#outpaint-directions").get_by_label("up", exact=True)).to_be_checked()
+    expect(page.locator("#outpaint-directions").get_by_label("right", exact=True)).not_to_be_checked()
+    expect(page.locator("#outpaint-pixels input[type=number]")).to_have_value("16")
+    expect(page.locator("#outpaint-canvas-size")).to_contain_text("64x80 →", timeout=20_000)
