@@ -31,6 +31,7 @@ from modules.history import HistorySchemaError, HistoryStore
 from modules.jobs import Job, JobQueue
 from modules.outputs import OutputWriter
 from modules.prompts.conditioning import count_prompt_tokens
+from modules.prompts.embeddings import EmbeddingLibrary
 from modules.prompts.styles import PromptStyle, StyleStore
 
 log = logging.getLogger(__name__)
@@ -70,6 +71,10 @@ class AppPaths:
     @property
     def outputs_dir(self) -> Path:
         return self.data_dir / "outputs"
+
+    @property
+    def embeddings_dir(self) -> Path:
+        return self.models_dir / "embeddings"
 
     @property
     def vae_approx_dir(self) -> Path:
@@ -182,8 +187,13 @@ class Services:
             return choice
 
     def refresh(self) -> None:
-        """Rescans the model folders (new files appear without a restart)."""
+        """Rescans the model folders and the embeddings (new files appear without a restart)."""
         self.registry.refresh()
+        self.embeddings.refresh()
+
+    @property
+    def embeddings(self) -> EmbeddingLibrary:
+        return self.manager.embeddings  # type: ignore[return-value]
 
     def unload_checkpoint(self) -> None:
         with self.manager.lock:
@@ -388,6 +398,8 @@ def build_services(args: Args, load_now: bool = True) -> Services:
     dtype = choose_dtype(device, args.dtype or settings.dtype)
     options = ManagerOptions(settings.sd_checkpoint_cache, settings.sd_vae_checkpoint_cache, settings.sd2_prediction)
     manager = ModelManager(registry, device, dtype, paths.tokenizer_cache, options)
+    manager.embeddings = EmbeddingLibrary(paths.embeddings_dir)
+    manager.embeddings.refresh()
     styles = StyleStore(paths.styles_file)
     try:
         styles.load()

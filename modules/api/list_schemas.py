@@ -55,9 +55,17 @@ class PromptStyleItem(BaseModel):
     negative_prompt: Optional[str] = None
 
 
+class EmbeddingItem(BaseModel):
+    step: Optional[int] = None
+    sd_checkpoint: Optional[str] = None
+    sd_checkpoint_name: Optional[str] = None
+    shape: int = Field(description="Vector width (768 SD1, 1024 SD2, 768/1280 SDXL); 0 for a file that cannot be read.")
+    vectors: int = Field(description="Token positions it takes in a prompt.")
+
+
 class EmbeddingsResponse(BaseModel):
-    loaded: dict[str, Any] = Field(description="Textual inversion embeddings in use (Easel loads none yet).")
-    skipped: dict[str, Any]
+    loaded: dict[str, EmbeddingItem] = Field(description="Textual-inversion embeddings the loaded model can use (trigger: the name).")
+    skipped: dict[str, EmbeddingItem] = Field(description="Ones it cannot: made for another model family, or unreadable.")
 
 
 class ScriptsList(BaseModel):

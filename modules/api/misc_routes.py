@@ -111,7 +111,12 @@ def add_misc_routes(router: APIRouter, services: Services) -> None:
 
     @router.get("/embeddings", response_model=EmbeddingsResponse)
     def get_embeddings() -> dict[str, Any]:
-        return {"loaded": {}, "skipped": {}}
+        """As A1111: the embeddings that fit the loaded model's text encoder, and the others."""
+        return embeddings_listing(services)
+
+    @router.post("/refresh-embeddings")
+    def refresh_embeddings() -> None:
+        services.embeddings.refresh()
 
     @router.get("/scripts", response_model=ScriptsList)
     def get_scripts() -> dict[str, list[str]]:
@@ -139,8 +144,24 @@ def add_misc_routes(router: APIRouter, services: Services) -> None:
         router.add_api_route(path, _empty_list, methods=["GET"], response_model=list[dict[str, Any]],
                              summary=f"{what.capitalize()} (none in Easel yet: an empty list)")
 
-    for path in ("/refresh-embeddings", "/refresh-loras"):
+    for path in ("/refresh-loras",):
         router.add_api_route(path, _nothing, methods=["POST"], summary="Nothing to refresh in Easel yet (null)")
+
+
+def embeddings_listing(services: Services) -> dict[str, Any]:
+    loaded = services.manager.loaded
+    width = loaded.modules["text_encoder"].config.hidden_size if loaded is not None and "text_encoder" in loaded.modules else None
+    answer: dict[str, Any] = {"loaded": {}, "skipped": {}}
+    for name, embedding in services.embeddings.embeddings.items():
+        vectors = embedding.for_width(width) if width is not None else next(iter(embedding.vectors.values()))
+        shown = vectors if vectors is not None else next(iter(embedding.vectors.values()))
+        answer["loaded" if vectors is not None else "skipped"][name] = {
+            "step": embedding.step, "sd_checkpoint": embedding.sd_checkpoint, "sd_checkpoint_name": embedding.sd_checkpoint_name,
+            "shape": int(shown.shape[-1]), "vectors": int(shown.shape[0]),
+        }
+    for name in services.embeddings.skipped:
+        answer["skipped"].setdefault(name, {"shape": 0, "vectors": 0})
+    return answer
 
 
 def _empty_list() -> list[dict[str, Any]]:

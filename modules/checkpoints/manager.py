@@ -100,6 +100,7 @@ class LoadedModel:
     timings: dict[str, float] = field(default_factory=dict)
     # Per-model caches of the generation engine (e.g. encoded prompts); they go with the model.
     caches: dict[str, object] = field(default_factory=dict)
+    embeddings: object | None = None  # the manager's EmbeddingLibrary (textual inversion), if any
 
     @property
     def spec(self):
@@ -158,6 +159,7 @@ class ModelManager:
         # Called with the new LoadedModel after every checkpoint or VAE activation (the extensions'
         # on_model_loaded); a listener must not raise.
         self.on_loaded: list[Callable[[LoadedModel], None]] = []
+        self.embeddings: object | None = None  # an EmbeddingLibrary the prompt encoders use (set by the app)
 
     # public ------------------------------------------------------------------------------------
 
@@ -386,7 +388,7 @@ class ModelManager:
         if weights.spec.prediction_type == "auto":
             is_v = detect_v_prediction(modules["unet"])
             weights.spec = replace(weights.spec, prediction_type="v_prediction" if is_v else "epsilon")
-        self.loaded = LoadedModel(entry, weights, modules, tokenizers, vae_entry, self.device, self.dtype)
+        self.loaded = LoadedModel(entry, weights, modules, tokenizers, vae_entry, self.device, self.dtype, embeddings=self.embeddings)
         for listener in self.on_loaded:
             listener(self.loaded)
         return self.loaded

@@ -45,7 +45,7 @@ from modules.generation.guidance import sdxl_time_ids
 from modules.generation.image_ops import check_size, resize_image, to_rgb
 from modules.generation.previews import PreviewMethod
 from modules.generation.request import INPAINT_AREAS, MASK_MODES, MASKED_CONTENT, Img2ImgRequest
-from modules.generation.text import build_prompt_encoder, step_conditions
+from modules.generation.text import build_prompt_encoder, step_conditions, ti_hashes
 from modules.sampling import noise as noise_mod
 from modules.sampling.sampler_table import sigmas_for
 
@@ -262,6 +262,7 @@ def img2img(
     encoder = build_prompt_encoder(model, request.clip_skip)
     conds = step_conditions(encoder, request.prompt, request.steps, allow_and=True)
     unconds = step_conditions(encoder, request.negative_prompt, request.steps, allow_and=False)
+    result.extra_parameters.update(ti_hashes(encoder, request.steps, request.prompt, request.negative_prompt))
     result.timings["text"] = time.perf_counter() - started
 
     total_steps, t_enc = tail_steps(request.steps, request.strength, fix_steps)

@@ -32,12 +32,28 @@ def encoder_plans(model: LoadedModel, clip_skip: int) -> list[tuple[object, Enco
 
 
 def build_prompt_encoder(model: LoadedModel, clip_skip: int) -> PromptEncoder:
-    """The model's prompt encoder for this clip skip; kept with the model so results are cached."""
-    key = f"prompt-encoder-{clip_skip}"
+    """The model's prompt encoder for this clip skip; kept with the model so results are cached
+    (a refresh of the embeddings makes a new one: its version is in the key)."""
+    library = model.embeddings
+    key = f"prompt-encoder-{clip_skip}-{getattr(library, 'version', 0)}"
     if key not in model.caches:
+        for stale in [k for k in model.caches if k.startswith(f"prompt-encoder-{clip_skip}-")]:
+            del model.caches[stale]
         tokenizer = model.tokenizers.get("tokenizer") or model.tokenizers["tokenizer_2"]
-        model.caches[key] = PromptEncoder(encoder_plans(model, clip_skip), tokenizer, model.device, parse_emphasis)
+        model.caches[key] = PromptEncoder(encoder_plans(model, clip_skip), tokenizer, model.device, parse_emphasis, embeddings=library)
     return model.caches[key]  # type: ignore[return-value]
+
+
+def ti_hashes(encoder: PromptEncoder, steps: int, *prompts: str) -> dict[str, str]:
+    """A1111's "TI hashes" infotext key for the embeddings the prompts use at any of `steps`
+    steps (none: no key)."""
+    used: dict[str, str] = {}
+    for prompt in prompts:
+        for part, _ in split_and(prompt):
+            for _, variant in prompt_schedule(part, steps):
+                for embedding in encoder.embeddings_used(variant):
+                    used.setdefault(embedding.name, embedding.shorthash)
+    return {"TI hashes": ", ".join(f"{name}: {short}" for name, short in used.items())} if used else {}
 
 
 def step_conditions(encoder: PromptEncoder, prompt: str, steps: int, allow_and: bool, hires_steps: int | None = None) -> StepConditions:

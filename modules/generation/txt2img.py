@@ -37,7 +37,7 @@ from modules.generation.guidance import sdxl_time_ids
 from modules.generation.hires import hires_parameters, hires_pass, hires_steps, hires_target
 from modules.generation.previews import PreviewMethod
 from modules.generation.request import GenerationRequest
-from modules.generation.text import build_prompt_encoder, step_conditions
+from modules.generation.text import build_prompt_encoder, step_conditions, ti_hashes
 from modules.infotext.create import sampler_and_schedule
 from modules.sampling import noise as noise_mod
 from modules.sampling.sampler_table import sigmas_for
@@ -63,6 +63,7 @@ def txt2img(
     encoder = build_prompt_encoder(model, request.clip_skip)
     conds = step_conditions(encoder, request.prompt, request.steps, allow_and=True)
     unconds = step_conditions(encoder, request.negative_prompt, request.steps, allow_and=False)
+    result.extra_parameters.update(ti_hashes(encoder, request.steps, request.prompt, request.negative_prompt))
     hires = request.enable_hr
     if hires:
         second = hires_steps(request)

@@ -8,7 +8,10 @@
    outputs are concatenated along the sequence axis (B, 77·k, C).
 4. Emphasis "Original": the hidden states are multiplied by the token weights, then rescaled so their
    mean equals the unweighted mean.
-5. Which hidden layer is used: clip skip n takes the n-th layer from the end (1 = the last), followed
+5. Textual-inversion embeddings (modules/prompts/embeddings.py): a trigger word's tokens become the
+   embedding's vectors, one position each, never split across chunks (one that does not fit closes
+   the chunk, as A1111 does); the text encoder's token-embedding output is overwritten there.
+6. Which hidden layer is used: clip skip n takes the n-th layer from the end (1 = the last), followed
    by the final layer norm, as A1111 does for SD1; SD2 counts from its penultimate layer; SDXL takes
    the penultimate layer of both encoders without the final norm and adds the pooled output of the
    second encoder (from the first chunk).
@@ -16,8 +19,9 @@
 
 from __future__ import annotations
 
+from contextlib import ExitStack
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import torch
 
@@ -25,10 +29,14 @@ from modules.prompts.extra_networks import extract_extra_networks
 from modules.prompts.parser import parse_emphasis
 from modules.prompts.schedule import prompt_schedule, split_and
 
+if TYPE_CHECKING:
+    from modules.prompts.embeddings import Embedding, EmbeddingLibrary
+
 CHUNK_LENGTH = 75
 COMMA_BACKTRACK = 20
 BREAK = "BREAK"
 PAD = -2  # placeholder for padding inside a chunk, resolved per encoder by `chunk_ids`
+EMBEDDING = -3  # a position an embedding's vector fills (its token-embedding row is overwritten)
 
 
 @dataclass(frozen=True)
@@ -37,6 +45,7 @@ class TokenChunk:
 
     tokens: tuple[int, ...]
     weights: tuple[float, ...]
+    fixes: tuple[tuple[int, "Embedding"], ...] = ()  # (offset in the chunk, embedding) of each embedding used
 
 
 @dataclass
@@ -65,23 +74,57 @@ def tokenize_weighted(tokenizer: Any, segments: Sequence[tuple[str, float]]) -> 
     return out
 
 
-def pack_chunks(weighted: Sequence[tuple[int, float]], pad_id: int, comma_id: int) -> list[TokenChunk]:
-    """Packs weighted tokens into chunks of 75 with A1111's BREAK and comma-backtrack rules."""
+def splice_embeddings(weighted: Sequence[tuple[int, float]], triggers: dict[int, list[tuple[tuple[int, ...], "Embedding"]]]) -> list[tuple[Any, float]]:
+    """The weighted tokens with every trigger word's tokens replaced by its Embedding (longest
+    trigger first), keeping the weight of its first token."""
+    if not triggers:
+        return list(weighted)
+    ids = [token for token, _ in weighted]
+    out: list[tuple[Any, float]] = []
+    index = 0
+    while index < len(weighted):
+        token, weight = weighted[index]
+        for trigger, embedding in triggers.get(token, ()):
+            if tuple(ids[index : index + len(trigger)]) == trigger:
+                out.append((embedding, weight))
+                index += len(trigger)
+                break
+        else:
+            out.append((token, weight))
+            index += 1
+    return out
+
+
+def pack_chunks(weighted: Sequence[tuple[Any, float]], pad_id: int, comma_id: int) -> list[TokenChunk]:
+    """Packs weighted tokens into chunks of 75 with A1111's BREAK and comma-backtrack rules; an
+    Embedding item takes as many positions as it has vectors and is never split."""
+    from modules.errors import UserError
+
     chunks: list[TokenChunk] = []
     tokens: list[int] = []
     weights: list[float] = []
+    fixes: list[tuple[int, Any]] = []
     last_comma = -1
 
     def close() -> None:
-        nonlocal tokens, weights, last_comma
+        nonlocal tokens, weights, last_comma, fixes
         padding = CHUNK_LENGTH - len(tokens)
         if padding > 0:
             tokens += [pad_id] * padding
             weights += [1.0] * padding
-        chunks.append(TokenChunk(tuple(tokens), tuple(weights)))
-        tokens, weights, last_comma = [], [], -1
+        chunks.append(TokenChunk(tuple(tokens), tuple(weights), tuple(fixes)))
+        tokens, weights, fixes, last_comma = [], [], [], -1
 
     for token, weight in weighted:
+        if not isinstance(token, int):  # an Embedding
+            if token.count > CHUNK_LENGTH:
+                raise UserError(f"The embedding {token.name!r} has {token.count} vectors; at most {CHUNK_LENGTH} fit in a prompt chunk.")
+            if len(tokens) + token.count > CHUNK_LENGTH:
+                close()
+            fixes.append((len(tokens), token))
+            tokens += [EMBEDDING] * token.count
+            weights += [weight] * token.count
+            continue
         if token == -1:
             close()
             continue
@@ -91,9 +134,11 @@ def pack_chunks(weighted: Sequence[tuple[int, float]], pad_id: int, comma_id: in
             # Move the words after the last comma to the next chunk, so a phrase is not split.
             cut = last_comma + 1
             moved_tokens, moved_weights = tokens[cut:], weights[cut:]
+            moved_fixes = [(offset - cut, e) for offset, e in fixes if offset >= cut]
             tokens, weights = tokens[:cut], weights[:cut]
+            fixes = [(offset, e) for offset, e in fixes if offset < cut]
             close()
-            tokens, weights = moved_tokens, moved_weights
+            tokens, weights, fixes = moved_tokens, moved_weights, moved_fixes
         if len(tokens) == CHUNK_LENGTH:
             close()
         tokens.append(token)
@@ -167,7 +212,11 @@ def encode_chunks(
         weights = torch.tensor([[1.0, *chunk.weights, 1.0]], device=device)
         outputs = []
         for encoder, plan in encoders:
-            hidden, pool = _hidden(encoder, torch.tensor([chunk_ids(chunk, bos_id, eos_id, plan.pad_id)], device=device), plan)
+            ids = torch.tensor([chunk_ids(chunk, bos_id, eos_id, plan.pad_id)], device=device)
+            with ExitStack() as stack:
+                if chunk.fixes:
+                    stack.callback(_splice_vectors(encoder, chunk.fixes).remove)
+                hidden, pool = _hidden(encoder, ids, plan)
             if any(w != 1.0 for w in chunk.weights):
                 hidden = apply_emphasis(hidden, weights)  # per encoder, as A1111's SDXL embedders do
             outputs.append(hidden)
@@ -177,10 +226,29 @@ def encode_chunks(
     return Conditioning(torch.cat(pieces, dim=1), pooled)
 
 
+def _splice_vectors(encoder: torch.nn.Module, fixes: Sequence[tuple[int, Any]]):
+    """A forward hook on `encoder`'s token embedding that writes each embedding's vectors at its
+    positions (after the start token); returns the handle, removed after the call."""
+    text_model = getattr(encoder, "text_model", encoder)
+    layer = text_model.embeddings.token_embedding
+
+    def overwrite(module, inputs, output):
+        output = output.clone()
+        for offset, embedding in fixes:
+            vectors = embedding.for_width(output.shape[-1])
+            if vectors is not None:
+                output[:, 1 + offset : 1 + offset + vectors.shape[0]] = vectors.to(output.device, output.dtype)
+        return output
+
+    return layer.register_forward_hook(overwrite, prepend=True)  # first: other hooks see the vectors
+
+
 def chunk_ids(chunk: TokenChunk, bos_id: int, eos_id: int, pad_id: int) -> list[int]:
     """The 77 ids of a chunk. A1111 pads with the end token; an encoder whose pad differs
-    (OpenCLIP: 0) gets everything after the first end token replaced by its pad."""
-    ids = [bos_id, *(eos_id if t == PAD else t for t in chunk.tokens), eos_id]
+    (OpenCLIP: 0) gets everything after the first end token replaced by its pad. An embedding's
+    positions hold the start token, whose row the hook overwrites (any id but the end token would
+    do: the pooled output is read at the first end token)."""
+    ids = [bos_id, *(eos_id if t == PAD else bos_id if t == EMBEDDING else t for t in chunk.tokens), eos_id]
     if pad_id != eos_id:
         first_end = ids.index(eos_id)
         ids = ids[: first_end + 1] + [pad_id] * (len(ids) - first_end - 1)
@@ -195,8 +263,10 @@ class PromptEncoder:
     """
 
     def __init__(self, encoders: Sequence[tuple[torch.nn.Module, EncoderPlan]], tokenizer: Any, device: torch.device,
-                 parse: Callable[[str], Sequence[tuple[str, float]]], cache_size: int = 16):
+                 parse: Callable[[str], Sequence[tuple[str, float]]], cache_size: int = 16,
+                 embeddings: "EmbeddingLibrary | None" = None):
         self.encoders = list(encoders)
+        self.embeddings = embeddings
         self.tokenizer = tokenizer
         self.device = device
         self.parse = parse
@@ -206,9 +276,23 @@ class PromptEncoder:
         self.eos_id = tokenizer.eos_token_id
         self.comma_id = tokenizer.convert_tokens_to_ids(",</w>")
 
+    def _triggers(self) -> dict:
+        if self.embeddings is None or not self.encoders:
+            return {}
+        width = self.encoders[0][0].config.hidden_size  # SDXL's files carry a set for each encoder
+        return self.embeddings.triggers(self.tokenizer, width)
+
     def chunks(self, prompt: str) -> list[TokenChunk]:
-        weighted = tokenize_weighted(self.tokenizer, self.parse(prompt))
+        weighted = splice_embeddings(tokenize_weighted(self.tokenizer, self.parse(prompt)), self._triggers())
         return pack_chunks(weighted, pad_id=PAD, comma_id=self.comma_id)
+
+    def embeddings_used(self, prompt: str) -> list["Embedding"]:
+        """The embeddings `prompt` uses, in order of first use."""
+        used: dict[str, Any] = {}
+        for chunk in self.chunks(prompt):
+            for _, embedding in chunk.fixes:
+                used.setdefault(embedding.name, embedding)
+        return list(used.values())
 
     @torch.no_grad()
     def encode(self, prompt: str) -> Conditioning:
