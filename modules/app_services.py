@@ -93,6 +93,25 @@ class AppPaths:
         return self.data_dir / "history.sqlite3"
 
 
+@dataclass(frozen=True)
+class ExtraNetwork:
+    """An embedding or a LoRA as the UI lists it: what clicking it adds to the prompt."""
+
+    kind: str  # "embedding" | "lora"
+    name: str
+    short_hash: str
+    preview: Path | None  # a picture beside the file (<stem>.png/.jpg/.webp or <stem>.preview.png)
+    tag: str  # the trigger word, or <lora:name:1>
+
+
+def preview_beside(path: Path) -> Path | None:
+    """A1111's preview picture for a model file: <stem>.preview.png or <stem>.png/.jpg/.jpeg/.webp."""
+    for candidate in (path.with_suffix(".preview.png"), *(path.with_suffix(ext) for ext in (".png", ".jpg", ".jpeg", ".webp"))):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
 @dataclass
 class Services:
     """What the UI and the API work with. Built once by `build_services`; no globals."""
@@ -194,6 +213,11 @@ class Services:
     @property
     def embeddings(self) -> EmbeddingLibrary:
         return self.manager.embeddings  # type: ignore[return-value]
+
+    def extra_networks(self) -> list[ExtraNetwork]:
+        """The embeddings (and LoRAs) the UI offers, by name."""
+        return [ExtraNetwork("embedding", name, e.shorthash, preview_beside(e.path), name)
+                for name, e in sorted(self.embeddings.embeddings.items(), key=lambda item: item[0].lower())]
 
     def unload_checkpoint(self) -> None:
         with self.manager.lock:

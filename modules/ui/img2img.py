@@ -20,6 +20,7 @@ from modules.ui.generation_panel import (
     Fields, GenerationPanel, build_batch_sliders, build_cfg_slider, build_output_column, build_prompt_row,
     build_sampler_controls, build_seed_controls, build_size_sliders, wire_prompt_row,
 )
+from modules.ui.extra_networks import build_extra_networks
 from modules.ui.generation_run import Prepared, field_values, preview_every, wire_generation
 from modules.ui.img2img_inputs import INPAINT_TABS, SOURCE_TABS, multiple_of_8, resize_by_html, scaled_size, source_picture
 from modules.ui.scripts_panel import build_scripts_panel
@@ -135,6 +136,7 @@ def _build_inpaint_controls(fields: Fields) -> gr.Column:
 def build_img2img_tab(services: Services, runs: SessionRuns) -> Img2ImgTab:
     fields: Fields = {}
     prompt_row = build_prompt_row(services, PREFIX, fields)
+    build_extra_networks(services, PREFIX, fields["prompt"])
     with gr.Row():
         with gr.Column(scale=5):
             pictures, upload_mask, source_items = _build_sources()

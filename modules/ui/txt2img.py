@@ -19,6 +19,7 @@ from modules.ui.generation_panel import (
     Fields, GenerationPanel, build_batch_sliders, build_cfg_slider, build_output_column, build_prompt_row,
     build_sampler_controls, build_seed_controls, build_size_sliders, wire_prompt_row,
 )
+from modules.ui.extra_networks import build_extra_networks
 from modules.ui.generation_run import Prepared, field_values, preview_every, wire_generation
 from modules.ui.hires_fix import build_hires_fix, hires_request_values, wire_size_line
 from modules.ui.scripts_panel import build_scripts_panel
@@ -41,6 +42,7 @@ class Txt2ImgTab:
 def build_txt2img_tab(services: Services, runs: SessionRuns) -> Txt2ImgTab:
     fields: Fields = {}
     prompt_row = build_prompt_row(services, PREFIX, fields)
+    build_extra_networks(services, PREFIX, fields["prompt"])
     with gr.Row():
         with gr.Column(scale=5):
             build_sampler_controls(services, PREFIX, fields)

@@ -38,6 +38,17 @@ def pytest_collection_modifyitems(items):
             item.add_marker(pytest.mark.timeout(240))
 
 
+def write_test_embedding(path: Path) -> None:
+    """A 2-vector A1111-format embedding for the tiny SD1 text encoder (width 32), with a preview."""
+    import torch
+    from PIL import Image
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    vectors = torch.randn(2, 32, generator=torch.Generator().manual_seed(7))
+    torch.save({"string_to_param": {"*": vectors}, "name": path.stem, "step": 100}, path)
+    Image.new("RGB", (64, 64), (250, 200, 40)).save(path.with_suffix(".png"))
+
+
 @pytest.fixture(scope="session")
 def webui(tmp_path_factory) -> Server:
     from tools.make_test_models import write_test_checkpoint
@@ -47,6 +58,7 @@ def webui(tmp_path_factory) -> Server:
     checkpoints.mkdir(parents=True)
     for name, seed in CHECKPOINTS.items():
         write_test_checkpoint(checkpoints / f"{name}.safetensors", "sd1", "tiny", seed=seed)
+    write_test_embedding(root / "models" / "embeddings" / "shimmer.pt")
     server = Server("browser-ui", ["--api", "--models-dir", str(root / "models"), "--data-dir", str(root / "data")], root)
     server.data_dir = root / "data"
     try:
