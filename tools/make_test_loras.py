@@ -30,6 +30,7 @@ from modules.checkpoints.tensor_files import write_safetensors  # noqa: E402
 from modules.checkpoints.weights import _instantiate  # noqa: E402
 
 UNET_TARGETS = ("to_q", "to_k", "to_v", "to_out.0", "proj_in", "proj_out")
+UNET_MLP_TARGETS = ("ff.net.0.proj", "ff.net.2")
 TEXT_TARGETS = ("q_proj", "k_proj", "v_proj", "out_proj", "fc1", "fc2")
 CONV_TARGETS = ("conv1", "conv2")
 Expected = dict[str, dict[str, torch.Tensor]]  # component -> parameter name -> delta at multiplier 1
@@ -63,12 +64,17 @@ def make_lora_tensors(
     dtype: torch.dtype = torch.float16,
     ldm_unet: bool | None = None,
     scale: float = 0.3,
+    unet_targets: Iterable[str] = UNET_TARGETS,
+    text_targets: Iterable[str] = TEXT_TARGETS,
+    with_expected: bool = True,
 ) -> tuple[dict[str, torch.Tensor], Expected]:
     """kohya LoRA tensors (factors in `dtype`) for a model of `spec`, and the float32 deltas they
     mean at multiplier 1, computed in float64 from the stored factors.
 
     `alpha` defaults to rank/2 (so a scale other than 1 is exercised); `conv_rank` > 0 adds LoCon 3x3
-    layers on the ResNet convs; `ldm_unet` (default: True for SDXL) names UNet layers in the LDM layout."""
+    layers on the ResNet convs; `ldm_unet` (default: True for SDXL) names UNet layers in the LDM layout;
+    `unet_targets`/`text_targets`: module-name endings to adapt (add `UNET_MLP_TARGETS` for the UNet's
+    feed-forward layers); `with_expected=False` skips the deltas (full-size benchmark LoRAs)."""
     generator = torch.Generator().manual_seed(seed)
     alpha = float(rank) / 2 if alpha is None else float(alpha)
     ldm_unet = spec.family.name.startswith("sdxl") if ldm_unet is None else ldm_unet
@@ -77,8 +83,9 @@ def make_lora_tensors(
     for component in components:
         if component not in spec.components:
             continue
-        module = _instantiate(spec.components[component].class_name, spec.components[component].config)
-        endings = UNET_TARGETS if component == "unet" else TEXT_TARGETS
+        with torch.device("meta"):  # only the shapes are needed
+            module = _instantiate(spec.components[component].class_name, spec.components[component].config)
+        endings = tuple(unet_targets) if component == "unet" else tuple(text_targets)
         layers = [(path, m, rank) for path, m in _targets(module, endings)]
         if component == "unet" and conv_rank:
             layers += [(path, m, conv_rank) for path, m in _targets(module, CONV_TARGETS)]
@@ -91,6 +98,8 @@ def make_lora_tensors(
             tensors[name + ".lora_down.weight"] = down
             tensors[name + ".lora_up.weight"] = up
             tensors[name + ".alpha"] = torch.tensor(alpha, dtype=dtype)
+            if not with_expected:
+                continue
             delta = torch.einsum("or,ri...->oi...", up.reshape(shape[0], r).double(), down.double()) * (float(tensors[name + ".alpha"]) / r)
             expected.setdefault(component, {})[path + ".weight"] = delta.reshape(shape).float()
     return tensors, expected
