@@ -31,6 +31,7 @@ from modules.history import HistorySchemaError, HistoryStore
 from modules.jobs import Job, JobQueue
 from modules.outputs import OutputWriter
 from modules.prompts.conditioning import count_prompt_tokens
+from modules.lora.files import LoraLibrary
 from modules.prompts.embeddings import EmbeddingLibrary
 from modules.prompts.styles import PromptStyle, StyleStore
 
@@ -206,18 +207,38 @@ class Services:
             return choice
 
     def refresh(self) -> None:
-        """Rescans the model folders and the embeddings (new files appear without a restart)."""
+        """Rescans the model folders, the embeddings and the LoRAs (new files appear without a restart)."""
         self.registry.refresh()
         self.embeddings.refresh()
+        self.loras.refresh()
+
+    @property
+    def loras(self) -> LoraLibrary:
+        return self.generation.loras  # type: ignore[return-value]
 
     @property
     def embeddings(self) -> EmbeddingLibrary:
         return self.manager.embeddings  # type: ignore[return-value]
 
     def extra_networks(self) -> list[ExtraNetwork]:
-        """The embeddings (and LoRAs) the UI offers, by name."""
-        return [ExtraNetwork("embedding", name, e.shorthash, preview_beside(e.path), name)
-                for name, e in sorted(self.embeddings.embeddings.items(), key=lambda item: item[0].lower())]
+        """The embeddings, then the LoRAs, the UI offers, each by name."""
+        embeddings = [ExtraNetwork("embedding", name, e.shorthash, preview_beside(e.path), name)
+                      for name, e in sorted(self.embeddings.embeddings.items(), key=lambda item: item[0].lower())]
+        loras = [ExtraNetwork("lora", e.name, self.loras.short_hash(e), e.preview(), f"<lora:{e.name}:1>")
+                 for e in sorted(self.loras.entries(), key=lambda entry: entry.name.lower())]
+        return embeddings + loras
+
+    def missing_networks(self, prompt: str, params: dict[str, str]) -> list[str]:
+        """The LoRAs (tags in `prompt`, "Lora hashes") and embeddings ("TI hashes") an image names
+        that are not here, as "LoRA x" / "embedding y"."""
+        from modules.prompts.extra_networks import extract_extra_networks
+
+        wanted_loras = {call.positional[0] for call in extract_extra_networks(prompt)[1] if call.kind == "lora" and call.positional}
+        wanted_loras |= set(_hash_names(params.get("Lora hashes", "")))
+        have = {e.name for e in self.loras.entries()} | {e.alias for e in self.loras.entries()}
+        missing = [f"LoRA {name}" for name in sorted(wanted_loras - have)]
+        missing += [f"embedding {name}" for name in sorted(set(_hash_names(params.get("TI hashes", ""))) - set(self.embeddings.embeddings))]
+        return missing
 
     def unload_checkpoint(self) -> None:
         with self.manager.lock:
@@ -424,6 +445,8 @@ def build_services(args: Args, load_now: bool = True) -> Services:
     manager = ModelManager(registry, device, dtype, paths.tokenizer_cache, options)
     manager.embeddings = EmbeddingLibrary(paths.embeddings_dir)
     manager.embeddings.refresh()
+    loras = LoraLibrary(paths.models_dir / "Lora")
+    loras.refresh()
     styles = StyleStore(paths.styles_file)
     try:
         styles.load()
@@ -439,7 +462,7 @@ def build_services(args: Args, load_now: bool = True) -> Services:
     manager.on_loaded.append(lambda model: extensions.fire("on_model_loaded", ModelLoaded(model.checkpoint.model_name, model.spec.family.name, model)))
     generation = GenerationService(
         manager, queue, paths.preview_factors_file, styles, settings=settings, outputs=OutputWriter(paths.outputs_dir),
-        vae_approx_dir=paths.vae_approx_dir, history=history, extensions=extensions,
+        vae_approx_dir=paths.vae_approx_dir, history=history, extensions=extensions, loras=loras,
     )
     services = Services(args, paths, store, registry, manager, queue, generation, styles, history, extensions)
     generation.ensure_model = services.ensure_model
@@ -461,6 +484,11 @@ def load_extensions_for(args: Args, store: SettingsStore) -> ExtensionRegistry:
         return ExtensionRegistry()
     enabled = store.extra.get(EXTENSIONS_ENABLED_KEY)
     return load_extensions(args.extensions_dir, enabled if isinstance(enabled, dict) else {}, store.extra.get)
+
+
+def _hash_names(value: str) -> list[str]:
+    """The names of an infotext's "name: hash, name2: hash" value (Lora hashes, TI hashes)."""
+    return [part.rsplit(":", 1)[0].strip() for part in value.strip().strip('"').split(",") if ":" in part]
 
 
 def _restore_vae_choice(services: Services) -> None:

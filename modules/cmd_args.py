@@ -4,7 +4,9 @@ Only the standard library is imported here, so a typo in a flag is reported at o
 gradio take seconds to import. Where things live:
 
 - `--models-dir` (default `<repo>/models`): `Stable-diffusion/` and `VAE/` are scanned for weights;
-  `--ckpt-dir` / `--vae-dir` add folders, `--ckpt` adds one file.
+  `--ckpt-dir` / `--vae-dir` add folders, `--ckpt` adds one file. When none of them holds a
+  checkpoint, the demo model shipped in `<repo>/models/Stable-diffusion` is listed and loaded
+  instead (`--no-demo-model` turns that off).
 - `--data-dir` (default `<repo>/data`): everything Easel writes — `config.json` (settings),
   `cache.json` (model hashes), `caches/` (the built CLIP tokenizer), `outputs/` (images) and the
   history database. Point it elsewhere to keep several independent set-ups, or for tests.
@@ -19,6 +21,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+# The small demo model that ships with Easel (tools/train_demo_model.py): listed and loaded when no
+# other checkpoint is found, so a fresh install draws something before any download.
+DEMO_CHECKPOINT = REPO_ROOT / "models" / "Stable-diffusion" / "easel-demo-shapes.safetensors"
 DEFAULT_PORT = 7860
 DEFAULT_API_ONLY_PORT = 7861  # A1111's default when there is no web UI (--nowebui)
 LOOPBACK = "127.0.0.1"
@@ -46,6 +51,7 @@ class Args:
     device: str | None = None  # None: the `device` setting decides
     dtype: str | None = None  # None: the `dtype` setting decides
     skip_load: bool = False
+    demo_checkpoint: Path | None = DEMO_CHECKPOINT  # None: --no-demo-model
     extensions_dir: Path = REPO_ROOT / "extensions"
     disable_extensions: bool = False
 
@@ -139,6 +145,7 @@ def build_parser() -> argparse.ArgumentParser:
     models.add_argument("--extensions-dir", type=_folder, metavar="DIR", default=REPO_ROOT / "extensions", help="folder of extensions (default: extensions/ in the Easel folder)")
     models.add_argument("--disable-extensions", action="store_true", help="start without loading any extension (to rule one out)")
     models.add_argument("--skip-load", action="store_true", help="start without loading a checkpoint")
+    models.add_argument("--no-demo-model", action="store_true", help="when no checkpoint is found, do not fall back to Easel's bundled demo model (models/Stable-diffusion/easel-demo-shapes.safetensors)")
     compute = parser.add_argument_group("compute")
     compute.add_argument("--device", type=_device, default=None, help="auto, cpu, cuda, cuda:N or mps (default: the 'device' setting, auto)")
     compute.add_argument("--dtype", choices=("auto", "fp32", "fp16", "bf16"), default=None, help="weights dtype (default: the 'dtype' setting, auto)")
@@ -167,6 +174,7 @@ def parse_args(argv: list[str] | None = None) -> Args:
         device=ns.device,
         dtype=ns.dtype,
         skip_load=ns.skip_load,
+        demo_checkpoint=None if ns.no_demo_model else DEMO_CHECKPOINT,
         extensions_dir=ns.extensions_dir,
         disable_extensions=ns.disable_extensions,
     )

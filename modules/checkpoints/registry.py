@@ -72,12 +72,17 @@ def _scan(root: Path, suffixes: tuple[str, ...], kind: Literal["checkpoint", "va
 class ModelRegistry:
     """Scans checkpoint and VAE folders; names, hashes and finds models."""
 
-    def __init__(self, checkpoint_dirs: list[Path], vae_dirs: list[Path], hash_cache: HashCache, extra_checkpoints: list[Path] = ()):
+    def __init__(
+        self, checkpoint_dirs: list[Path], vae_dirs: list[Path], hash_cache: HashCache, extra_checkpoints: list[Path] = (),
+        fallback_checkpoints: list[Path] = (),
+    ):
         self.checkpoint_dirs = [Path(d) for d in checkpoint_dirs]
         self.vae_dirs = [Path(d) for d in vae_dirs]
         # Single files named on the command line (`--ckpt`): listed without scanning their folder,
         # which for a file in ~/Downloads would list everything beside it.
         self.extra_checkpoints = [Path(p) for p in extra_checkpoints]
+        # Listed only while nothing else is (Easel's bundled demo model): a fresh install has a model.
+        self.fallback_checkpoints = [Path(p) for p in fallback_checkpoints]
         self.hash_cache = hash_cache
         self._lock = threading.Lock()
         self.checkpoints: list[ModelFile] = []
@@ -99,6 +104,8 @@ class ModelRegistry:
             if path.is_file() and path.resolve() not in listed:
                 checkpoints.append(ModelFile("checkpoint", path, path.name))
                 vaes += [ModelFile("vae", p, p.name) for p in sorted(path.parent.glob(f"{path.stem}.vae.*")) if p.suffix in VAE_SUFFIXES]
+        if not checkpoints:
+            checkpoints = [ModelFile("checkpoint", p, p.name) for p in self.fallback_checkpoints if p.is_file()]
         for root in self.vae_dirs:
             vaes += _scan(root, VAE_SUFFIXES, "vae", with_folders=False)
         unique_vaes: dict[str, ModelFile] = {}
