@@ -139,13 +139,19 @@ def add_misc_routes(router: APIRouter, services: Services) -> None:
     def get_memory() -> dict[str, Any]:
         return memory()
 
-    for path, what in (("/loras", "LoRAs"), ("/hypernetworks", "hypernetworks"), ("/face-restorers", "face restorers"),
+    @router.get("/loras", response_model=list[dict[str, Any]])
+    def get_loras() -> list[dict[str, Any]]:
+        """The LoRAs of models/Lora (A1111's shape: name, alias, path, metadata)."""
+        return [entry.api_dict() for entry in services.loras.entries()]
+
+    @router.post("/refresh-loras")
+    def refresh_loras() -> None:
+        services.loras.refresh()
+
+    for path, what in (("/hypernetworks", "hypernetworks"), ("/face-restorers", "face restorers"),
                        ("/realesrgan-models", "RealESRGAN models")):
         router.add_api_route(path, _empty_list, methods=["GET"], response_model=list[dict[str, Any]],
                              summary=f"{what.capitalize()} (none in Easel yet: an empty list)")
-
-    for path in ("/refresh-loras",):
-        router.add_api_route(path, _nothing, methods=["POST"], summary="Nothing to refresh in Easel yet (null)")
 
 
 def embeddings_listing(services: Services) -> dict[str, Any]:
@@ -166,10 +172,6 @@ def embeddings_listing(services: Services) -> dict[str, Any]:
 
 def _empty_list() -> list[dict[str, Any]]:
     return []
-
-
-def _nothing() -> None:
-    return None
 
 
 def add_fallback_route(router: APIRouter) -> None:

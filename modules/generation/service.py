@@ -29,11 +29,14 @@ from modules.generation.previews import PreviewChooser, PreviewMethod
 from modules.generation.request import GenerationRequest, Img2ImgRequest
 from modules.generation.engine import EngineHooks, GenerationResult, Interrupted, Skipped, StepEvent
 from modules.generation.img2img import check_inputs, img2img
+from modules.generation.loras import RequestLoras, request_loras
 from modules.generation.outpaint import OutpaintRequest, outpaint
 from modules.generation.outpaint import check_inputs as check_outpaint_inputs
 from modules.generation.txt2img import txt2img
 from modules.infotext.create import create_infotext
 from modules.jobs import Job, JobContext, JobQueue, ProgressEvent
+from modules.lora.files import LoraLibrary
+from modules.lora.patch import LoraPatcher
 from modules.outputs import OutputWriter, write_text_atomically
 from modules.prompts.styles import StyleStore
 from modules.sampling.sampler_table import find_sampler, parse_sampler_name
@@ -52,7 +55,7 @@ class GenerationService:
         self, manager: ModelManager, queue: JobQueue, preview_cache: Path | None = None, styles: StyleStore | None = None,
         settings: Settings | None = None, outputs: OutputWriter | None = None,
         ensure_model: Callable[[], object] | None = None, vae_approx_dir: Path | None = None,
-        history: HistoryStore | None = None, extensions: ExtensionRegistry | None = None,
+        history: HistoryStore | None = None, extensions: ExtensionRegistry | None = None, loras: LoraLibrary | None = None,
     ):
         self.manager = manager
         self.queue = queue
@@ -63,11 +66,14 @@ class GenerationService:
         self.ensure_model = ensure_model  # loads the start-up checkpoint when none is loaded
         self.history = history
         self.extensions = extensions
+        self.loras = loras  # models/Lora; None: LoRA tags are noted and left out
+        self.lora_patcher = LoraPatcher()  # applies a job's LoRAs in place, restores them bitwise after
 
     def submit_txt2img(self, request: GenerationRequest, job_id: str | None = None) -> Job:
         """Validates the request now (UserError on bad input), applies its styles, then queues it."""
         request.validate()
         find_sampler(request.sampler_name)
+        request_loras(self.loras, request)  # a malformed <lora:...> tag is refused now
         request = self._styled(request)
 
         def run(model: LoadedModel, job_request, on_step, preview, hooks) -> GenerationResult:
@@ -126,12 +132,20 @@ class GenerationService:
         stopped = {"interrupted": False}
         fix_steps = self.settings.img2img_fix_steps
 
+        loras = request_loras(self.loras, request)  # applied by _run; again after a model switch
+
         def generate(cell: GenerationRequest) -> GenerationResult:
             cell.validate()
-            if cell.checkpoint and (self.manager.loaded is None or self.manager.loaded.checkpoint != self.manager.registry.find_checkpoint(cell.checkpoint)):
-                self.manager.switch_checkpoint(cell.checkpoint)  # the model stays for the next cell; put back at the end
-            if cell.vae and cell.vae != self.manager.vae_choice:
-                self.manager.switch_vae(cell.vae)
+            switch_checkpoint = cell.checkpoint and (
+                self.manager.loaded is None or self.manager.loaded.checkpoint != self.manager.registry.find_checkpoint(cell.checkpoint))
+            switch_vae = cell.vae and cell.vae != self.manager.vae_choice
+            if switch_checkpoint or switch_vae:
+                self.lora_patcher.restore()  # never swap weights under a patch
+                if switch_checkpoint:
+                    self.manager.switch_checkpoint(cell.checkpoint)  # the model stays for the next cell; put back at the end
+                if switch_vae:
+                    self.manager.switch_vae(cell.vae)
+                self._apply_loras(self.manager.loaded, RequestLoras(loras.uses))
             model = self.manager.loaded
             hooks = JobHooks(self.extensions, task)
             hooks.request = cell
@@ -140,6 +154,7 @@ class GenerationService:
                 result = img2img(model, cell, on_step=on_step, preview=preview, fix_steps=fix_steps, hooks=engine)
             else:
                 result = txt2img(model, cell, on_step=on_step, preview=preview, hooks=engine)
+            result.extra_parameters.update(loras.infotext(self.loras) if self.loras is not None else {})
             self._describe(model, cell, result, hooks)
             stopped["interrupted"] |= result.interrupted
             return result
@@ -160,6 +175,7 @@ class GenerationService:
             log.exception("Script %r of extension %r failed", script.title, script.extension)
             raise UserError(f"The script {script.title!r} (extension {script.extension!r}) failed: {type(error).__name__}: {error}") from error
         finally:
+            self.lora_patcher.restore()
             try:
                 if original is not None and (self.manager.loaded is None or self.manager.loaded.checkpoint != original):
                     self.manager.switch_checkpoint(original)
@@ -225,7 +241,14 @@ class GenerationService:
 
                     hooks = JobHooks(self.extensions, history_task or task_name)
                     job_request = hooks.start(replace(request))
-                    result = task(model, job_request, on_step, preview, hooks.engine())
+                    loras = request_loras(self.loras, job_request)
+                    self._apply_loras(model, loras)
+                    try:
+                        result = task(model, job_request, on_step, preview, hooks.engine())
+                    finally:  # for this job only: the weights are the checkpoint's again, bit for bit
+                        self.lora_patcher.restore()
+                    result.extra_parameters.update(loras.infotext(self.loras) if self.loras is not None else {})
+                    result.notes += loras.notes
                     active = self.manager.loaded or model  # a script may have switched and put back the model
                     self._describe(active, job_request, result, hooks)
                     self._save(active, job_request, result, task_name, hooks)
@@ -236,6 +259,13 @@ class GenerationService:
         if result.interrupted:
             log.info("Job %s interrupted; returning %d image(s)", ctx.job_id, len(result.images))
         return result
+
+    def _apply_loras(self, model: LoadedModel, loras: RequestLoras) -> None:
+        if not loras.uses:
+            return
+        report = self.lora_patcher.apply(model, loras.uses)
+        for name, skipped in report.unmatched.items():
+            loras.notes.append(f"LoRA {name!r}: {len(skipped)} of its layers do not fit {model.checkpoint.model_name} and were left out.")
 
     def _describe(self, model: LoadedModel, request: GenerationRequest, result: GenerationResult, hooks: JobHooks) -> None:
         """Each image's infotext (after the extensions' after_image, which may change the image and

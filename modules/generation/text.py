@@ -5,6 +5,7 @@ from __future__ import annotations
 from modules.checkpoints.manager import LoadedModel
 from modules.generation.guidance import StepConditions
 from modules.prompts.conditioning import EncoderPlan, PromptEncoder
+from modules.prompts.extra_networks import extract_extra_networks
 from modules.prompts.parser import parse_emphasis
 from modules.prompts.schedule import prompt_schedule, split_and, text_at_step
 
@@ -49,7 +50,7 @@ def ti_hashes(encoder: PromptEncoder, steps: int, *prompts: str) -> dict[str, st
     steps (none: no key)."""
     used: dict[str, str] = {}
     for prompt in prompts:
-        for part, _ in split_and(prompt):
+        for part, _ in split_and(extract_extra_networks(prompt)[0]):
             for _, variant in prompt_schedule(part, steps):
                 for embedding in encoder.embeddings_used(variant):
                     used.setdefault(embedding.name, embedding.shorthash)
@@ -58,7 +59,9 @@ def ti_hashes(encoder: PromptEncoder, steps: int, *prompts: str) -> dict[str, st
 
 def step_conditions(encoder: PromptEncoder, prompt: str, steps: int, allow_and: bool, hires_steps: int | None = None) -> StepConditions:
     """Conditioning for every step: one schedule per AND part, merged at every boundary. With
-    `hires_steps`, the hires pass's schedule (`steps` is then the first pass's count)."""
+    `hires_steps`, the hires pass's schedule (`steps` is then the first pass's count). Extra-network
+    tags (`<lora:...>`) are removed first, as A1111 does: the job applies them (generation/loras.py)."""
+    prompt = extract_extra_networks(prompt)[0]
     parts = split_and(prompt) if allow_and else [(prompt, 1.0)]
     schedules = [prompt_schedule(text, steps, hires_steps) for text, _ in parts]
     boundaries = sorted({end for schedule in schedules for end, _ in schedule})

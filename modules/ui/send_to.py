@@ -89,6 +89,9 @@ class SendWiring:
         loaded = self.services.manager.loaded
         if entry is not None and (loaded is None or loaded.checkpoint != entry):
             message = self.model_line.switch(entry.name) or message
+        missing = self.services.missing_networks(params.get("Prompt", ""), params)
+        if missing:
+            message = " ".join(part for part in (message, f"Not found here (the image used them): {', '.join(missing)}.") if part)
         return dict(zip(self.model_line.components, self.model_line.refresh(None))), message
 
     # --- wiring ------------------------------------------------------------------------------------
