@@ -39,6 +39,7 @@ log = logging.getLogger(__name__)
 
 # Settings that only take effect when Easel starts again.
 RESTART_SETTINGS = ("device", "dtype", "sd_vae_checkpoint_cache")
+DEMO_PREFIX = "easel-demo-"  # file names of the demo models Easel ships (models/Stable-diffusion)
 QUEUE_LIMIT = 64  # jobs waiting at once (running ones not counted)
 
 
@@ -403,16 +404,17 @@ class Services:
             except ModelNotFoundError as error:
                 if not self.registry.checkpoints:
                     raise
-                log.warning("%s Loading %s instead.", error, self.registry.checkpoints[0].name)
+                log.warning("%s Loading %s instead.", error, first_checkpoint(self.registry.checkpoints).name)
         if not self.registry.checkpoints:
             raise ModelNotFoundError(
                 f"No checkpoint found. Put a .safetensors or .ckpt file in {self.paths.checkpoints_dir} "
                 "(or start with --ckpt PATH / --ckpt-dir DIR), then press refresh."
             )
-        return self.registry.checkpoints[0]
+        return first_checkpoint(self.registry.checkpoints)
 
     def load_startup_checkpoint(self) -> LoadedModel | None:
-        """`--ckpt`, else the `sd_model_checkpoint` setting, else the first listed. Never raises:
+        """`--ckpt`, else the `sd_model_checkpoint` setting, else the first listed (a user's model
+        before Easel's demo, which is listed alone when nothing else is found). Never raises:
         Easel starts without a model and says why."""
         try:
             return self.switch_checkpoint(self._startup_choice(), remember=False)
@@ -438,6 +440,7 @@ def build_services(args: Args, load_now: bool = True) -> Services:
         [paths.vae_dir, *args.vae_dirs],
         HashCache(paths.hash_cache_file),
         [args.ckpt] if args.ckpt is not None else [],
+        [args.demo_checkpoint] if args.demo_checkpoint is not None else [],
     )
     device = choose_device(args.device or settings.device)
     dtype = choose_dtype(device, args.dtype or settings.dtype)
@@ -484,6 +487,12 @@ def load_extensions_for(args: Args, store: SettingsStore) -> ExtensionRegistry:
         return ExtensionRegistry()
     enabled = store.extra.get(EXTENSIONS_ENABLED_KEY)
     return load_extensions(args.extensions_dir, enabled if isinstance(enabled, dict) else {}, store.extra.get)
+
+
+def first_checkpoint(checkpoints: list[ModelFile]) -> ModelFile:
+    """The first listed checkpoint that is not one of Easel's demo models, else the first listed:
+    the demo is for a fresh install, and a user's own model wins as soon as there is one."""
+    return next((entry for entry in checkpoints if not entry.path.name.startswith(DEMO_PREFIX)), checkpoints[0])
 
 
 def _hash_names(value: str) -> list[str]:
