@@ -23,9 +23,10 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Iterator, Sequence
 
 import torch
 
@@ -173,6 +174,15 @@ class LoraPatcher:
         report.parameters = len(totals)
         report.seconds = time.perf_counter() - started
         return report
+
+    @contextmanager
+    def applied(self, model: LoadedModel, uses: Sequence[LoraUse]) -> Iterator[PatchReport]:
+        """`uses` in effect for the block (one generation), removed after it even if it raises."""
+        report = self.apply(model, uses)
+        try:
+            yield report
+        finally:
+            self.restore(model)
 
     def restore(self, model: LoadedModel | None = None) -> None:
         """Copies every patched tensor's original data back (bitwise). Safe to call when nothing is

@@ -15,6 +15,7 @@ from modules.checkpoints.tensor_files import write_safetensors
 from modules.generation.request import GenerationRequest
 from modules.generation.txt2img import txt2img
 from modules.lora.files import LoraLibrary
+from modules.lora.format import LoraLayer, layer_delta
 from modules.lora.patch import LoraPatcher, LoraUse
 from tools.make_test_loras import make_lora_tensors, write_test_lora
 from tools.make_test_models import tiny_spec, write_test_checkpoint
@@ -210,3 +211,33 @@ def test_sdxl_te1_te2_and_ldm_named_unet_layers(setup):
     assert report.parameters == sum(len(p) for p in expected["xl"].values())
     patcher.restore(loaded)
     _assert_restored(loaded, before)
+
+
+def test_applied_block_removes_the_lora_even_when_the_generation_fails(sd1):
+    loaded, library, _, patcher = sd1
+    before = _snapshot(loaded)
+    with pytest.raises(RuntimeError, match="boom"):
+        with patcher.applied(loaded, [LoraUse(library.find("a"), 1.0)]) as report:
+            assert report.parameters > 0 and _changed(loaded, before)["unet"]
+            raise RuntimeError("boom")
+    assert not patcher.is_patched
+    _assert_restored(loaded, before)
+
+
+def test_layer_delta_shapes_conv_cp_and_mismatch():
+    g = torch.Generator().manual_seed(0)
+    up, down = torch.randn(6, 2, 1, 1, generator=g), torch.randn(2, 5, 3, 3, generator=g)
+    conv = layer_delta(LoraLayer("c", down=down, up=up, alpha=1.0), torch.Size([6, 5, 3, 3]), torch.device("cpu"))
+    want = torch.nn.functional.conv2d(down.permute(1, 0, 2, 3), up).permute(1, 0, 2, 3) * 0.5  # kohya's merge
+    torch.testing.assert_close(conv, want)
+    # Linear-shaped factors on a 1x1-conv weight (SD2-style LoRA on an SD1-style proj_in): reshaped.
+    up2, down2 = torch.randn(6, 2, generator=g), torch.randn(2, 5, generator=g)
+    onexone = layer_delta(LoraLayer("p", down=down2, up=up2), torch.Size([6, 5, 1, 1]), torch.device("cpu"))
+    torch.testing.assert_close(onexone, (up2 @ down2).reshape(6, 5, 1, 1))
+    # LoCon CP decomposition: mid (rank x rank x 3 x 3) between 1x1 down and up.
+    mid, down3 = torch.randn(2, 2, 3, 3, generator=g), torch.randn(2, 5, 1, 1, generator=g)
+    cp = layer_delta(LoraLayer("m", down=down3, up=up, mid=mid, alpha=4.0), torch.Size([6, 5, 3, 3]), torch.device("cpu"))
+    want = torch.einsum("or,rskl,si->oikl", up.flatten(1), mid, down3.flatten(1)) * 2.0
+    torch.testing.assert_close(cp, want)
+    with pytest.raises(ValueError, match="makes a"):
+        layer_delta(LoraLayer("x", down=down2, up=up2), torch.Size([7, 5]), torch.device("cpu"))
