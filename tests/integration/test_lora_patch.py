@@ -1,6 +1,6 @@
 """LoRA patching on tiny real checkpoints loaded through the real loader, with kohya-format LoRA files:
 weight 0 is no LoRA, weight w changes the picture, removal restores every weight bitwise, LoRAs add,
-te/unet multipliers touch only their component, deltas are cached, SDXL's te1/te2 keys map."""
+te/unet multipliers touch only their component, deltas are cached, SDXL's te1/te2 and SD2's keys map."""
 
 from __future__ import annotations
 
@@ -27,11 +27,13 @@ def setup(tmp_path_factory, tokenizer_cache):
     write_test_checkpoint(root / "Stable-diffusion" / "sd1.safetensors", "sd1", "tiny", seed=1)
     write_test_checkpoint(root / "Stable-diffusion" / "sd1b.safetensors", "sd1", "tiny", seed=2)
     write_test_checkpoint(root / "Stable-diffusion" / "xl.safetensors", "sdxl-base", "tiny", seed=3)
+    write_test_checkpoint(root / "Stable-diffusion" / "sd2.safetensors", "sd2", "tiny", seed=4)
     expected = {
         "a": write_test_lora(root / "Lora" / "a.safetensors", "sd1", "tiny", seed=10, rank=4),
         "b": write_test_lora(root / "Lora" / "sub" / "b.safetensors", "sd1", "tiny", seed=11, rank=2, alpha=2.0, conv_rank=2),
         "old": write_test_lora(root / "Lora" / "old.pt", "sd1", "tiny", seed=12, rank=3),
         "xl": write_test_lora(root / "Lora" / "xl.safetensors", "sdxl-base", "tiny", seed=13, rank=4),
+        "sd2": write_test_lora(root / "Lora" / "sd2.safetensors", "sd2", "tiny", seed=15, rank=4),
     }
     # A file with layers the model lacks and a LyCORIS key we do not read: reported, not fatal.
     tensors, expected["odd"] = make_lora_tensors(tiny_spec("sd1", "tiny"), seed=14, components=("unet",))
@@ -196,19 +198,23 @@ def test_half_precision_weights_restore_bitwise(setup, tokenizer_cache):
     _assert_restored(loaded, before)
 
 
-def test_sdxl_te1_te2_and_ldm_named_unet_layers(setup):
+@pytest.mark.parametrize("name, components", [
+    ("xl", {"unet", "text_encoder", "text_encoder_2"}),  # lora_te1_/lora_te2_, LDM-named UNet layers
+    ("sd2", {"unet", "text_encoder"}),  # OpenCLIP text encoder under transformers names, linear proj_in
+])
+def test_sdxl_and_sd2_loras_map_every_layer(setup, name, components):
     manager, library, expected = setup
-    loaded = manager.switch_checkpoint("xl")
+    loaded = manager.switch_checkpoint(name)
     before = _snapshot(loaded)
     patcher = LoraPatcher()
-    report = patcher.apply(loaded, [LoraUse(library.find("xl"), 0.8, 0.6)])
+    report = patcher.apply(loaded, [LoraUse(library.find(name), 0.8, 0.6)])
     assert report.unmatched == {}
-    assert set(expected["xl"]) == {"unet", "text_encoder", "text_encoder_2"}
-    for component, params in expected["xl"].items():
+    assert set(expected[name]) == components
+    for component, params in expected[name].items():
         weight = 0.6 if component == "unet" else 0.8
-        for name, delta in params.items():
-            torch.testing.assert_close(loaded.modules[component].get_parameter(name).detach(), before[component][name] + weight * delta, rtol=1e-5, atol=1e-5)
-    assert report.parameters == sum(len(p) for p in expected["xl"].values())
+        for param, delta in params.items():
+            torch.testing.assert_close(loaded.modules[component].get_parameter(param).detach(), before[component][param] + weight * delta, rtol=1e-5, atol=1e-5)
+    assert report.parameters == sum(len(p) for p in expected[name].values())
     patcher.restore(loaded)
     _assert_restored(loaded, before)
 
