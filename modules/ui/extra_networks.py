@@ -90,7 +90,7 @@ def build_extra_networks(services: Services, prefix: str, prompt: gr.Textbox) ->
             return text
         return insert_tag(text, shown[event.index].tag)
 
-    def on_refresh():
+    def on_refresh_networks():
         try:
             services.refresh()
         except UserError as error:
@@ -98,5 +98,5 @@ def build_extra_networks(services: Services, prefix: str, prompt: gr.Textbox) ->
         return listing()
 
     gallery.select(on_click, [prompt, state], prompt, show_progress="hidden")
-    refresh.click(on_refresh, None, [gallery, state, message], show_progress="hidden")
+    refresh.click(on_refresh_networks, None, [gallery, state, message], show_progress="hidden")
     return ExtraNetworksPanel(gallery, state)
