@@ -24,6 +24,7 @@ from modules.extensions.api import Script, ScriptRun
 from modules.extensions.job_hooks import JobHooks
 from modules.extensions.registry import ExtensionRegistry
 from modules.generation.grid import image_grid
+from modules.generation.hires import hires_target
 from modules.history import HistoryEntry, HistoryStore
 from modules.generation.previews import PreviewChooser, PreviewMethod
 from modules.generation.request import GenerationRequest, Img2ImgRequest
@@ -37,6 +38,7 @@ from modules.infotext.create import create_infotext
 from modules.jobs import Job, JobContext, JobQueue, ProgressEvent
 from modules.lora.files import LoraLibrary
 from modules.lora.patch import LoraPatcher
+from modules.memory import OutOfMemoryError, free_memory, is_out_of_memory
 from modules.outputs import OutputWriter, write_text_atomically
 from modules.prompts.styles import StyleStore
 from modules.sampling.sampler_table import find_sampler, parse_sampler_name
@@ -169,9 +171,11 @@ class GenerationService:
             result = script.run(run)  # type: ignore[misc]
         except (Interrupted, Skipped, UserError):
             raise
-        except ValueError as error:  # the API's way for a script to refuse its input: shown as it is
-            raise UserError(f"{script.title}: {error}") from error
-        except Exception as error:  # the script's bug: a clear message naming it, the traceback in the log
+        except Exception as error:
+            if is_out_of_memory(error):  # not the script's bug: reported as out of memory by _run
+                raise
+            if isinstance(error, ValueError):  # the API's way for a script to refuse its input: shown as it is
+                raise UserError(f"{script.title}: {error}") from error
             log.exception("Script %r of extension %r failed", script.title, script.extension)
             raise UserError(f"The script {script.title!r} (extension {script.extension!r}) failed: {type(error).__name__}: {error}") from error
         finally:
@@ -212,6 +216,23 @@ class GenerationService:
         return self.previews.choose(self.settings.show_progress_type, model.vae_module, sdxl=model.spec.family.name.startswith("sdxl"))
 
     def _run(self, ctx: JobContext, request: GenerationRequest, task: TaskFn, task_name: str, history_task: str | None = None) -> GenerationResult:
+        """Runs one job on the held model. Out of memory anywhere in it becomes OutOfMemoryError
+        with a sentence, raised only after the failed job's tensors are freed."""
+        phase = {"loading": True}
+        try:
+            return self._run_held(ctx, request, task, task_name, history_task, phase)
+        except Exception as error:
+            if not is_out_of_memory(error):
+                raise
+            log.warning("Job %s ran out of memory: %s", ctx.job_id, str(error).splitlines()[0] if str(error) else type(error).__name__)
+            message = out_of_memory_message(request, phase["loading"], error, self.manager.device.type)
+        # Outside the except block the error's traceback, and with it every frame of the failed job
+        # and the tensors they held, is unreachable: only now can the memory be given back.
+        free_memory(self.manager.device.type)
+        raise OutOfMemoryError(message)
+
+    def _run_held(self, ctx: JobContext, request: GenerationRequest, task: TaskFn, task_name: str, history_task: str | None,
+                  phase: dict[str, bool]) -> GenerationResult:
         with self.manager.lock:
             previous = self.manager.loaded.checkpoint if self.manager.loaded is not None else None
             previous_vae = self.manager.vae_choice
@@ -224,6 +245,7 @@ class GenerationService:
                 if request.vae:
                     self.manager.switch_vae(request.vae)
                 with self.manager.use() as model:
+                    phase["loading"] = False
                     preview = self._preview(model) if request.preview_every else None
 
                     def on_step(event: StepEvent) -> None:
@@ -349,6 +371,21 @@ class GenerationService:
         except Exception:  # the generation's own outcome matters more; the log has the cause
             log.exception("Could not restore the model after a per-request override")
 
+
+
+def out_of_memory_message(request: GenerationRequest, loading: bool, error: BaseException, device_type: str) -> str:
+    """What the user reads when a job ran out of memory: at what size, and what to try."""
+    where = "GPU" if device_type in ("cuda", "mps") else "memory"
+    detail = (str(error).splitlines() or [type(error).__name__])[0].strip()[:200] or type(error).__name__
+    if loading:
+        return (f"Out of memory while loading the model: close other programs using the {where}, or lower "
+                f"'Checkpoints kept in RAM' in Settings. ({detail})")
+    size = f"{request.width}x{request.height}"
+    if request.enable_hr and not isinstance(request, Img2ImgRequest):
+        target = hires_target(request)
+        size += f" (hires fix to {target.width}x{target.height})"
+    return (f"Out of memory at {size}, batch {request.batch_size}: try a smaller size or batch size, or close other "
+            f"programs using the {where}. The memory was freed; the next job can run. ({detail})")
 
 
 def eta_parameters(request: GenerationRequest) -> dict[str, float]:
