@@ -218,15 +218,19 @@ class OutputWriter:
             number, temp_path, descriptor = self._claim(folder)
         final_path = folder / _bounded_name(number, decoration, extension)
         try:
-            with os.fdopen(descriptor, "wb") as file:
-                file.write(data)
-                file.flush()
-                os.fsync(file.fileno())
+            self._write(descriptor, data)
             os.replace(temp_path, final_path)
-        except BaseException:
+        except BaseException:  # a full disk or a kill: the temporary file goes, no real name is half-written
             temp_path.unlink(missing_ok=True)
             raise
         return final_path
+
+    def _write(self, descriptor: int, data: bytes) -> None:
+        """Writes an image's bytes to its claimed temporary file (and closes it), synced to disk."""
+        with os.fdopen(descriptor, "wb") as file:
+            file.write(data)
+            file.flush()
+            os.fsync(file.fileno())
 
     @staticmethod
     def _fields(
@@ -282,5 +286,9 @@ class OutputWriter:
 def write_text_atomically(path: Path, text: str) -> None:
     """A sidecar file (the image's infotext as .txt), written to a temporary name then renamed."""
     temp = path.with_name(path.name + TEMP_SUFFIX)
-    temp.write_text(text, encoding="utf-8")
-    os.replace(temp, path)
+    try:
+        temp.write_text(text, encoding="utf-8")
+        os.replace(temp, path)
+    except BaseException:  # a full disk must not leave half a file behind
+        temp.unlink(missing_ok=True)
+        raise

@@ -104,6 +104,7 @@ def info_object(services: Services, plan: ApiJobPlan, job: Job, result: Generati
         "is_using_inpainting_conditioning": bool(model and model.inpainting),
         "version": A1111_VERSION,
         "task_id": job.id,
+        "notes": list(result.notes),  # Easel's: what went differently, e.g. an image that could not be saved
     }
 
 

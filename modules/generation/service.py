@@ -314,6 +314,7 @@ class GenerationService:
         checkpoint = model.checkpoint
         model_hash = self.manager.registry.shorthash(checkpoint, compute=True)
         saving = self.outputs is not None and self.settings.samples_save and request.save_samples
+        unsaved: dict[str, int] = {}  # why -> how many images; a full disk must not lose the images made
         for image, seed, text in zip(result.images, result.image_seeds, result.infotexts):
             path = None
             if saving:
@@ -322,8 +323,10 @@ class GenerationService:
                         image, text, task=task, fmt=self.settings.samples_format, pattern=self.settings.samples_filename_pattern,
                         seed=seed, prompt=request.prompt, model_name=checkpoint.model_name, request=request, model_hash=model_hash,
                     )
-                except (OSError, UserError) as error:  # a full disk must not lose the images already made: they are still returned
+                except (OSError, UserError) as error:  # the image is still returned (and recorded without a file)
                     log.error("Could not save an image: %s", error)
+                    reason = save_failure_reason(error)
+                    unsaved[reason] = unsaved.get(reason, 0) + 1
                 if path is not None:
                     hooks.saved(path, text)
                 if path is not None and self.settings.save_txt:
@@ -331,8 +334,13 @@ class GenerationService:
                         write_text_atomically(path.with_suffix(".txt"), text)
                     except OSError as error:
                         log.error("Could not write %s: %s", path.with_suffix(".txt"), error)
+                        result.notes.append(f"The parameters file {path.with_suffix('.txt').name} was not written: {save_failure_reason(error)}.")
             result.paths.append(path)
             self._record(request, result, text, seed, model_hash, checkpoint.model_name, path, hooks.task, image.size)
+        for reason, count in unsaved.items():
+            what = "The image was" if len(result.images) == 1 else f"{count} of {len(result.images)} images were"
+            result.notes.append(f"{what} not saved to the outputs folder: {reason}. It is shown here: download it from "
+                                "the gallery, then free some disk space or make the outputs folder writable.")
         if len(result.images) > 1 and self.settings.grid_save:
             if result.grid is None:  # a script may have drawn its own
                 result.grid = image_grid(result.images)
@@ -344,6 +352,8 @@ class GenerationService:
                     )
                 except (OSError, UserError) as error:
                     log.error("Could not save the grid: %s", error)
+                    if not unsaved:  # the images' note already says why
+                        result.notes.append(f"The grid was not saved to the outputs folder: {save_failure_reason(error)}.")
 
     def _record(self, request: GenerationRequest, result: GenerationResult, infotext: str, seed: int,
                 model_hash: str | None, model_name: str, path: Path | None, task: str, size: tuple[int, int]) -> None:
@@ -371,6 +381,14 @@ class GenerationService:
         except Exception:  # the generation's own outcome matters more; the log has the cause
             log.exception("Could not restore the model after a per-request override")
 
+
+
+def save_failure_reason(error: BaseException) -> str:
+    """Why a file could not be written, as a user reads it: the OS's words and the path."""
+    if isinstance(error, OSError) and error.strerror:
+        where = f" ({error.filename})" if error.filename else ""
+        return f"{error.strerror}{where}"
+    return str(error) or type(error).__name__
 
 
 def out_of_memory_message(request: GenerationRequest, loading: bool, error: BaseException, device_type: str) -> str:
