@@ -40,7 +40,6 @@ log = logging.getLogger(__name__)
 # Settings that only take effect when Easel starts again.
 RESTART_SETTINGS = ("device", "dtype", "sd_vae_checkpoint_cache")
 DEMO_PREFIX = "easel-demo-"  # file names of the demo models Easel ships (models/Stable-diffusion)
-QUEUE_LIMIT = 64  # jobs waiting at once (running ones not counted)
 
 
 @dataclass(frozen=True)
@@ -383,6 +382,8 @@ class Services:
     def _apply_live(self, values: dict[str, Any]) -> None:
         if "sd_checkpoint_cache" in values:
             self.manager.set_cache_size(self.settings.sd_checkpoint_cache)
+        if "max_queued_jobs" in values:
+            self.queue.set_limit(self.settings.max_queued_jobs)
         if "sd2_prediction" in values:
             self.manager.options.sd2_prediction = self.settings.sd2_prediction  # for the next load
         later = [key for key in values if key in RESTART_SETTINGS]
@@ -455,7 +456,7 @@ def build_services(args: Args, load_now: bool = True) -> Services:
         styles.load()
     except UserError as error:
         log.error("%s", error)
-    queue = JobQueue(max_pending=QUEUE_LIMIT)
+    queue = JobQueue(max_pending=settings.max_queued_jobs)
     try:
         history = HistoryStore(paths.database, outputs_root=paths.outputs_dir)
     except HistorySchemaError as error:  # written by a newer Easel: keep it untouched, record in memory

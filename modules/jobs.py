@@ -233,8 +233,10 @@ IDLE_STATE: dict[str, Any] = {
 class JobQueue:
     """Jobs wait here in order; one worker thread per device runs them.
 
-    `max_pending` bounds the jobs *waiting* (running ones do not count). Finished jobs are kept
-    (the newest `keep_finished`) so that results, errors and final events can still be read.
+    `max_pending` bounds the jobs *waiting* (running ones do not count; 0: no bound; the
+    `max_queued_jobs` setting, changed live with :meth:`set_limit`): a job over it is refused with
+    :class:`QueueFullError` and every job already accepted still runs. Finished jobs are kept (the
+    newest `keep_finished`) so that results, errors and final events can still be read.
     """
 
     def __init__(
@@ -255,6 +257,13 @@ class JobQueue:
         self._finished: OrderedDict[str, Job[Any]] = OrderedDict()
         self._closed = False
 
+
+    def set_limit(self, max_pending: int) -> None:
+        """Changes how many jobs may wait (0: no bound). Jobs already waiting stay queued."""
+        if max_pending < 0:
+            raise ValueError("max_pending must be >= 0")
+        with self._lock:
+            self.max_pending = max_pending
 
     def start(self) -> None:
         """Starts one worker per device (once)."""
@@ -288,8 +297,10 @@ class JobQueue:
         with self._lock:
             if self._closed:
                 raise UserError("the server is shutting down and takes no new jobs")
-            if len(self._pending) >= self.max_pending:
-                raise QueueFullError(f"the queue is full ({len(self._pending)} waiting); try again later")
+            if self.max_pending and len(self._pending) >= self.max_pending:
+                raise QueueFullError(
+                    f"the queue is full ({len(self._pending)} waiting); try again later, when a job has finished "
+                    "(the limit is the max_queued_jobs setting)")
             if job_id is None:
                 job_id = uuid.uuid4().hex
             elif self._live(str(job_id)) is not None:
