@@ -14,12 +14,15 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from modules.checkpoints.hashing import HashCache
 from modules.checkpoints.manager import VAE_AUTOMATIC, VAE_NONE, LoadedModel, ManagerOptions, ModelManager
 from modules.checkpoints.registry import ModelFile, ModelRegistry
 from modules.cmd_args import Args
 from modules.config import Settings, SettingsStore
 from modules.devices import choose_device, choose_dtype
+from modules.performance import choose_optimizations, choose_threads, cuda_free_bytes
 from modules.errors import ModelNotFoundError, UserError
 from modules.extensions.api import ModelLoaded
 from modules.extensions.loader import load_extensions
@@ -445,7 +448,10 @@ def build_services(args: Args, load_now: bool = True) -> Services:
     )
     device = choose_device(args.device or settings.device)
     dtype = choose_dtype(device, args.dtype or settings.dtype)
-    options = ManagerOptions(settings.sd_checkpoint_cache, settings.sd_vae_checkpoint_cache, settings.sd2_prediction)
+    torch.set_num_threads(choose_threads(args.threads))
+    optimizations = choose_optimizations(device, dtype, cuda_free_bytes(device), memory=args.memory, fast_mode=args.fast_mode)
+    log.info("Device %s, %s, %d CPU threads; %s", device, dtype, torch.get_num_threads(), optimizations.describe())
+    options = ManagerOptions(settings.sd_checkpoint_cache, settings.sd_vae_checkpoint_cache, settings.sd2_prediction, optimizations)
     manager = ModelManager(registry, device, dtype, paths.tokenizer_cache, options)
     manager.embeddings = EmbeddingLibrary(paths.embeddings_dir)
     manager.embeddings.refresh()

@@ -50,6 +50,9 @@ class Args:
     api_auth: Credentials = field(default_factory=list)
     device: str | None = None  # None: the `device` setting decides
     dtype: str | None = None  # None: the `dtype` setting decides
+    threads: int | None = None  # CPU threads; None: one per physical core (modules/performance.py)
+    fast_mode: bool = False  # torch.compile the UNet
+    memory: str = "auto"  # memory plan: auto, full or low
     skip_load: bool = False
     demo_checkpoint: Path | None = DEMO_CHECKPOINT  # None: --no-demo-model
     extensions_dir: Path = REPO_ROOT / "extensions"
@@ -149,6 +152,9 @@ def build_parser() -> argparse.ArgumentParser:
     compute = parser.add_argument_group("compute")
     compute.add_argument("--device", type=_device, default=None, help="auto, cpu, cuda, cuda:N or mps (default: the 'device' setting, auto)")
     compute.add_argument("--dtype", choices=("auto", "fp32", "fp16", "bf16"), default=None, help="weights dtype (default: the 'dtype' setting, auto)")
+    compute.add_argument("--threads", type=int, metavar="N", default=None, help="CPU threads for torch (default: one per physical core)")
+    compute.add_argument("--fast-mode", action="store_true", help="compile the UNet with torch.compile (the first job at each size waits for it)")
+    compute.add_argument("--memory", choices=("auto", "full", "low"), default="auto", help="memory plan: low = attention slicing + tiled VAE (default: chosen from free GPU memory)")
     return parser
 
 
@@ -173,6 +179,9 @@ def parse_args(argv: list[str] | None = None) -> Args:
         api_auth=ns.api_auth,
         device=ns.device,
         dtype=ns.dtype,
+        threads=ns.threads,
+        fast_mode=ns.fast_mode,
+        memory=ns.memory,
         skip_load=ns.skip_load,
         demo_checkpoint=None if ns.no_demo_model else DEMO_CHECKPOINT,
         extensions_dir=ns.extensions_dir,

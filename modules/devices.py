@@ -1,10 +1,14 @@
-"""Choosing the device and dtype: CUDA (fp16, or bf16 where asked) when present, else CPU float32."""
+"""Choosing the device and dtype: CUDA (fp16, or bf16 where asked) when present, else the CPU (bf16 on
+AMX CPUs, float32 on the others: modules/performance.py decides)."""
 
 from __future__ import annotations
+
+from typing import Callable
 
 import torch
 
 from modules.errors import UserError
+from modules.performance import auto_cpu_dtype
 
 DTYPES = {"fp32": torch.float32, "float32": torch.float32, "fp16": torch.float16, "float16": torch.float16, "bf16": torch.bfloat16, "bfloat16": torch.bfloat16}
 
@@ -26,10 +30,11 @@ def choose_device(preference: str = "auto") -> torch.device:
     return device
 
 
-def choose_dtype(device: torch.device, preference: str = "auto") -> torch.dtype:
-    """"auto": fp16 on CUDA and MPS, float32 on CPU; or "fp32", "fp16", "bf16"."""
+def choose_dtype(device: torch.device, preference: str = "auto", cpu_dtype: Callable[[], torch.dtype] = auto_cpu_dtype) -> torch.dtype:
+    """"auto": fp16 on CUDA and MPS; on a CPU bf16 where it has AMX (measured faster), else float32
+    (`cpu_dtype` decides; tests pass their own); or "fp32", "fp16", "bf16"."""
     if preference == "auto":
-        return torch.float16 if device.type in ("cuda", "mps") else torch.float32
+        return torch.float16 if device.type in ("cuda", "mps") else cpu_dtype()
     if preference not in DTYPES:
         raise UserError(f"Unknown dtype '{preference}': use auto, fp32, fp16 or bf16.")
     return DTYPES[preference]

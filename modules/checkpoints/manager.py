@@ -81,6 +81,7 @@ class ManagerOptions:
     checkpoint_cache_size: int = 2
     vae_cache_size: int = 2
     sd2_prediction: str = "auto"  # "auto" | "epsilon" | "v_prediction"
+    optimizations: object | None = None  # modules.performance.Optimizations handed to every loaded model; None: plain
 
 
 TOKENIZER_WAIT_S = 30.0  # how long the token counter waits for a model load that holds the lock
@@ -101,6 +102,7 @@ class LoadedModel:
     # Per-model caches of the generation engine (e.g. encoded prompts); they go with the model.
     caches: dict[str, object] = field(default_factory=dict)
     embeddings: object | None = None  # the manager's EmbeddingLibrary (textual inversion), if any
+    optimizations: object | None = None  # modules.performance.Optimizations the engine applies per pass
 
     @property
     def spec(self):
@@ -388,7 +390,8 @@ class ModelManager:
         if weights.spec.prediction_type == "auto":
             is_v = detect_v_prediction(modules["unet"])
             weights.spec = replace(weights.spec, prediction_type="v_prediction" if is_v else "epsilon")
-        self.loaded = LoadedModel(entry, weights, modules, tokenizers, vae_entry, self.device, self.dtype, embeddings=self.embeddings)
+        self.loaded = LoadedModel(entry, weights, modules, tokenizers, vae_entry, self.device, self.dtype, embeddings=self.embeddings,
+                                  optimizations=self.options.optimizations)
         for listener in self.on_loaded:
             listener(self.loaded)
         return self.loaded

@@ -22,8 +22,9 @@ from PIL import Image
 
 from modules.checkpoints.manager import LoadedModel
 from modules.generation.guidance import GuidedDenoiser, StepConditions, UNetEps
-from modules.generation.previews import FullVaePreview, PreviewMethod
+from modules.generation.previews import AsyncPreviews, PreviewMethod, to_images
 from modules.generation.request import GenerationRequest
+from modules.performance import decode_checked, tiles, unet_for_pass, vae_tiling
 from modules.sampling import noise as noise_mod
 from modules.sampling.denoiser import DiscreteDenoiser
 from modules.sampling.sampler_table import SamplerSpec, parse_sampler_name
@@ -47,6 +48,7 @@ class StepEvent:
     step: int  # 1-based, counted over all passes of the batch (first pass, then hires)
     steps: int
     preview: list[Image.Image] | None
+    text: str | None = None  # what the job is doing besides stepping (e.g. fast mode's warm-up)
 
 
 @dataclass
@@ -100,6 +102,7 @@ class Progress:
     preview: PreviewMethod | None
     preview_every: int
     hooks: EngineHooks | None = None
+    notes: list[str] | None = None  # the job's notes to the user (GenerationResult.notes)
 
 
 @dataclass
@@ -159,9 +162,16 @@ def alphas_cumprod(model: LoadedModel) -> torch.Tensor:
     return torch.cumprod(1.0 - betas, dim=0).float()
 
 
-def model_denoiser(model: LoadedModel, time_ids: torch.Tensor | None = None, image_conditioning: torch.Tensor | None = None) -> DiscreteDenoiser:
-    """The UNet as a k-diffusion denoiser; also the model's sigma grid for building schedules."""
-    return DiscreteDenoiser(UNetEps(model.unet, time_ids, image_conditioning), alphas_cumprod(model), model.spec.prediction_type)
+def model_denoiser(model: LoadedModel, time_ids: torch.Tensor | None = None, image_conditioning: torch.Tensor | None = None,
+                   unet: torch.nn.Module | None = None) -> DiscreteDenoiser:
+    """The UNet (or `unet`: the pass's optimised view of it) as a k-diffusion denoiser; also the
+    model's sigma grid for building schedules."""
+    return DiscreteDenoiser(UNetEps(unet if unet is not None else model.unet, time_ids, image_conditioning), alphas_cumprod(model), model.spec.prediction_type)
+
+
+def optimizations(model: LoadedModel):
+    """The speed/memory choices the manager gave this model (modules/performance.py); None: plain."""
+    return getattr(model, "optimizations", None)
 
 
 def is_sdxl(model: LoadedModel) -> bool:
@@ -185,21 +195,42 @@ def sample(model: LoadedModel, request: GenerationRequest, plan: SamplingPass, p
     """Runs one pass. Returns (latent, interrupted): when the step callback raises Interrupted the
     latent is the last x0 prediction (what the preview showed), or `plan.fallback` before the
     first step. Skipped propagates."""
-    inner = model_denoiser(model, plan.time_ids, plan.image_conditioning)
+    announced: set[str] = set()
+
+    def say(text: str) -> None:  # shown as the job's progress text, and kept in its notes
+        if progress.on_step is not None:
+            progress.on_step(StepEvent(progress.first_image, progress.image_count, progress.steps_before, progress.steps_total, None, text))
+        if progress.notes is not None and text not in announced:
+            announced.add(text)
+            progress.notes.append(text)
+
+    try:
+        with unet_for_pass(model.unet, optimizations(model), model.caches, tuple(plan.x.shape), say) as unet:
+            return _sample(model, request, plan, progress, unet)
+    except Interrupted:  # raised by the step callback while the warm-up was announced
+        return plan.fallback, True
+
+
+def _sample(model: LoadedModel, request: GenerationRequest, plan: SamplingPass, progress: Progress, unet: torch.nn.Module) -> tuple[torch.Tensor | None, bool]:
+    inner = model_denoiser(model, plan.time_ids, plan.image_conditioning, unet)
     guided = GuidedDenoiser(inner, plan.conds, plan.unconds, request.cfg_scale, inner.sigma_min, inner.sigma_max)
     denoiser = guided if plan.keep is None else MaskedDenoiser(guided, plan.init_latent, plan.keep)
     done_steps = {"steps": 0}
     if progress.hooks is not None and progress.hooks.before_denoise is not None:
         denoiser = HookedDenoiser(denoiser, guided, progress.hooks.before_denoise, len(plan.sigmas) - 1, done_steps)
     last: dict[str, torch.Tensor] = {}
+    previews = AsyncPreviews(progress.preview) if progress.preview is not None and progress.preview_every else None
 
     def callback(info: StepInfo) -> None:
         last["denoised"] = info.denoised
         done = info.index + 1
         done_steps["steps"] = done
         shown = None
-        if progress.preview is not None and progress.preview_every and (done % progress.preview_every == 0 or done == info.total):
-            shown = progress.preview(info.denoised)
+        if previews is not None:
+            if done % progress.preview_every == 0 or done == info.total:
+                shown = previews.submit(info.denoised)
+            if shown is None:  # CUDA: an earlier step's picture whose copy is done, never a wait but at the end
+                shown = previews.poll(wait=done == info.total)
         if progress.on_step is not None:
             progress.on_step(StepEvent(progress.first_image, progress.image_count, progress.steps_before + done, progress.steps_total, shown))
 
@@ -227,23 +258,22 @@ def encode(model: LoadedModel, pixels: torch.Tensor) -> torch.Tensor:
     vae = model.vae_module
     param = next(vae.parameters())
     latents = []
-    with torch.no_grad():
+    with torch.no_grad(), vae_tiling(vae, tiles(optimizations(model), pixels.shape[-1], pixels.shape[-2])):
         for image in pixels:
             x = (image[None] * 2 - 1).to(param.device, param.dtype)
             latents.append(vae.encode(x).latent_dist.mean.float() * vae.config.scaling_factor)
     return torch.cat(latents).to(model.device)
 
 
-def decode(model: LoadedModel, latent: torch.Tensor) -> list[Image.Image]:
-    return FullVaePreview(model.vae_module)(latent)
+def decode(model: LoadedModel, latent: torch.Tensor, notes: list[str] | None = None) -> list[Image.Image]:
+    """Latents -> pictures. A half-precision decode that gives NaN is redone in float32 and `notes`
+    says so; large pictures decode tiled when the model's memory plan asks for it."""
+    return to_images(decode_checked(model.vae_module, latent, optimizations(model), notes))
 
 
-def decode_pixels(model: LoadedModel, latent: torch.Tensor) -> torch.Tensor:
+def decode_pixels(model: LoadedModel, latent: torch.Tensor, notes: list[str] | None = None) -> torch.Tensor:
     """Latents -> images (B, 3, H, W) in [0, 1], not rounded to 8 bits."""
-    vae = model.vae_module
-    param = next(vae.parameters())
-    with torch.no_grad():
-        out = vae.decode(latent.to(param.device, param.dtype) / vae.config.scaling_factor).sample.float()
+    out = decode_checked(model.vae_module, latent, optimizations(model), notes)
     return ((out + 1) / 2).clamp(0, 1)
 
 

@@ -96,14 +96,14 @@ def hires_sampler(request: GenerationRequest) -> tuple[SamplerSpec, str]:
     return resolve_sampler(request.hr_sampler_name or request.sampler_name, request.hr_scheduler or request.scheduler)
 
 
-def upscale(model: LoadedModel, latent: torch.Tensor, request: GenerationRequest, target: HiresTarget) -> torch.Tensor:
+def upscale(model: LoadedModel, latent: torch.Tensor, request: GenerationRequest, target: HiresTarget, notes: list[str] | None = None) -> torch.Tensor:
     """The first pass's latent at the target size (before the crop)."""
     size = (target.upscale_y // OPT_F, target.upscale_x // OPT_F)
     if request.hr_upscaler in LATENT_UPSCALE_MODES:
         mode, antialias = LATENT_UPSCALE_MODES[request.hr_upscaler]
         return torch.nn.functional.interpolate(latent, size=size, mode=mode, antialias=antialias)
     resample = Image.LANCZOS if request.hr_upscaler == "Lanczos" else Image.NEAREST
-    pixels = decode_pixels(model, latent)
+    pixels = decode_pixels(model, latent, notes)
     images = []
     for image in pixels:
         array = (image.permute(1, 2, 0).cpu().numpy() * 255).astype(np.uint8)  # A1111 truncates, too
@@ -131,7 +131,7 @@ def hires_pass(
 ) -> tuple[torch.Tensor | None, bool]:
     """Upscales the first pass's `latent` and runs the second pass. Returns (latent, interrupted)."""
     target = hires_target(request)
-    latent = crop(upscale(model, latent, request, target), target)
+    latent = crop(upscale(model, latent, request, target, progress.notes), target)
     sampler, schedule = hires_sampler(request)
     steps = hires_steps(request)
     total, t_enc = tail_steps(steps, hires_strength(request), fix_steps=True)

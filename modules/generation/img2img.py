@@ -290,9 +290,9 @@ def img2img(
                 init_latent=init if keep is not None else None, keep=keep, image_conditioning=conditioning, time_ids=time_ids,
                 noise_range=(full[full > 0].min(), full.max()), fallback=init,
             )
-            progress = Progress(first, request.batch_size * request.n_iter, 0, len(sigmas) - 1, on_step, preview, request.preview_every, hooks)
+            progress = Progress(first, request.batch_size * request.n_iter, 0, len(sigmas) - 1, on_step, preview, request.preview_every, hooks, result.notes)
             latent, interrupted = sample(model, request, plan, progress)
-        images = decode(model, latent)
+        images = decode(model, latent, result.notes)
         if keep is not None:
             images = finish(images, [preparation.images[i] for i in picks])
         return images, [latent], interrupted

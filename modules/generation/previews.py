@@ -70,8 +70,50 @@ class LinearPreview:
         bias = self.bias.to(latent.device, latent.dtype)
         return torch.einsum("bchw,cr->brhw", latent, factors) + bias[None, :, None, None]
 
+    def pixels(self, latent: torch.Tensor) -> torch.Tensor:
+        """(B, H, W, 3) uint8 on the latent's device: what `__call__` shows, before the copy to the host."""
+        return ((self.rgb(latent).float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1)
+
     def __call__(self, latent: torch.Tensor) -> list[Image.Image]:
         return to_images(self.rgb(latent))
+
+
+class AsyncPreviews:
+    """Live previews without a device->host sync per step.
+
+    On a CUDA device, a method with `pixels()` (Approx cheap, TAESD) computes the small uint8 picture
+    on the GPU and copies it into pinned memory without waiting; the picture is handed out at the
+    first later step whose copy has finished (`CUDA event.query()`, which does not block), and the
+    last step waits for it. So the GPU never idles for a preview, at the price of previews arriving a
+    step or so late. Anywhere else (CPU, methods without `pixels()`) `submit` returns the picture at once.
+    """
+
+    def __init__(self, method: PreviewMethod):
+        self.method = method
+        self._pending: tuple[torch.Tensor, object] | None = None
+
+    def submit(self, latent: torch.Tensor) -> list[Image.Image] | None:
+        pixels = getattr(self.method, "pixels", None)
+        if latent.device.type != "cuda" or pixels is None:
+            return self.method(latent)
+        on_device = pixels(latent)
+        host = torch.empty(on_device.shape, dtype=torch.uint8, pin_memory=True)
+        host.copy_(on_device, non_blocking=True)
+        event = torch.cuda.Event()
+        event.record()
+        self._pending = (host, event)  # a newer preview replaces one not shown yet
+        return None
+
+    def poll(self, wait: bool = False) -> list[Image.Image] | None:
+        """The submitted picture if its copy is done (or, with `wait`, once it is); else None."""
+        if self._pending is None:
+            return None
+        host, event = self._pending
+        if not wait and not event.query():
+            return None
+        event.synchronize()
+        self._pending = None
+        return [Image.fromarray(a) for a in host.numpy()]
 
 
 class FullVaePreview:

@@ -259,6 +259,7 @@ class GenerationService:
                             step=event.step,
                             steps=event.steps,
                             preview=event.preview[0] if event.preview else None,
+                            textinfo=event.text,
                         ))
 
                     hooks = JobHooks(self.extensions, history_task or task_name)

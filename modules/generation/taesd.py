@@ -168,9 +168,12 @@ class TaesdPreview:
         param = next(decoder.parameters())
         return decoder(latent.to(param.dtype)).float()
 
+    def pixels(self, latent: torch.Tensor) -> torch.Tensor:
+        """(B, 8h, 8w, 3) uint8 on the latent's device (previews.AsyncPreviews copies it without a sync)."""
+        return (self.rgb(latent).clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1)
+
     def __call__(self, latent: torch.Tensor) -> list[Image.Image]:
-        array = (self.rgb(latent).clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
-        return [Image.fromarray(a) for a in array]
+        return [Image.fromarray(a) for a in self.pixels(latent).cpu().numpy()]
 
 
 class TaesdCache:

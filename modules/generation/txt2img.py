@@ -95,7 +95,7 @@ def txt2img(
             latent_shape, seeds, subseeds, request.subseed_strength,
             (request.seed_resize_from_w, request.seed_resize_from_h), request.rng_source, device,
         )
-        progress = Progress(first, request.batch_size * request.n_iter, 0, steps_total, on_step, preview, request.preview_every, hooks)
+        progress = Progress(first, request.batch_size * request.n_iter, 0, steps_total, on_step, preview, request.preview_every, hooks, result.notes)
         # 4. sample
         plan = SamplingPass(x * sigmas[0], sigmas, sampler, conds, unconds, seeds, image_conditioning=image_conditioning, time_ids=time_ids)
         latent, interrupted = sample(model, request, plan, progress)
@@ -106,7 +106,7 @@ def txt2img(
         # 6. decode
         if latent is None:
             return [], [], interrupted
-        return decode(model, latent), [latent], interrupted
+        return decode(model, latent, result.notes), [latent], interrupted
 
     return run_batches(request, result, make_batch, hooks)
 
