@@ -269,6 +269,8 @@ def side_by_side_arguments(description: str, repeats: int) -> Any:
     parser.add_argument("--repeats", type=int, default=repeats)
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--cache-dir", type=Path, default=ROOT / "bench" / ".cache")
+    parser.add_argument("--full-repeats", type=int, default=None,
+                        help="timed runs on the SD1.5-shaped model (default: half of --repeats; bench/run_all.py sets it)")
     return parser.parse_args()
 
 
@@ -285,7 +287,8 @@ def model_cases(args: Any, work: Path, full_repeats_floor: int = 2) -> list[tupl
     if not args.quick:
         if not full.exists():
             raise SystemExit("Run bench/model_switch.py once first: it writes the SD1.5-shaped checkpoint this uses.")
-        cases.append(("SD1.5-shaped random weights", full, 256, min(args.steps, 10), max(full_repeats_floor, args.repeats // 2)))
+        repeats = getattr(args, "full_repeats", None) or max(full_repeats_floor, args.repeats // 2)
+        cases.append(("SD1.5-shaped random weights", full, 256, min(args.steps, 10), repeats))
     return cases
 
 
