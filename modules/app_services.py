@@ -16,6 +16,7 @@ from typing import Any
 
 import torch
 
+from modules.backends import open_backend
 from modules.checkpoints.hashing import HashCache
 from modules.checkpoints.manager import VAE_AUTOMATIC, VAE_NONE, LoadedModel, ManagerOptions, ModelManager
 from modules.checkpoints.registry import ModelFile, ModelRegistry
@@ -462,7 +463,8 @@ def build_services(args: Args, load_now: bool = True) -> Services:
         styles.load()
     except UserError as error:
         log.error("%s", error)
-    queue = JobQueue(max_pending=settings.max_queued_jobs)
+    backend = open_backend(args)  # in-process, or Ray Serve replicas (--backend ray)
+    queue = JobQueue(max_pending=settings.max_queued_jobs, devices=backend.slots)
     try:
         history = HistoryStore(paths.database, outputs_root=paths.outputs_dir)
     except HistorySchemaError as error:  # written by a newer Easel: keep it untouched, record in memory
@@ -470,12 +472,13 @@ def build_services(args: Args, load_now: bool = True) -> Services:
         history = HistoryStore(":memory:", outputs_root=paths.outputs_dir)
     extensions = load_extensions_for(args, store)
     manager.on_loaded.append(lambda model: extensions.fire("on_model_loaded", ModelLoaded(model.checkpoint.model_name, model.spec.family.name, model)))
-    generation = GenerationService(
+    generation = backend.generation_service(
         manager, queue, paths.preview_factors_file, styles, settings=settings, outputs=OutputWriter(paths.outputs_dir),
         vae_approx_dir=paths.vae_approx_dir, history=history, extensions=extensions, loras=loras,
     )
     services = Services(args, paths, store, registry, manager, queue, generation, styles, history, extensions)
     generation.ensure_model = services.ensure_model
+    backend.bind(services)
     _restore_vae_choice(services)
     log.info("Device %s, %s; %d checkpoint(s), %d VAE(s) found.", device, str(dtype).removeprefix("torch."), len(registry.checkpoints), len(registry.vaes))
     queue.start()

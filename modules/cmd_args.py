@@ -54,6 +54,10 @@ class Args:
     fast_mode: bool = False  # torch.compile the UNet
     memory: str = "auto"  # memory plan: auto, full or low
     skip_load: bool = False
+    backend: str = "inprocess"  # "ray": generation on Ray Serve replicas (modules/backends, docs/scale-out.md)
+    ray_address: str | None = None  # None: start a local Ray instance
+    ray_replicas: int = 0  # 0: one per GPU of the Ray cluster (at least 1)
+    ray_models_per_replica: int = 2
     demo_checkpoint: Path | None = DEMO_CHECKPOINT  # None: --no-demo-model
     extensions_dir: Path = REPO_ROOT / "extensions"
     disable_extensions: bool = False
@@ -155,6 +159,11 @@ def build_parser() -> argparse.ArgumentParser:
     compute.add_argument("--threads", type=int, metavar="N", default=None, help="CPU threads for torch (default: one per physical core)")
     compute.add_argument("--fast-mode", action="store_true", help="compile the UNet with torch.compile (the first job at each size waits for it)")
     compute.add_argument("--memory", choices=("auto", "full", "low"), default="auto", help="memory plan: low = attention slicing + tiled VAE (default: chosen from free GPU memory)")
+    scale = parser.add_argument_group("scale-out (docs/scale-out.md)")
+    scale.add_argument("--backend", choices=("inprocess", "ray"), default="inprocess", help="where generation runs: in this process, or on Ray Serve replicas (pip install -r requirements-ray.txt)")
+    scale.add_argument("--ray-address", metavar="ADDR", default=None, help="Ray cluster to join (auto, or ray://HOST:10001; default: start a local one)")
+    scale.add_argument("--ray-replicas", type=int, metavar="N", default=0, help="generation replicas (default: one per GPU of the cluster)")
+    scale.add_argument("--ray-models-per-replica", type=int, metavar="N", default=2, help="checkpoints each replica keeps loaded (LRU; default 2)")
     return parser
 
 
@@ -183,6 +192,10 @@ def parse_args(argv: list[str] | None = None) -> Args:
         fast_mode=ns.fast_mode,
         memory=ns.memory,
         skip_load=ns.skip_load,
+        backend=ns.backend,
+        ray_address=ns.ray_address,
+        ray_replicas=ns.ray_replicas,
+        ray_models_per_replica=ns.ray_models_per_replica,
         demo_checkpoint=None if ns.no_demo_model else DEMO_CHECKPOINT,
         extensions_dir=ns.extensions_dir,
         disable_extensions=ns.disable_extensions,

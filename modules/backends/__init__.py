@@ -1,0 +1,74 @@
+"""Where generation runs: in this process (the default) or on Ray Serve replicas (`--backend ray`).
+
+`open_backend(args)` returns an object with the JobQueue's worker slots and a factory for the
+GenerationService; build_services uses both, so the UI and the API see the same services and the
+same Job objects whichever backend runs the jobs. Ray is imported only for `--backend ray`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Protocol
+
+from modules.errors import UserError
+from modules.generation.service import GenerationService
+
+BACKENDS = ("inprocess", "ray")
+RAY_INSTALL_HINT = "pip install -r requirements-ray.txt"
+
+
+class Backend(Protocol):
+    slots: tuple[str, ...]
+
+    def generation_service(self, *args: Any, **kwargs: Any) -> GenerationService: ...
+
+    def bind(self, services: Any) -> None: ...
+
+
+class InProcessBackend:
+    """Jobs run in this process on one worker thread, on the local ModelManager."""
+
+    slots = ("default",)
+
+    def generation_service(self, *args: Any, **kwargs: Any) -> GenerationService:
+        return GenerationService(*args, **kwargs)
+
+    def bind(self, services: Any) -> None:
+        """Nothing to connect: the service already uses the local model."""
+
+
+class RayBackend:
+    """Jobs run on Ray Serve replicas (modules/backends/ray_serve.py); see docs/scale-out.md."""
+
+    def __init__(self, serve_backend: Any) -> None:
+        self.serve_backend = serve_backend
+        self.slots = serve_backend.slots
+
+    def generation_service(self, *args: Any, **kwargs: Any) -> GenerationService:
+        from modules.backends.ray_serve import RayGenerationService
+
+        return RayGenerationService(*args, backend=self.serve_backend, **kwargs)
+
+    def bind(self, services: Any) -> None:
+        services.generation.default_checkpoint = services.startup_name
+
+
+def open_backend(args: Any) -> InProcessBackend | RayBackend:
+    """The backend `args.backend` names; for "ray" connects to Ray and deploys the workers.
+    UserError (with how to install it) when Ray is missing."""
+    backend = args.backend
+    if backend == "inprocess":
+        return InProcessBackend()
+    if backend != "ray":
+        raise UserError(f"Unknown backend {backend!r}: use {' or '.join(BACKENDS)}.")
+    try:
+        from modules.backends.ray_serve import RayBackendConfig, RayServeBackend
+        from modules.backends.ray_worker import WorkerConfig
+    except ImportError as error:
+        raise UserError(f"--backend ray needs Ray Serve, which is not installed ({error}). Install it with: {RAY_INSTALL_HINT}") from error
+    worker = WorkerConfig(
+        models_dir=Path(args.models_dir), cache_dir=Path(args.data_dir) / "caches" / "ray-worker", device=args.device or "auto",
+        dtype=args.dtype or "auto", threads=args.threads or 0, models_per_replica=args.ray_models_per_replica,
+    )
+    config = RayBackendConfig(worker, address=args.ray_address, replicas=args.ray_replicas)
+    return RayBackend(RayServeBackend.start(config))
