@@ -15,7 +15,6 @@ reports each streamed `ProgressEvent` to the job, forwards Interrupt/Skip to the
 from __future__ import annotations
 
 import logging
-import os
 import threading
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
@@ -37,10 +36,6 @@ log = logging.getLogger(__name__)
 
 APP_NAME = "easel"
 NAMESPACE = "easel"
-# Ray Serve sends a request to a replica holding its checkpoint if one frees up within this many
-# seconds, else to another replica (which then loads it). Serve's default is 1 s; loading a real
-# checkpoint takes longer than a typical job, so waiting is cheaper. A value set by the user wins.
-MODEL_MATCH_TIMEOUT_S = "10"
 SIGNAL_POLL_S = 0.05  # how often the UI node looks for an Interrupt/Skip of a running remote job
 
 
@@ -88,7 +83,6 @@ class RayServeBackend:
     @classmethod
     def start(cls, config: RayBackendConfig) -> RayServeBackend:
         """Connects to (or starts) Ray, starts Serve and deploys the workers; waits until they are up."""
-        os.environ.setdefault("RAY_SERVE_MULTIPLEXED_MODEL_ID_MATCHING_TIMEOUT_S", MODEL_MATCH_TIMEOUT_S)
         env = {"PYTHONPATH": str(config.code_root), "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
         started_ray = False
         if not ray.is_initialized():
