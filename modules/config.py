@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import tempfile
 from dataclasses import dataclass, field, fields
@@ -65,6 +66,8 @@ class Settings:
             kind_name = {int: "an integer", float: "a number", str: "text", bool: "true or false"}.get(kind, kind.__name__)
             raise ValueError(f"{name} must be {kind_name}, not {value!r}.")
         value = kind(value)
+        if kind is float and not math.isfinite(value):  # JSON files may hold NaN and Infinity; no setting wants them
+            raise ValueError(f"{name} must be a finite number, not {value!r}.")
         meta = spec.metadata
         if meta["choices"] and value not in meta["choices"]:
             raise ValueError(f"{name} must be one of {', '.join(meta['choices'])}, not {value!r}.")
@@ -89,13 +92,14 @@ class SettingsStore:
             data = json.loads(self.path.read_text(encoding="utf-8"))
             if not isinstance(data, dict):
                 raise ValueError("not a JSON object")
-        except (OSError, ValueError) as error:
-            aside = self.path.with_name(self.path.name + ".corrupt")
-            log.warning("Settings file %s is unreadable (%s); moved to %s, using defaults.", self.path, error, aside)
+        except (OSError, ValueError) as error:  # not JSON, not UTF-8, not an object, empty...
+            aside = self._aside_path()
             try:
                 os.replace(self.path, aside)
-            except OSError:
-                pass
+                log.warning("Settings file %s is unreadable (%s); moved it to %s and started with the defaults.", self.path, error, aside)
+            except OSError as move_error:
+                log.warning("Settings file %s is unreadable (%s) and could not be moved aside (%s); using the defaults.",
+                            self.path, error, move_error)
             return settings
         known = {f.name for f in fields(Settings)}
         for key, value in data.items():
@@ -108,6 +112,14 @@ class SettingsStore:
                 log.warning("Setting ignored, using the default: %s", error)
         return settings
 
+    def _aside_path(self) -> Path:
+        """`config.json.corrupt`, or `.corrupt-N` when an earlier damaged file is already there (kept)."""
+        candidate, number = self.path.with_name(self.path.name + ".corrupt"), 1
+        while candidate.exists():
+            candidate = self.path.with_name(f"{self.path.name}.corrupt-{number}")
+            number += 1
+        return candidate
+
     def update(self, values: dict[str, Any]) -> None:
         """Validates all values first, then applies and saves them (all or nothing)."""
         checked = {key: self.settings.validate(key, value) for key, value in values.items()}
@@ -119,6 +131,10 @@ class SettingsStore:
         data = {**self.extra, **{f.name: getattr(self.settings, f.name) for f in fields(Settings)}}
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".config.", suffix=".json")
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(data, f, indent=2)
-        os.replace(tmp, self.path)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                json.dump(data, f, indent=2)
+            os.replace(tmp, self.path)
+        except BaseException:  # a full disk: the old file stays whole and no temporary file is left
+            Path(tmp).unlink(missing_ok=True)
+            raise
