@@ -275,6 +275,10 @@ class Services:
         removed = self.history.prune_missing()
         if removed:
             log.info("History: forgot %d image(s) whose files were deleted.", removed)
+        if self.generation.outputs is not None:  # after a kill: the half-written temporary files of its saves
+            leftovers = self.generation.outputs.remove_leftovers()
+            if leftovers:
+                log.info("Outputs: removed %d temporary file(s) left by an interrupted save.", len(leftovers))
 
     def startup_title(self) -> str | None:
         """The active checkpoint's title, else the one the first generation will load."""

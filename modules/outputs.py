@@ -13,10 +13,12 @@ exclusively, so two jobs (or two Easel processes) saving at once never get the s
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import string
 import threading
+import time
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -38,6 +40,7 @@ MAX_PROMPT_WORDS = 8  # A1111 option directories_max_prompt_words
 MAX_PART_LENGTH = 128  # A1111 max_filename_part_length: one tag's text
 MAX_NAME_BYTES = 200  # whole file name; file systems allow 255, the rest is head room
 TEMP_SUFFIX = ".tmp"
+LEFTOVER_AGE_S = 600.0  # a temporary file this old is a killed save's, not one in progress
 
 _INVALID_CHARS = '#<>:"/\\|?*\n\r\t' + "".join(chr(c) for c in range(32)) + "\x7f"
 _NON_LETTERS = re.compile(r"[\s" + re.escape(string.punctuation) + r"]+")
@@ -45,6 +48,8 @@ _PATTERN = re.compile(r"(.*?)(?:\[([^\[\]]+)\]|$)")
 _PATTERN_ARG = re.compile(r"(.*)<([^>]*)>$")
 _TASK = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
 _LEADING_NUMBER = re.compile(r"^(\d+)")
+_LEFTOVER = re.compile(r"^\d{5,}\.tmp$|^\d{5,}-.*\.txt\.tmp$")
+log = logging.getLogger(__name__)
 
 
 def sanitize_filename_part(text: str, replace_spaces: bool = True) -> str:
@@ -231,6 +236,23 @@ class OutputWriter:
             file.write(data)
             file.flush()
             os.fsync(file.fileno())
+
+    def remove_leftovers(self, older_than_s: float = LEFTOVER_AGE_S) -> list[Path]:
+        """Deletes the temporary files (``NNNNN.tmp``) a killed save left in the outputs folders and
+        returns their paths. Only those older than `older_than_s`: a younger one may be a save in
+        progress in another Easel process on the same folder (a save takes well under a second)."""
+        removed = []
+        now = time.time()
+        for path in self.outputs_dir.glob(f"*-*/*/*{TEMP_SUFFIX}"):
+            if not _LEFTOVER.match(path.name) or path.parent.parent.name.rsplit("-", 1)[-1] not in ("images", "grids"):
+                continue
+            try:
+                if now - path.stat().st_mtime >= older_than_s and path.is_file():
+                    path.unlink()
+                    removed.append(path)
+            except OSError as error:  # gone already, or not ours to delete: leave it
+                log.warning("Could not remove the leftover %s: %s", path, error)
+        return removed
 
     @staticmethod
     def _fields(
