@@ -161,7 +161,7 @@ def build_parser() -> argparse.ArgumentParser:
     compute.add_argument("--memory", choices=("auto", "full", "low"), default="auto", help="memory plan: low = attention slicing + tiled VAE (default: chosen from free GPU memory)")
     scale = parser.add_argument_group("scale-out (docs/scale-out.md)")
     scale.add_argument("--backend", choices=("inprocess", "ray"), default="inprocess", help="where generation runs: in this process, or on Ray Serve replicas (pip install -r requirements-ray.txt)")
-    scale.add_argument("--ray-address", metavar="ADDR", default=None, help="Ray cluster to join (auto, or ray://HOST:10001; default: start a local one)")
+    scale.add_argument("--ray-address", metavar="ADDR", default=None, help="Ray cluster to join: auto, on a node where `ray start` ran (default: start a local Ray instance on 127.0.0.1)")
     scale.add_argument("--ray-replicas", type=int, metavar="N", default=0, help="generation replicas (default: one per GPU of the cluster)")
     scale.add_argument("--ray-models-per-replica", type=int, metavar="N", default=2, help="checkpoints each replica keeps loaded (LRU; default 2)")
     return parser

@@ -23,7 +23,7 @@ from typing import Any, Callable
 import ray
 from ray import serve
 
-from modules.backends.ray_worker import GenerationWorker, JobSignals, Outcome, RemoteCall, ReplicaInfo, WorkerConfig
+from modules.backends.ray_worker import GenerationWorker, JobSignals, Outcome, RemoteCall, WorkerConfig
 from modules.checkpoints.registry import ModelFile
 from modules.errors import UserError
 from modules.extensions.job_hooks import JobHooks
@@ -49,6 +49,7 @@ class ServedResult(GenerationResult):
 
     replica_id: str = ""
     node_id: str = ""
+    checkpoint_loaded: bool = False  # the replica had to load the checkpoint (no replica held it)
 
 
 @dataclass(frozen=True)
@@ -56,7 +57,7 @@ class RayBackendConfig:
     """How to reach Ray and how to deploy the workers (from the command line, see modules/cmd_args.py)."""
 
     worker: WorkerConfig
-    address: str | None = None  # None: start a local Ray instance; "auto" or "ray://host:10001": join a cluster
+    address: str | None = None  # None: start a local Ray instance; "auto": join the cluster this node is part of
     replicas: int = 0  # 0: one per GPU of the cluster, else 1
     cpus_per_replica: float = 1.0
     gpus_per_replica: float | None = None  # None: 1 when the cluster has GPUs and the device is not "cpu"
@@ -117,7 +118,7 @@ class RayServeBackend:
                 serve.shutdown()
                 ray.shutdown()
 
-    def run(self, ctx: JobContext, sha256: str, call: RemoteCall) -> tuple[GenerationResult | None, ReplicaInfo]:
+    def run(self, ctx: JobContext, sha256: str, call: RemoteCall) -> Outcome:
         """Runs `call` on a replica holding `sha256` (or one that loads it); reports its events to
         `ctx` and forwards the job's Interrupt/Skip while it runs. Raises the replica's error."""
         stream = self.handle.options(stream=True, multiplexed_model_id=sha256).generate.remote(call)
@@ -139,7 +140,7 @@ class RayServeBackend:
             raise RemoteJobError("the Ray Serve replica ended the job without a result")
         if outcome.error is not None:
             raise (UserError if outcome.user_error else RemoteJobError)(outcome.error)
-        return outcome.result, outcome.replica
+        return outcome
 
     def _forward_signals(self, ctx: JobContext, done: threading.Event) -> None:
         interrupted = False
@@ -186,11 +187,11 @@ class RayGenerationService(GenerationService):
         sha256 = self.manager.registry.sha256(entry)
         call = RemoteCall(ctx.job_id, f"{task_name}: {request.prompt[:60]}", replace(request, checkpoint=None), task, task_name,
                           history_task, self.settings)
-        result, replica = self.backend.run(ctx, sha256, call)
-        if result is None:  # interrupted before it began
-            return ServedResult(interrupted=True, replica_id=replica.replica_id, node_id=replica.node_id)
-        served = ServedResult(**{f.name: getattr(result, f.name) for f in fields(GenerationResult)},
-                              replica_id=replica.replica_id, node_id=replica.node_id)
+        outcome = self.backend.run(ctx, sha256, call)
+        where = dict(replica_id=outcome.replica.replica_id, node_id=outcome.replica.node_id, checkpoint_loaded=outcome.loaded_checkpoint)
+        if outcome.result is None:  # interrupted before it began
+            return ServedResult(interrupted=True, **where)
+        served = ServedResult(**{f.name: getattr(outcome.result, f.name) for f in fields(GenerationResult)}, **where)
         served.paths, served.grid_path = [], None  # the replica saved nothing; the files are written here
         hooks = JobHooks(self.extensions, history_task or task_name)
         self._save(_CheckpointOnly(entry), request, served, task_name, hooks)  # type: ignore[arg-type]

@@ -88,6 +88,7 @@ class Outcome:
     result: Any = None
     error: str | None = None
     user_error: bool = False
+    loaded_checkpoint: bool = False  # the replica loaded the checkpoint for this job (it did not hold it)
     timings: dict[str, float] = field(default_factory=dict)
 
 
@@ -153,11 +154,11 @@ class GenerationWorker:
         context = serve.get_replica_context()
         self.info = ReplicaInfo(context.replica_id.unique_id, ray.get_runtime_context().get_node_id(), os.getpid())
         # Multiplexing set up per instance so that the LRU size comes from the config (Ray Serve
-        # detects a `serve.multiplexed` function kept on the instance; it keeps its LRU on `load`).
+        # detects a `serve.multiplexed` function kept on the instance).
         async def load(sha256: str) -> HeldCheckpoint:
             return await asyncio.get_running_loop().run_in_executor(None, self._load_blocking, sha256)
 
-        self._loader = load
+        self.loads = 0  # checkpoints loaded so far (a job that found its checkpoint held adds none)
         self._get_checkpoint = serve.multiplexed(max_num_models_per_replica=config.models_per_replica)(load)
         log.info("Replica %s on %s: %s, %s", self.info.replica_id, self.device, self.dtype, config.models_dir)
 
@@ -187,36 +188,37 @@ class GenerationWorker:
         service = GenerationService(manager, queue, cache / "preview_factors.json", vae_approx_dir=self.config.models_dir / "VAE-approx",
                                     loras=loras)
         queue.start()
+        self.loads += 1
         return HeldCheckpoint(sha256, entry, manager, service)
-
-    async def held(self) -> list[str]:
-        """The sha256 of the checkpoints this replica holds, least recent first (for tests and logs)."""
-        wrapper = getattr(self._loader, "__serve_multiplex_wrapper", None)
-        return list(wrapper.models) if wrapper is not None else []
-
-    async def info_of(self) -> ReplicaInfo:
-        return self.info
 
     async def generate(self, call: RemoteCall) -> AsyncIterator[ProgressEvent | Outcome]:
         """Streams the job's progress events, then its Outcome. The checkpoint is the request's
         multiplexed model id (its sha256)."""
-        started = time.perf_counter()
-        try:
-            held = await self._get_checkpoint(serve.get_multiplexed_model_id())
-        except UserError as error:
-            yield Outcome(self.info, error=str(error), user_error=True)
-            return
-        loaded_s = time.perf_counter() - started
+        sha256 = serve.get_multiplexed_model_id()
         loop = asyncio.get_running_loop()
+        started = time.perf_counter()
+        loads_before = self.loads
+        try:
+            # Looked up before the LRU: a checkpoint this node lacks must not unload one it holds.
+            await loop.run_in_executor(None, self.find_by_hash, sha256)
+            held = await self._get_checkpoint(sha256)
+        except Exception as error:  # noqa: BLE001 - sent back; the UI node raises it for the job
+            yield self._failure(error)
+            return
         out: asyncio.Queue = asyncio.Queue()
         threading.Thread(target=self._run_job, args=(held, call, loop, out), name=f"easel-job-{call.job_id[:8]}", daemon=True).start()
-        while True:
-            item = await out.get()
-            if isinstance(item, Outcome):
-                item.timings["checkpoint"] = loaded_s
+        try:
+            while True:
+                item = await out.get()
+                if isinstance(item, Outcome):
+                    item.loaded_checkpoint = self.loads != loads_before
+                    item.timings["checkpoint"] = time.perf_counter() - started
+                    yield item
+                    return
                 yield item
-                return
-            yield item
+        except asyncio.CancelledError:  # the UI node went away: stop the job instead of finishing it for no one
+            held.service.queue.interrupt(call.job_id)
+            raise
 
     def _run_job(self, held: HeldCheckpoint, call: RemoteCall, loop: asyncio.AbstractEventLoop, out: asyncio.Queue) -> None:
         """Runs the job on the held checkpoint's queue (in this thread's company); forwards events."""
@@ -232,8 +234,7 @@ class GenerationWorker:
                                    call.description, job_id=call.job_id)
                 subscription = queue.subscribe(job.id, maxsize=256)
         except Exception as error:  # noqa: BLE001 - reported to the UI node, which raises it there
-            put(Outcome(self.info, error=str(error) if isinstance(error, UserError) else f"{type(error).__name__}: {error}",
-                        user_error=isinstance(error, UserError)))
+            put(self._failure(error))
             return
         watcher = threading.Thread(target=self._watch_signals, args=(job, queue), name="easel-signals", daemon=True)
         watcher.start()
@@ -245,10 +246,15 @@ class GenerationWorker:
             if result is not None:
                 result.latents = []  # not used by the UI node; not worth the transfer
             put(Outcome(self.info, result=result))
-        except UserError as error:
-            put(Outcome(self.info, error=str(error), user_error=True))
         except Exception as error:  # noqa: BLE001 - the job's own failure, sent back as text
-            put(Outcome(self.info, error=f"{type(error).__name__}: {error}"))
+            put(self._failure(error))
+
+    def _failure(self, error: Exception) -> Outcome:
+        """An error as the UI node shows it: a UserError's sentence, else its type and text."""
+        if isinstance(error, UserError):
+            return Outcome(self.info, error=str(error), user_error=True)
+        log.error("Job failed on replica %s: %s", self.info.replica_id, error, exc_info=error)
+        return Outcome(self.info, error=f"{type(error).__name__}: {error}")
 
     def _watch_signals(self, job: Any, queue: JobQueue) -> None:
         """Applies the UI node's Interrupt/Skip for `job` to this replica's queue until it ends."""

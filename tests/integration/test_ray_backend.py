@@ -91,12 +91,13 @@ def _reference(registry, tokenizers, checkpoint: str, request: GenerationRequest
 
 def test_concurrent_clients_get_their_pixels_and_seeds_from_the_replica_holding_their_checkpoint(cluster):
     service, registry, root, tokenizers = cluster
-    # Warm-up: each checkpoint loaded on one replica; Serve learns who holds what (pushed every 0.1 s).
-    first = {}
-    for name in ("a", "b"):
-        first[name] = service.submit_txt2img(_request(checkpoint=name, seed=1)).result(timeout=120)
-        time.sleep(2.0)
+    # Warm-up, both at once: a replica runs one job at a time, so each checkpoint is loaded on its
+    # own replica; then Serve learns who holds what (replicas push it every 0.1 s).
+    warm = {name: service.submit_txt2img(_request(checkpoint=name, seed=1)) for name in ("a", "b")}
+    first = {name: job.result(timeout=120) for name, job in warm.items()}
+    time.sleep(1.5)
     assert first["a"].replica_id != first["b"].replica_id
+    assert first["a"].checkpoint_loaded and first["b"].checkpoint_loaded
 
     results: dict[tuple[str, int], ServedResult] = {}
     errors: list[BaseException] = []
@@ -118,6 +119,7 @@ def test_concurrent_clients_get_their_pixels_and_seeds_from_the_replica_holding_
 
     for (name, seed), result in results.items():
         assert result.replica_id == first[name].replica_id, f"{name} seed {seed} ran on {result.replica_id}"
+        assert not result.checkpoint_loaded  # the replica held it: no load, no eviction
         assert result.image_seeds == [seed] and len(result.images) == 1 and not result.interrupted
         short = registry.shorthash(registry.find_checkpoint(name), compute=True)
         assert f"Seed: {seed}," in result.infotexts[0] and f"Model hash: {short}" in result.infotexts[0]
@@ -182,8 +184,10 @@ def test_a_checkpoint_no_replica_has_fails_with_a_sentence(cluster):
     job = service.submit_txt2img(_request(checkpoint="c"))
     with pytest.raises(UserError, match="No checkpoint with sha256 .* copy the file into every node"):
         job.result(timeout=120)
-    ok = service.submit_txt2img(_request(checkpoint="a", steps=2)).result(timeout=120)  # the replicas still work
-    assert len(ok.images) == 1
+    # The replicas still work, and still hold their checkpoints: the missing one evicted nothing.
+    for name in ("a", "b"):
+        ok = service.submit_txt2img(_request(checkpoint=name, steps=2)).result(timeout=120)
+        assert len(ok.images) == 1 and not ok.checkpoint_loaded
 
 
 def test_without_ray_the_flag_says_how_to_install_it(tmp_path):
