@@ -2,18 +2,21 @@
 two tiny real checkpoints. Concurrent clients get the same pixels and seeds as an in-process run,
 each checkpoint's jobs go to the replica holding it (multiplexed by sha256), previews and progress
 stream back to the UI node's Job objects, Interrupt and Skip reach the replica running the job, a
-checkpoint no replica has fails with its sentence, and without Ray the flag says how to install it.
+checkpoint no replica has (in a --ckpt-dir of the UI node only) fails with its sentence, the API in
+front answers with the replica's pixels and shows its progress, and without Ray the flag says how to
+install it. Built from the command line (build_services), as webui.py does.
 
 Skipped when Ray Serve is not installed (requirements-ray.txt; requirements-dev.txt has it)."""
 
 from __future__ import annotations
 
-import shutil
+import json
 import subprocess
 import sys
 import threading
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -21,19 +24,19 @@ import torch
 
 pytest.importorskip("ray.serve")
 
-from modules.backends.ray_serve import RayBackendConfig, RayGenerationService, RayServeBackend, ServedResult  # noqa: E402
-from modules.backends.ray_worker import WorkerConfig  # noqa: E402
-from modules.checkpoints.hashing import HashCache  # noqa: E402
+from fastapi.testclient import TestClient  # noqa: E402
+
+from modules.app_services import build_services  # noqa: E402
+from modules.backends.ray_serve import RayGenerationService, ServedResult  # noqa: E402
 from modules.checkpoints.manager import ManagerOptions, ModelManager  # noqa: E402
-from modules.checkpoints.registry import ModelRegistry  # noqa: E402
-from modules.config import Settings  # noqa: E402
+from modules.cmd_args import parse_args  # noqa: E402
 from modules.errors import UserError  # noqa: E402
 from modules.generation.request import GenerationRequest  # noqa: E402
 from modules.generation.service import GenerationService  # noqa: E402
-from modules.history import HistoryStore  # noqa: E402
 from modules.jobs import JobQueue  # noqa: E402
-from modules.outputs import OutputWriter  # noqa: E402
+from tests.api.api_helpers import API, decode  # noqa: E402
 from tools.make_test_models import write_test_checkpoint  # noqa: E402
+from webui import create_app  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.timeout(240)
@@ -45,33 +48,26 @@ def _request(**changes) -> GenerationRequest:
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
-    """UI node: models a, b, c (c exists only here). Ray node: its own folder with copies of a and b."""
+    """Easel built from its command line with --backend ray (2 replicas, 1 checkpoint each, 1 torch
+    thread) and its API. Checkpoints a and b are in the models folder (the replicas' too); c is in
+    a --ckpt-dir of the UI node only, so no replica can find it."""
     root = tmp_path_factory.mktemp("ray")
-    ui_models = root / "ui-models" / "Stable-diffusion"
-    node_models = root / "node-models"
-    ui_models.mkdir(parents=True)
-    (node_models / "Stable-diffusion").mkdir(parents=True)
-    for name, seed in (("a", 1), ("b", 2), ("c", 3)):
-        write_test_checkpoint(ui_models / f"{name}.safetensors", "sd1", "tiny", seed=seed)
-    for name in ("a", "b"):
-        shutil.copy(ui_models / f"{name}.safetensors", node_models / "Stable-diffusion" / f"{name}.safetensors")
-    worker = WorkerConfig(node_models, root / "node-cache", device="cpu", dtype="fp32", threads=1, models_per_replica=1)
+    (root / "models" / "Stable-diffusion").mkdir(parents=True)
+    (root / "ui-only").mkdir()
+    for folder, name, seed in (("models/Stable-diffusion", "a", 1), ("models/Stable-diffusion", "b", 2), ("ui-only", "c", 3)):
+        write_test_checkpoint(root / folder / f"{name}.safetensors", "sd1", "tiny", seed=seed)
+    args = parse_args(["--nowebui", "--models-dir", str(root / "models"), "--data-dir", str(root / "data"), "--ckpt-dir", str(root / "ui-only"),
+                       "--device", "cpu", "--dtype", "fp32", "--threads", "1", "--skip-load", "--no-demo-model", "--disable-extensions",
+                       "--backend", "ray", "--ray-replicas", "2", "--ray-models-per-replica", "1"])
     started = time.perf_counter()
-    backend = RayServeBackend.start(RayBackendConfig(worker, replicas=2, local_cpus=2))
+    services = build_services(args)
     print(f"Ray + 2 replicas up in {time.perf_counter() - started:.1f}s")
-    registry = ModelRegistry([ui_models], [], HashCache(root / "ui-cache.json"))
-    tokenizers = root / "tokenizers"
-    manager = ModelManager(registry, torch.device("cpu"), torch.float32, tokenizers, ManagerOptions())  # never loads here
-    queue = JobQueue(max_pending=0, devices=backend.slots)
-    history = HistoryStore(root / "history.sqlite3", outputs_root=root / "outputs")
-    service = RayGenerationService(manager, queue, root / "factors.json", settings=Settings(), outputs=OutputWriter(root / "outputs"),
-                                   history=history, backend=backend)
-    service.default_checkpoint = lambda: "a"
-    queue.start()
-    yield service, registry, root, tokenizers
-    queue.close()
-    history.close()
-    backend.close()
+    assert isinstance(services.generation, RayGenerationService) and len(services.queue._devices) == 2
+    client = TestClient(create_app(services, args), raise_server_exceptions=False)
+    yield SimpleNamespace(services=services, service=services.generation, client=client, registry=services.registry,
+                          tokenizers=services.paths.tokenizer_cache)
+    services.close()
+    services.generation.backend.close()
 
 
 def _reference(registry, tokenizers, checkpoint: str, request: GenerationRequest):
@@ -90,7 +86,7 @@ def _reference(registry, tokenizers, checkpoint: str, request: GenerationRequest
 
 
 def test_concurrent_clients_get_their_pixels_and_seeds_from_the_replica_holding_their_checkpoint(cluster):
-    service, registry, root, tokenizers = cluster
+    service, registry, tokenizers = cluster.service, cluster.registry, cluster.tokenizers
     # Warm-up, both at once: a replica runs one job at a time, so each checkpoint is loaded on its
     # own replica; then Serve learns who holds what (replicas push it every 0.1 s).
     warm = {name: service.submit_txt2img(_request(checkpoint=name, seed=1)) for name in ("a", "b")}
@@ -124,6 +120,7 @@ def test_concurrent_clients_get_their_pixels_and_seeds_from_the_replica_holding_
         short = registry.shorthash(registry.find_checkpoint(name), compute=True)
         assert f"Seed: {seed}," in result.infotexts[0] and f"Model hash: {short}" in result.infotexts[0]
         assert result.paths and result.paths[0] is not None and result.paths[0].is_file()  # saved on the UI node
+        assert str(cluster.services.paths.outputs_dir) in str(result.paths[0])
     assert service.history.count() >= 8  # 2 warm-up + 6 jobs, recorded here
     for name, seed in (("a", 12), ("b", 21)):  # pixels equal an in-process run with the same seed
         reference = _reference(registry, tokenizers, name, _request(seed=seed))
@@ -132,7 +129,7 @@ def test_concurrent_clients_get_their_pixels_and_seeds_from_the_replica_holding_
 
 
 def test_previews_and_progress_stream_to_the_local_job(cluster):
-    service = cluster[0]
+    service = cluster.service
     job = service.submit_txt2img(_request(checkpoint="a", steps=8, seed=3))
     subscription = service.queue.subscribe(job.id, maxsize=1000)
     events, reports = [], []
@@ -150,7 +147,7 @@ def test_previews_and_progress_stream_to_the_local_job(cluster):
 
 
 def test_interrupt_and_skip_reach_the_replica_running_the_job(cluster):
-    service = cluster[0]
+    service = cluster.service
     long_job = service.submit_txt2img(_request(checkpoint="a", steps=60, n_iter=2, seed=40))
     skip_job = service.submit_txt2img(_request(checkpoint="b", steps=12, n_iter=2, seed=50))
     skipped = interrupted = False
@@ -180,7 +177,7 @@ def test_interrupt_and_skip_reach_the_replica_running_the_job(cluster):
 
 
 def test_a_checkpoint_no_replica_has_fails_with_a_sentence(cluster):
-    service = cluster[0]
+    service = cluster.service
     job = service.submit_txt2img(_request(checkpoint="c"))
     with pytest.raises(UserError, match="No checkpoint with sha256 .* copy the file into every node"):
         job.result(timeout=120)
@@ -188,6 +185,29 @@ def test_a_checkpoint_no_replica_has_fails_with_a_sentence(cluster):
     for name in ("a", "b"):
         ok = service.submit_txt2img(_request(checkpoint=name, steps=2)).result(timeout=120)
         assert len(ok.images) == 1 and not ok.checkpoint_loaded
+
+
+def test_the_api_in_front_answers_with_the_replica_s_image_and_reports_progress(cluster):
+    client, registry = cluster.client, cluster.registry
+    body = {"prompt": "a red circle", "steps": 40, "width": 64, "height": 64, "seed": 77, "sampler_name": "Euler a",
+            "override_settings": {"sd_model_checkpoint": "b"}}
+    answer: dict = {}
+    poster = threading.Thread(target=lambda: answer.update(response=client.post(f"{API}/txt2img", json=body)))
+    poster.start()
+    reports = []
+    while poster.is_alive():
+        report = client.get(f"{API}/progress").json()
+        if report["state"]["sampling_step"] > 0:
+            reports.append(report)
+        time.sleep(0.02)
+    response = answer["response"]
+    assert response.status_code == 200, response.text
+    info = json.loads(response.json()["info"])
+    assert info["seed"] == 77 and info["sd_model_hash"] == registry.shorthash(registry.find_checkpoint("b"), compute=True)
+    reference = _reference(registry, cluster.tokenizers, "b", _request(seed=77, steps=40))
+    assert np.array_equal(np.asarray(decode(response.json()["images"][0]).convert("RGB")), np.asarray(reference.images[0]))
+    assert reports and reports[-1]["state"]["sampling_steps"] == 40 and 0 < reports[-1]["progress"] <= 1
+    assert any(report["current_image"] for report in reports)  # the replica's preview, as /progress shows it
 
 
 def test_without_ray_the_flag_says_how_to_install_it(tmp_path):
