@@ -165,6 +165,8 @@ class Optimizations:
     channels_last: bool = False
     fuse_qkv: bool = False
     compile: bool = False  # "fast mode"
+    compile_backend: str = "inductor"
+    compile_mode: str | None = None  # torch.compile's mode (None: its default; "max-autotune" compiles longer)
     attention_slicing: bool = False
     vae_tile_above_pixels: int | None = None  # None: never tile
     vae_nan_retry: bool = True
@@ -310,11 +312,11 @@ def unet_for_pass(
     cache: dict,
     latent_shape: tuple[int, ...],
     say: Callable[[str], None] | None = None,
-    compile_backend: str = "inductor",
+    compile_backend: str | None = None,
 ) -> Iterator[torch.nn.Module]:
     """The UNet to call for one sampling pass, with the chosen optimisations applied for its length.
     `cache` is the model's per-model cache (fused projections, compiled graphs live there); `say`
-    shows a message to the user (the fast-mode warm-up)."""
+    shows a message to the user (the fast-mode warm-up); `compile_backend` overrides the options' one."""
     if options is None:
         yield unet
         return
@@ -328,7 +330,7 @@ def unet_for_pass(
         if not options.compile:
             yield unet
             return
-        entry = compiled_unet(unet, cache, compile_backend)
+        entry = compiled_unet(unet, cache, compile_backend or options.compile_backend, options.compile_mode)
         shape = tuple(latent_shape)
         if shape not in entry.shapes and say is not None:
             say(f"Fast mode: compiling the UNet for {shape[-1] * 8}x{shape[-2] * 8} (first job at this size; later ones reuse it)")
