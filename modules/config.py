@@ -37,7 +37,7 @@ class Settings:
     sd_vae_checkpoint_cache: int = setting(2, "VAEs kept in RAM.", minimum=1, maximum=16)
     sd2_prediction: str = setting("auto", "Prediction type of SD2 checkpoints without a .yaml: auto detects it with a test pass.", choices=("auto", "epsilon", "v_prediction"))
     device: str = setting("auto", "Device: auto, cpu, cuda, cuda:N or mps.")
-    dtype: str = setting("auto", "Weights dtype: auto (fp16 on GPU, fp32 on CPU), fp32, fp16 or bf16.", choices=("auto", "fp32", "fp16", "bf16"))
+    dtype: str = setting("auto", "Weights dtype: auto (fp16 on GPU; on a CPU bf16 where it has AMX, else fp32), fp32, fp16 or bf16.", choices=("auto", "fp32", "fp16", "bf16"))
     show_progress_type: str = setting("Approx cheap", "Live preview method: Approx cheap (nearly free), Full (a real VAE decode), TAESD (needs taesd_decoder / taesdxl_decoder in models/VAE-approx) or None.", choices=PREVIEW_METHODS)
     show_progress_every_n_steps: int = setting(1, "Show a live preview every N sampling steps (0: no previews).", minimum=0, maximum=100)
     samples_save: bool = setting(True, "Save every generated image to the outputs folder.")
