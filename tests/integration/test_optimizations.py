@@ -201,3 +201,29 @@ def test_a_job_with_a_nan_vae_returns_pictures_and_says_so(model):
     assert vae.half_decodes == 1
     assert np.asarray(result.images[0]).std() > 0
     assert any("gave NaN" in note for note in result.notes)
+
+
+def test_fast_mode_warm_up_is_shown_in_the_job_progress_and_notes(model):
+    fast = _with(model, Optimizations(compile=True, compile_backend="eager"))
+    events = []
+    plain = txt2img(_with(model, None), _request())
+    first = txt2img(fast, _request(), on_step=events.append)
+    texts = [e.text for e in events if e.text]
+    assert texts == ["Fast mode: compiling the UNet for 64x64 (first job at this size; later ones reuse it)"]
+    assert events[0].text and events[0].step == 0 and events[0].preview is None  # shown before the first step
+    assert texts[0] in first.notes
+    second = txt2img(fast, _request(), on_step=events.append)
+    assert len([e for e in events if e.text]) == 1 and not any("Fast mode" in n for n in second.notes)
+    assert torch.allclose(plain.latents[0], first.latents[0], atol=LATENT_ATOL, rtol=0)
+
+
+def test_previews_on_the_cpu_arrive_at_their_own_step(model):
+    from modules.generation.previews import AsyncPreviews, LinearPreview
+
+    method = LinearPreview(torch.eye(4, 3))
+    previews = AsyncPreviews(method)
+    latent = torch.randn(1, 4, 8, 8)
+    shown = previews.submit(latent)
+    assert shown is not None and np.array_equal(np.asarray(shown[0]), np.asarray(method(latent)[0]))
+    assert previews.poll() is None and previews.poll(wait=True) is None
+    assert np.array_equal(method.pixels(latent)[0].numpy(), np.asarray(method(latent)[0]))
