@@ -51,7 +51,7 @@ def digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-@pytest.mark.timeout(300)
+@pytest.mark.timeout(420)
 def test_sigkill_during_sampling_then_restart_leaves_history_and_outputs_consistent(tmp_path: Path):
     (tmp_path / "models" / "Stable-diffusion").mkdir(parents=True)
     write_test_checkpoint(tmp_path / "models" / "Stable-diffusion" / "m.safetensors", seed=1)
