@@ -103,3 +103,18 @@ def test_other_runtime_errors_are_not_called_out_of_memory(rig):
     finally:
         handle.remove()
     assert not isinstance(job.error, OutOfMemoryError)
+
+
+def test_out_of_memory_while_loading_the_model_says_so(rig):
+    service, manager = rig.service, rig.service.manager
+    manager.unload()
+
+    def load_fails() -> None:  # the start-up load, as the app passes it in, running out of RAM
+        raise MemoryError()
+
+    service.ensure_model = load_fails
+    job = service.submit_txt2img(request())
+    with pytest.raises(OutOfMemoryError, match=r"^Out of memory while loading the model: close other programs using the memory"):
+        job.result(timeout=120)
+    service.ensure_model = lambda: manager.switch_checkpoint("alpha")
+    assert service.submit_txt2img(request()).result(timeout=120).image_seeds == [11]
