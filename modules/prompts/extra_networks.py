@@ -13,6 +13,7 @@ the positional one.
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 
@@ -99,8 +100,13 @@ def hypernetwork_call(call: ExtraNetworkCall) -> tuple[str, float]:
 
 
 def _number(call: ExtraNetworkCall, written: str, kind: type) -> float | int:
+    """`written` as an int or a finite float: float() also takes "nan", "inf" and "1e999", which
+    would scale the weights to NaN (a black image), so they are refused like any other non-number."""
     try:
-        return kind(written)
+        value = kind(written)
     except ValueError:
+        value = None
+    if value is None or (kind is float and not math.isfinite(value)):
         expected = "a whole number" if kind is int else "a number"
-        raise PromptSyntaxError(f"In {call.tag}, '{written}' should be {expected}, as in <lora:name:0.8>.") from None
+        raise PromptSyntaxError(f"In {call.tag}, '{written}' should be {expected}, as in <lora:name:0.8>.")
+    return value

@@ -21,6 +21,7 @@ equal to its values bit for bit (e.g. `(((sky)))` -> 1.4641000000000006).
 
 from __future__ import annotations
 
+import math
 import re
 
 from modules.errors import UserError
@@ -30,11 +31,19 @@ BREAK_WEIGHT = -1.0
 ROUND_MULTIPLIER = 1.1
 SQUARE_MULTIPLIER = 1 / 1.1
 
+# Closing a group scales every segment since it opened, so n open groups cost n x segments: 30,000
+# unclosed "(|" took minutes. More than this many open at once is refused (prompt editing refuses
+# nesting deeper than this too); A1111 accepts them, with weights of 1.1**100 = 13,780 and beyond.
+MAX_OPEN_GROUPS = 100
 _ESCAPABLE = "()[]\\"
 _SPECIAL = "\\()[]:"
 # `:1.3)` (spaces allowed around the number) closes a round group with that multiplier.
 _EXPLICIT_WEIGHT = re.compile(r":\s*([+-]?[.\d]+)\s*\)")
-_BREAK_SPLIT = re.compile(r"\s*\bBREAK\b\s*", re.S)
+# A1111's `\s*\bBREAK\b\s*`, split the same way. Written as is, it retries the leading `\s*` at every
+# position of a whitespace run, which is quadratic (a prompt of 8,000 spaces took seconds); a match
+# can only start where whitespace starts (or right after the previous BREAK's whitespace), so the
+# first branch refuses to start inside a run and the second covers the start after a match.
+_BREAK_SPLIT = re.compile(r"(?<!\s)\s*\bBREAK\b\s*|\bBREAK\b\s*")
 
 
 class PromptSyntaxError(UserError):
@@ -58,7 +67,9 @@ def parse_emphasis(text: str) -> list[tuple[str, float]]:
     [('a', 1.0), ('BREAK', -1.0), ('b', 1.0)]
 
     Raises PromptSyntaxError for an explicit weight that is not a number, such as `(a:1.2.3)`
-    (A1111 fails the generation there too).
+    (A1111 fails the generation there too), for a weight too large for a float (`(a:1e999)`
+    written out in digits), which A1111 turns into a black image, and for more than
+    MAX_OPEN_GROUPS brackets open at once.
     """
     segments: list[list] = []  # [text, weight]; lists so weights can be scaled in place
     open_round: list[int] = []  # index into `segments` where each open group starts
@@ -85,11 +96,12 @@ def parse_emphasis(text: str) -> list[tuple[str, float]]:
             else:
                 segments.append(["", 1.0])  # a lone backslash vanishes (but still makes a segment)
                 pos += 1
-        elif char == "(":
-            open_round.append(len(segments))
-            pos += 1
-        elif char == "[":
-            open_square.append(len(segments))
+        elif char in "([":
+            if len(open_round) + len(open_square) >= MAX_OPEN_GROUPS:
+                raise PromptSyntaxError(
+                    f"The prompt has more than {MAX_OPEN_GROUPS} brackets open at once; close them or use fewer."
+                )
+            (open_round if char == "(" else open_square).append(len(segments))
             pos += 1
         elif char == ":":
             match = _EXPLICIT_WEIGHT.match(text, pos)
@@ -123,6 +135,10 @@ def parse_emphasis(text: str) -> list[tuple[str, float]]:
 
     if not segments:
         return [("", 1.0)]
+    if not all(math.isfinite(weight) for _, weight in segments):
+        raise PromptSyntaxError(
+            "The prompt's emphasis makes a weight too large to compute; use weights below 100."
+        )
     merged: list[list] = [segments[0]]
     for segment in segments[1:]:
         if segment[1] == merged[-1][1]:
@@ -134,12 +150,15 @@ def parse_emphasis(text: str) -> list[tuple[str, float]]:
 
 def _weight_value(written: str) -> float:
     try:
-        return float(written)
+        value = float(written)
     except ValueError:
         raise PromptSyntaxError(
             f"The emphasis weight '{written}' in the prompt is not a number: write one number, "
             f"like (word:1.2)."
         ) from None
+    if not math.isfinite(value):
+        raise PromptSyntaxError(f"The emphasis weight '{written:.20}...' in the prompt is too large; write a number like (word:1.2).")
+    return value
 
 
 def is_break(segment: tuple[str, float]) -> bool:

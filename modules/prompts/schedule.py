@@ -47,7 +47,9 @@ _PLAIN = re.compile(r"(?:[^\\\[\]():|]|\\.)+")
 _NUMBER = re.compile(r"[+-]?(?:[0-9]+[eE][+-]?[0-9]+|(?:[0-9]+\.(?:[0-9]+)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?|[0-9]+)")
 _SPACES = re.compile(r"\s*")
 _AND = re.compile(r"\bAND\b")
-_SUBPROMPT_WEIGHT = re.compile(r"(.*?)(?:\s*:\s*([-+]?(?:\d+\.?|\d*\.\d+)))?\s*", re.S)
+# A1111 reads a sub-prompt with `(.*?)(?:\s*:\s*([-+]?(?:\d+\.?|\d*\.\d+)))?\s*` (fullmatch); that
+# pattern is quadratic on long whitespace runs, so `_subprompt_weight` does the same by hand.
+_SUBPROMPT_NUMBER = re.compile(r"[-+]?(?:\d+\.?|\d*\.\d+)")
 
 
 @dataclass(frozen=True)
@@ -287,10 +289,26 @@ def split_and(prompt: str) -> list[tuple[str, float]]:
 
     >>> split_and("a cat AND a dog:0.5")
     [('a cat', 1.0), (' a dog', 0.5)]
+
+    Raises PromptSyntaxError for a weight too large for a float (hundreds of digits).
     """
     parts = []
     for part in _AND.split(prompt):
-        match = _SUBPROMPT_WEIGHT.fullmatch(part)
-        text, weight = match.group(1), match.group(2)
-        parts.append((text, float(weight) if weight is not None else 1.0))
+        text, written = _subprompt_weight(part)
+        weight = float(written) if written is not None else 1.0
+        if not math.isfinite(weight):
+            raise PromptSyntaxError(f"The AND weight '{written:.20}...' in the prompt is too large; write a number like 0.5.")
+        parts.append((text, weight))
     return parts
+
+
+def _subprompt_weight(part: str) -> tuple[str, str | None]:
+    """A1111's sub-prompt pattern by hand: the shortest text such that the rest is optional
+    whitespace, `:`, whitespace, a number and whitespace; the number as written, or None."""
+    stripped = part.rstrip()
+    colon = stripped.rfind(":")
+    if colon >= 0:
+        written = stripped[colon + 1:].lstrip()
+        if _SUBPROMPT_NUMBER.fullmatch(written):
+            return stripped[:colon].rstrip(), written
+    return stripped, None
