@@ -39,17 +39,22 @@ def create_app(services: Services, args: Args) -> FastAPI:
     set_offline_environment()
     from fastapi import FastAPI
 
-    app = FastAPI(title="Easel", docs_url=None, redoc_url=None, openapi_url="/openapi.json" if args.api else None)
+    from modules.uploads import RequestSizeLimit
+
+    # The schema is served by install_docs, behind the API's auth (FastAPI's own route has none).
+    app = FastAPI(title="Easel", docs_url=None, redoc_url=None, openapi_url=None)
     if args.api:
-        from modules.api import install_api
+        from modules.api import api_auth_dependencies, install_api
         from modules.api.docs import install_docs
 
         install_api(app, services)
-        install_docs(app)
+        install_docs(app, dependencies=api_auth_dependencies(services))
     if args.webui:
         from modules.ui.app import mount_ui
 
         app = mount_ui(app, services)
+    # Outermost: a body over --max-upload-mb is refused before any route reads it.
+    app.add_middleware(RequestSizeLimit, max_bytes=int(args.max_upload_mb * 1e6))
     return app
 
 

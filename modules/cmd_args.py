@@ -48,6 +48,7 @@ class Args:
     models_dir: Path = REPO_ROOT / "models"
     gradio_auth: Credentials = field(default_factory=list)
     api_auth: Credentials = field(default_factory=list)
+    max_upload_mb: float = 50.0  # largest request body (API JSON, page uploads), in MB
     device: str | None = None  # None: the `device` setting decides
     dtype: str | None = None  # None: the `dtype` setting decides
     threads: int | None = None  # CPU threads; None: one per physical core (modules/performance.py)
@@ -97,6 +98,16 @@ def _credentials(text: str) -> Credentials:
     return pairs
 
 
+def _megabytes(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a number of megabytes") from None
+    if not 0.1 <= value <= 100_000:
+        raise argparse.ArgumentTypeError(f"{value:g} MB is out of range (0.1-100000)")
+    return value
+
+
 def _existing_file(text: str) -> Path:
     path = Path(text).expanduser().resolve()
     if not path.is_file():
@@ -143,6 +154,7 @@ def build_parser() -> argparse.ArgumentParser:
     net.add_argument("--nowebui", action="store_true", help="serve only the API, no web UI (implies --api)")
     net.add_argument("--gradio-auth", type=_credentials, metavar="USER:PASS[,USER:PASS]", default=[], help="password-protect the web UI")
     net.add_argument("--api-auth", type=_credentials, metavar="USER:PASS[,USER:PASS]", default=[], help="password-protect the API (HTTP Basic)")
+    net.add_argument("--max-upload-mb", type=_megabytes, metavar="MB", default=50.0, help="largest request accepted, in MB: API bodies and page uploads (default 50); larger ones get 413")
     models = parser.add_argument_group("models and files")
     models.add_argument("--ckpt", type=_existing_file, metavar="PATH", default=None, help="checkpoint file to load at start (listed with the others)")
     models.add_argument("--ckpt-dir", type=_existing_dir, metavar="DIR", action="append", default=[], help="another folder of checkpoints (repeatable)")
@@ -186,6 +198,7 @@ def parse_args(argv: list[str] | None = None) -> Args:
         models_dir=ns.models_dir,
         gradio_auth=ns.gradio_auth,
         api_auth=ns.api_auth,
+        max_upload_mb=ns.max_upload_mb,
         device=ns.device,
         dtype=ns.dtype,
         threads=ns.threads,

@@ -27,14 +27,19 @@ from modules.errors import UserError
 
 API_PREFIX = "/sdapi/v1"
 
-__all__ = ["API_PREFIX", "build_router", "error_body", "install_api"]
+__all__ = ["API_PREFIX", "api_auth_dependencies", "build_router", "error_body", "install_api"]
+
+
+def api_auth_dependencies(services: Services) -> list:
+    """HTTP Basic auth with the --api-auth pairs (none without the flag): for every API route,
+    the extensions' routes and /docs, /openapi.json."""
+    auth = services.args.api_auth
+    return [Depends(basic_auth_dependency(auth))] if auth else []
 
 
 def build_router(services: Services) -> APIRouter:
     """All API routes, behind HTTP Basic auth when --api-auth is given."""
-    auth = services.args.api_auth
-    dependencies = [Depends(basic_auth_dependency(auth))] if auth else []
-    router = APIRouter(prefix=API_PREFIX, dependencies=dependencies, tags=["sdapi"])
+    router = APIRouter(prefix=API_PREFIX, dependencies=api_auth_dependencies(services), tags=["sdapi"])
     add_generation_routes(router, services)
     add_extras_routes(router, services)
     add_options_routes(router, services)
@@ -46,8 +51,7 @@ def build_router(services: Services) -> APIRouter:
 
 def build_extension_router(services: Services) -> APIRouter:
     """The extensions' routes, each under /ext/<extension name>, behind the same auth as the API."""
-    auth = services.args.api_auth
-    router = APIRouter(prefix="/ext", dependencies=[Depends(basic_auth_dependency(auth))] if auth else [])
+    router = APIRouter(prefix="/ext", dependencies=api_auth_dependencies(services))
     for name, route in services.extensions.routes():
         router.add_api_route(f"/{name}{route.path}", route.endpoint, methods=list(route.methods), tags=[f"extension: {name}"])
     return router

@@ -11,9 +11,12 @@ import logging
 
 import gradio as gr
 from fastapi import FastAPI
+from gradio.routes import App as GradioApp
+from starlette.routing import Mount
 
 from modules.app_services import Services
 from modules.errors import UserError
+from modules.ui.access import PageGate
 from modules.ui.history_tab import build_history_tab
 from modules.ui.img2img import IMG2IMG_CSS, build_img2img_tab
 from modules.ui.outpainting import OUTPAINT_CSS, build_outpainting_tab
@@ -163,10 +166,22 @@ def page_javascript(services: Services) -> str:
 
 
 def mount_ui(app: FastAPI, services: Services) -> FastAPI:
-    """Mounts the page at "/" of `app` (after the API routes, which must come first)."""
+    """Mounts the page at "/" of `app` (after the API routes, which must come first).
+
+    Gradio serves files (`/gradio_api/file=`) from its own upload cache and from `allowed_paths`:
+    only the outputs folder, never the rest of the data dir (config.json, history, caches) or
+    models/. Its run-history (Hugging Face buckets) and monitoring routes are off; uploads are
+    capped at --max-upload-mb; `PageGate` closes every route to a visitor who has not logged in
+    (with --gradio-auth) and refuses the routes that would fetch a URL (see modules/ui/access.py).
+    """
     auth = list(services.args.gradio_auth) or None
-    return gr.mount_gradio_app(
-        app, build_ui(services), path="/", auth=auth, ssr_mode=False, css=CSS + services.extensions.css(), js=page_javascript(services),
+    blocks = build_ui(services)
+    app = gr.mount_gradio_app(
+        app, blocks, path="/", auth=auth, ssr_mode=False, css=CSS + services.extensions.css(), js=page_javascript(services),
         server_name=services.args.host, server_port=services.args.port,
         allowed_paths=[str(services.paths.outputs_dir.resolve())],
+        max_file_size=int(services.args.max_upload_mb * 1e6), run_history=False, enable_monitoring=False, mcp_server=False,
     )
+    page_app = next(route.app for route in app.routes if isinstance(route, Mount) and isinstance(route.app, GradioApp))
+    page_app.add_middleware(PageGate, login_app=page_app if auth else None)
+    return app
