@@ -31,7 +31,7 @@ from typing import Any, Callable
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
 
-from _common import RESULTS, describe_code, git_state, machine_info, markdown_table, write_json  # noqa: E402
+from _common import RESULTS, SD15_SHAPED, describe_code, git_state, machine_info, markdown_table, write_json  # noqa: E402
 
 NOT_BENCHMARKS = {"_common", "run_all", "load", "fuzz"}
 Row = list[str]
@@ -56,6 +56,10 @@ def _med(values: list[float]) -> float:
 
 def _ok(value: float, goal: float, below: bool = True) -> str:
     return "yes" if (value <= goal if below else value >= goal) else "no"
+
+
+def _quick(args: argparse.Namespace, name: str) -> bool:
+    return args.quick or name in args.quick_only
 
 
 def _side_by_side(args: argparse.Namespace) -> list[str]:
@@ -155,13 +159,14 @@ def outpaint_rows(data: dict[str, Any]) -> list[Row]:
 
 
 BENCHES = [
-    # model_switch first: in a full run it writes the SD1.5-shaped checkpoints the others read
-    Bench("model_switch", lambda a: ["--repeats", str(a.repeats)] + (["--quick"] if a.quick else []), model_switch_rows),
-    Bench("startup", lambda a: ["--runs", str(a.repeats)], startup_rows, one_json=True),
+    # the acceptance figures of issue 12 first; model_switch moves to the front when the SD1.5-shaped
+    # checkpoints it writes (which the others read) are missing
     Bench("engine_overhead", _side_by_side, engine_rows),
-    Bench("img2img_overhead", _side_by_side, img2img_rows),
     Bench("bf16_cpu", lambda a: ["--repeats", str(a.repeats)] + (["--quick"] if a.quick else []), bf16_rows),
     Bench("text_encoder_cache", lambda a: ["--repeats", str(max(a.repeats, 5))] + (["--quick"] if a.quick else []), text_cache_rows),
+    Bench("model_switch", lambda a: ["--repeats", str(a.load_repeats)] + (["--quick"] if a.quick else []), model_switch_rows),
+    Bench("startup", lambda a: ["--runs", str(a.repeats)], startup_rows, one_json=True),
+    Bench("img2img_overhead", _side_by_side, img2img_rows),
     Bench("lora_switch", lambda a: ["--repeats", str(a.repeats), "--threads", "1"] + (["--quick"] if a.quick else []), lora_rows),
     Bench("xyz_plot", _side_by_side, xyz_rows),
     Bench("outpaint_seams", lambda a: ["--quick"] if a.quick or not a.outpaint_full else [], outpaint_rows),
@@ -170,6 +175,7 @@ BENCHES = [
 
 def run(bench: Bench, args: argparse.Namespace, logs: Path) -> dict[str, Any]:
     command = [sys.executable, str(ROOT / "bench" / f"{bench.name}.py"), *bench.arguments(args)]
+    quick = args.quick
     log = logs / f"{bench.name}.log"
     started = time.perf_counter()
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
@@ -177,7 +183,7 @@ def run(bench: Bench, args: argparse.Namespace, logs: Path) -> dict[str, Any]:
     with open(log, "w") as out:
         try:
             rc = subprocess.run(command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
-                                timeout=bench.timeout_quick if args.quick else bench.timeout_full).returncode
+                                timeout=bench.timeout_quick if quick else bench.timeout_full).returncode
         except subprocess.TimeoutExpired:
             rc = "timeout"
     seconds = time.perf_counter() - started
@@ -193,14 +199,21 @@ def main() -> None:
     parser.add_argument("--skip", default="", help="comma-separated benchmark names")
     parser.add_argument("--collect", action="store_true", help="run nothing: build the table from the JSON results already written")
     parser.add_argument("--outpaint-full", action="store_true", help="outpaint_seams in full mode too (10-30 min on 2 cores)")
+    parser.add_argument("--quick-only", default="", help="comma-separated benchmarks to run in their --quick mode even in a full run "
+                        "(e.g. xyz_plot: its full mode takes ~20 min on 2 cores)")
+    parser.add_argument("--load-repeats", type=int, default=1, help="model_switch's fresh-process cold loads per contender (its headline, "
+                        "the RAM-cache switch, is the median of its 10 switches whatever this is)")
     args = parser.parse_args()
+    args.quick_only = {n for n in args.quick_only.split(",") if n}
     names = [b.name for b in BENCHES]
     only = [n for n in args.only.split(",") if n]
     skip = {n for n in args.skip.split(",") if n}
-    unknown = [n for n in only + sorted(skip) if n not in names]
+    unknown = [n for n in only + sorted(skip) + sorted(args.quick_only) if n not in names]
     if unknown:
         raise SystemExit(f"unknown benchmark(s) {unknown}; known: {', '.join(names)}")
     chosen = [b for b in BENCHES if (not only or b.name in only) and b.name not in skip]
+    if not args.quick and not (ROOT / "bench" / ".cache" / SD15_SHAPED).exists():
+        chosen.sort(key=lambda b: b.name != "model_switch")
     unlisted = sorted(p.stem for p in (ROOT / "bench").glob("*.py") if p.stem not in NOT_BENCHMARKS and p.stem not in names)
 
     logs = RESULTS / "run_all-logs"
@@ -209,9 +222,11 @@ def main() -> None:
     runs: dict[str, Any] = {}
     rows: list[Row] = []
     for bench in chosen:
-        path = bench.json_path(args.quick)
+        bench_args = argparse.Namespace(**{**vars(args), "quick": _quick(args, bench.name)})
+        path = bench.json_path(bench_args.quick)
         before = path.stat().st_mtime if path.exists() else None
-        info = {"exit": "not run (--collect)"} if args.collect else run(bench, args, logs)
+        info = {"exit": "not run (--collect)"} if args.collect else run(bench, bench_args, logs)
+        info["quick"] = bench_args.quick
         runs[bench.name] = info
         fresh = path.exists() and (args.collect or (info["exit"] == 0 and path.stat().st_mtime != before))
         if not fresh:
@@ -229,7 +244,8 @@ def main() -> None:
     header = ["figure", "model / case", "Easel", "plain", "ratio", "goal", "met", "timed runs (median of)"]
     table = markdown_table(header, rows)
     notes = [
-        f"{'--quick (tiny models)' if args.quick else 'full'} run, --repeats {args.repeats}; {describe_code(code)}",
+        f"{'--quick (tiny models)' if args.quick else 'full'} run, --repeats {args.repeats}"
+        + (f"; in quick mode: {', '.join(sorted(args.quick_only))}" if args.quick_only and not args.quick else "") + f"; {describe_code(code)}",
         f"machine: {machine_info()}",
         "each figure is measured side by side in one run by its own script (bench/README.md); ratio = Easel / plain unless the row says otherwise",
     ]
