@@ -7,8 +7,9 @@ Two test checkpoints (a, b) are written; jobs alternate between them (the same s
 are submitted all at once through `RayGenerationService`, as concurrent users would. For each replica
 count a local Ray instance (loopback only, one CPU per replica, one torch thread each) is started,
 every replica is warmed up (both checkpoints loaded: --models-per-replica 2, so no run pays for a
-switch), then the wall time of all jobs is measured. An in-process run (one worker thread, one
-torch thread, no Ray) is the baseline for the Ray overhead. Ray start-up is not timed.
+switch), then the wall time of all jobs is measured (--repeats times; the best run counts). An
+in-process run (one worker thread, one torch thread, no Ray), measured before and after, is the
+baseline for the Ray overhead. Ray start-up is not timed.
 Writes bench/results/scale_out.json.
 """
 
@@ -50,7 +51,7 @@ def run_all(service: GenerationService, batch: list[GenerationRequest]) -> tuple
     return time.perf_counter() - started, results
 
 
-def in_process(models: Path, work: Path, batch: list[GenerationRequest]) -> float:
+def in_process(models: Path, work: Path, batch: list[GenerationRequest], repeats: int) -> list[float]:
     torch.set_num_threads(1)
     registry = ModelRegistry([models], [], HashCache(work / "inproc-cache.json"))
     manager = ModelManager(registry, torch.device("cpu"), torch.float32, work / "tokenizers", ManagerOptions(checkpoint_cache_size=2))
@@ -59,12 +60,12 @@ def in_process(models: Path, work: Path, batch: list[GenerationRequest]) -> floa
     service = GenerationService(manager, queue, settings=Settings(samples_save=False))
     try:
         run_all(service, batch[:2])  # both checkpoints read and cached
-        return run_all(service, batch)[0]
+        return [run_all(service, batch)[0] for _ in range(repeats)]
     finally:
         queue.close()
 
 
-def on_ray(replicas: int, args: argparse.Namespace, models_root: Path, work: Path, batch: list[GenerationRequest]) -> tuple[float, dict[str, int]]:
+def on_ray(replicas: int, args: argparse.Namespace, models_root: Path, work: Path, batch: list[GenerationRequest]) -> tuple[list[float], dict[str, int]]:
     from modules.backends.ray_serve import RayBackendConfig, RayGenerationService, RayServeBackend
     from modules.backends.ray_worker import WorkerConfig
 
@@ -86,11 +87,13 @@ def on_ray(replicas: int, args: argparse.Namespace, models_root: Path, work: Pat
             if len(warmed) == replicas:
                 break
         _, results = run_all(service, batch[: 2 * replicas])
-        seconds, results = run_all(service, batch)
-        per_replica: dict[str, int] = {}
-        for result in results:
-            per_replica[result.replica_id] = per_replica.get(result.replica_id, 0) + 1
-        return seconds, per_replica
+        times, per_replica = [], {}
+        for _ in range(args.repeats):
+            seconds, results = run_all(service, batch)
+            times.append(seconds)
+            for result in results:
+                per_replica[result.replica_id] = per_replica.get(result.replica_id, 0) + 1
+        return times, per_replica
     finally:
         queue.close()
         backend.close()
@@ -106,6 +109,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1, help="torch threads per replica")
     parser.add_argument("--device", default="cpu", help="replica device (cuda on a GPU machine)")
     parser.add_argument("--gpus-per-replica", type=float, default=0.0)
+    parser.add_argument("--repeats", type=int, default=2, help="timed runs per configuration (the best counts)")
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="easel-scale-out-"))
@@ -116,20 +120,25 @@ def main() -> None:
     batch = requests(args.jobs, args.pixels, args.steps)
     print(f"{args.jobs} jobs ({args.size} test models, {args.pixels}x{args.pixels}, {args.steps} steps), {os.cpu_count()} CPUs", flush=True)
 
-    baseline = in_process(models, work, batch)
-    print(f"  in-process: {baseline:.1f} s", flush=True)
-    rows, runs = [["in-process (1 worker)", "-", f"{baseline:.1f}", f"{args.jobs / baseline:.2f}", "-"]], {}
-    first = None
+    before = in_process(models, work, batch, args.repeats)
+    print(f"  in-process: {before}", flush=True)
+    runs = {}
     for count in args.replicas:
-        seconds, per_replica = on_ray(count, args, work / "models", work, batch)
-        first = first or seconds
-        runs[count] = {"seconds": seconds, "jobs_per_s": args.jobs / seconds, "jobs_per_replica": per_replica}
-        rows.append([f"ray, {count} replica(s)", "/".join(str(n) for n in sorted(per_replica.values(), reverse=True)),
-                     f"{seconds:.1f}", f"{args.jobs / seconds:.2f}", f"{first / seconds:.2f}"])
-        print(f"  ray x{count}: {seconds:.1f} s {per_replica}", flush=True)
+        times, per_replica = on_ray(count, args, work / "models", work, batch)
+        runs[count] = {"seconds": times, "jobs_per_s": args.jobs / min(times), "jobs_per_replica": per_replica}
+        print(f"  ray x{count}: {times} {per_replica}", flush=True)
+    after = in_process(models, work, batch, args.repeats)  # before and after: drift on a shared machine shows
+    print(f"  in-process again: {after}", flush=True)
+    baseline = min(before + after)
+    one = min(runs[args.replicas[0]]["seconds"])
+    rows = [["in-process (1 worker)", "-", " / ".join(f"{t:.1f}" for t in before + after), f"{args.jobs / baseline:.2f}", "-"]]
+    for count, run in runs.items():
+        best = min(run["seconds"])
+        rows.append([f"ray, {count} replica(s)", "/".join(str(n) for n in sorted(run["jobs_per_replica"].values(), reverse=True)),
+                     " / ".join(f"{t:.1f}" for t in run["seconds"]), f"{args.jobs / best:.2f}", f"{one / best:.2f}"])
     print()
-    print(markdown_table(["backend", "jobs per replica", "wall s", "jobs/s", "speed-up vs 1 replica"], rows))
-    path = write_json(RESULTS / "scale_out.json", {"machine": machine_info(), "args": vars(args), "in_process_s": baseline, "ray": runs})
+    print(markdown_table(["backend", "jobs per replica (all runs)", "wall s per run", "jobs/s (best run)", "speed-up vs 1 replica"], rows))
+    path = write_json(RESULTS / "scale_out.json", {"machine": machine_info(), "args": vars(args), "in_process_s": before + after, "ray": runs})
     print(f"\nwrote {path}")
 
 

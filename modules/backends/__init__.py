@@ -66,8 +66,9 @@ def open_backend(args: Any) -> InProcessBackend | RayBackend:
         from modules.backends.ray_worker import WorkerConfig
     except ImportError as error:
         raise UserError(f"--backend ray needs Ray Serve, which is not installed ({error}). Install it with: {RAY_INSTALL_HINT}") from error
+    # Replicas use the GPU Ray gives each of them (else the CPU), whatever --device the UI node has.
     worker = WorkerConfig(
-        models_dir=Path(args.models_dir), cache_dir=Path(args.data_dir) / "caches" / "ray-worker", device=args.device or "auto",
+        models_dir=Path(args.models_dir), cache_dir=Path(args.data_dir) / "caches" / "ray-worker", device="auto",
         dtype=args.dtype or "auto", threads=args.threads or 0, models_per_replica=args.ray_models_per_replica,
     )
     config = RayBackendConfig(worker, address=args.ray_address, replicas=args.ray_replicas)

@@ -99,13 +99,16 @@ class RayServeBackend:
         per_gpu = config.gpus_per_replica
         if per_gpu is None:
             per_gpu = 1.0 if gpus and config.worker.device != "cpu" else 0.0
+        worker = config.worker
+        if worker.device == "auto":  # the GPU Ray reserved for the replica, else its CPU slot
+            worker = replace(worker, device="cuda" if per_gpu > 0 else "cpu")
         serve.start(proxy_location="Disabled")
         signals = ray.remote(num_cpus=0)(JobSignals).options(name=f"{APP_NAME}-signals", get_if_exists=True).remote()
         deployment = serve.deployment(GenerationWorker).options(
             name="GenerationWorker", num_replicas=replicas, max_ongoing_requests=1,
             ray_actor_options={"num_cpus": config.cpus_per_replica, "num_gpus": per_gpu, "runtime_env": {"env_vars": env}},
         )
-        handle = serve.run(deployment.bind(config.worker, signals), name=APP_NAME, route_prefix=None)
+        handle = serve.run(deployment.bind(worker, signals), name=APP_NAME, route_prefix=None)
         log.info("Ray Serve: %d generation replica(s) (%s CPU, %s GPU each)", replicas, config.cpus_per_replica, per_gpu)
         return cls(config, handle, signals, replicas, started_ray)
 

@@ -50,7 +50,7 @@ class WorkerConfig:
 
     models_dir: Path  # Stable-diffusion/, VAE/, Lora/, embeddings/ of this node
     cache_dir: Path  # the node's hash cache and tokenizers (never outputs: those stay on the UI node)
-    device: str = "auto"
+    device: str = "auto"  # "auto": cuda when Ray reserved a GPU for the replica, else cpu (resolved at deploy)
     dtype: str = "auto"
     threads: int = 0  # torch CPU threads per replica; 0: torch's default
     models_per_replica: int = 2  # checkpoints a replica keeps loaded (LRU)
