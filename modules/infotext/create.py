@@ -70,8 +70,12 @@ def format_value(value: Any) -> str:
 
 
 def quote(text: str) -> str:
-    """A1111's ``infotext_utils.quote``: JSON-quoted when it holds a comma, colon or newline."""
-    if "," not in text and ":" not in text and "\n" not in text:
+    """A1111's ``infotext_utils.quote``: JSON-quoted when it holds a comma, colon or newline.
+
+    Also quoted (A1111 writes these raw and reads them back changed): a value that starts with
+    whitespace (the parser skips it) or ends with it (the last one is stripped with the text), and
+    one that starts with a double quote (``"x"`` would be read as ``x``)."""
+    if "," not in text and ":" not in text and "\n" not in text and text == text.strip() and not text.startswith('"'):
         return text
     return json.dumps(text, ensure_ascii=False)
 

@@ -26,6 +26,9 @@ from modules.sampling.sampler_table import parse_sampler_name
 from modules.sampling.schedules import find_schedule
 
 PARAM_PATTERN = re.compile(r'\s*(\w[\w \-/]+):\s*("(?:\\.|[^\\"])+"|[^,]*)(?:,|$)')
+# Runs of the key's characters; `_KEY_RUN_AT` maps each run's end to its start.
+_KEY_RUN = re.compile(r"[\w \-/]+")
+_WORD_CHAR = re.compile(r"\w")
 SIZE_PATTERN = re.compile(r"^(\d+)x(\d+)$")
 MIN_PARAMETER_MATCHES = 3
 
@@ -89,16 +92,50 @@ def _split_sampler_schedule(params: dict[str, str]) -> None:
         params["Schedule type"] = find_schedule(schedule).label
 
 
+def find_parameters(line: str) -> list[tuple[str, str]]:
+    r"""``PARAM_PATTERN.findall(line)``, in time linear in the line's length.
+
+    findall retries the pattern at every position, and at each one ``[\w \-/]+`` runs to the end of
+    the run of key characters before failing for want of a ``:``, so a long line without colons
+    (a 100 kB text chunk in an uploaded PNG) took minutes. Here the pattern is only tried where
+    findall's next match must start. A match's key is a word character followed by key characters
+    up to a ``:`` (none of them a ``:``), so it ends at the end of a run of key characters that a
+    colon follows; its value part always matches (``[^,]*`` then ``,`` or the end). Hence, for
+    each colon in turn, the leftmost start is the first word character of the run before it (at
+    least two characters before the colon), moved back over the whitespace ``\s*`` takes."""
+    runs = {match.end(): match.start() for match in _KEY_RUN.finditer(line)}
+    found: list[tuple[str, str]] = []
+    pos = 0
+    colon = line.find(":")
+    while colon >= 0:
+        run_start = runs.get(colon)
+        word = _WORD_CHAR.search(line, max(run_start, pos), colon - 1) if run_start is not None else None
+        match = None
+        if word is not None:
+            start = word.start()
+            while start > pos and line[start - 1].isspace():  # `\s*`: str.isspace is the same set
+                start -= 1
+            match = PARAM_PATTERN.match(line, start)
+        if match is None:
+            colon = line.find(":", colon + 1)
+            continue
+        found.append(match.groups())
+        pos = match.end()
+        colon = line.find(":", pos)
+    return found
+
+
 def parse_infotext(text: str) -> dict[str, str]:
     """The parameters in an infotext, with "Prompt" and "Negative prompt", as A1111 reads them."""
     *lines, last_line = text.strip().split("\n")
-    if len(PARAM_PATTERN.findall(last_line)) < MIN_PARAMETER_MATCHES:
+    found = find_parameters(last_line)
+    if len(found) < MIN_PARAMETER_MATCHES:
         lines.append(last_line)
-        last_line = ""
+        last_line, found = "", []
     prompt, negative_prompt = _split_prompts(lines)
 
     params: dict[str, str] = {}
-    for key, raw in PARAM_PATTERN.findall(last_line):
+    for key, raw in found:
         value = unquote(raw)
         size = SIZE_PATTERN.match(value)
         if size is not None:

@@ -13,7 +13,7 @@ passed, so bench/fuzz.py can give each property a time slice instead of a count.
 
 from __future__ import annotations
 
-import functools
+import inspect
 import os
 import time
 from collections import Counter
@@ -23,6 +23,7 @@ from hypothesis import HealthCheck, Phase, given, settings
 
 SCALE = float(os.environ.get("EASEL_FUZZ_SCALE", "1"))
 RUNS: Counter[str] = Counter()
+LAST_INPUT: dict[str, dict[str, Any]] = {}
 _stop_at: float | None = None
 
 
@@ -48,12 +49,17 @@ def fuzz(examples: int, shrink: bool = True, **strategies: Any) -> Callable[[Cal
     def decorate(test: Callable[..., None]) -> Callable[..., None]:
         name = test.__name__
 
-        @functools.wraps(test)
         def counted(*args: Any, **kwargs: Any) -> None:
             if _stop_at is not None and time.monotonic() > _stop_at:
                 raise TimeUp
             RUNS[name] += 1
+            LAST_INPUT[name] = kwargs  # after a failure: the (shrunk) example hypothesis reran last
             test(*args, **kwargs)
+
+        # The test's own name and signature, for hypothesis and pytest.
+        counted.__name__ = counted.__qualname__ = name
+        counted.__module__, counted.__doc__ = test.__module__, test.__doc__
+        counted.__signature__ = inspect.signature(test)  # type: ignore[attr-defined]
 
         return settings(
             max_examples=budget(examples),
