@@ -75,6 +75,7 @@ def image_bytes_with_infotext(image: Image.Image, text: str, fmt: str, quality: 
     """``image`` encoded as ``fmt`` (png, jpg/jpeg, webp) with ``text`` stored as A1111 stores
     it. An empty ``text`` stores nothing. ``quality`` applies to JPEG and WebP."""
     pil_format, _ = image_format(fmt)
+    text = well_formed(text)
     buffer = io.BytesIO()
     if pil_format == "PNG":
         info = PngInfo()
@@ -99,6 +100,17 @@ def image_bytes_with_infotext(image: Image.Image, text: str, fmt: str, quality: 
         options["exif"] = exif
     image.save(buffer, format=pil_format, **options)
     return buffer.getvalue()
+
+
+def well_formed(text: str) -> str:
+    """``text`` with lone surrogates (JSON allows "\\ud800" in a prompt) made U+FFFD and split
+    pairs joined: neither UTF-8 (PNG iTXt) nor UTF-16 (Exif) can store a lone surrogate, so PNG
+    raised UnicodeEncodeError and JPEG/WebP wrote "?"."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
+    return text
 
 
 def _is_latin1(text: str) -> bool:
