@@ -24,6 +24,7 @@ from hypothesis import HealthCheck, Phase, given, settings
 SCALE = float(os.environ.get("EASEL_FUZZ_SCALE", "1"))
 RUNS: Counter[str] = Counter()
 LAST_INPUT: dict[str, dict[str, Any]] = {}
+FIRST_FAILURE: dict[str, tuple[dict[str, Any], str]] = {}  # before shrinking, which a time slice may cut short
 _stop_at: float | None = None
 
 
@@ -54,7 +55,11 @@ def fuzz(examples: int, shrink: bool = True, **strategies: Any) -> Callable[[Cal
                 raise TimeUp
             RUNS[name] += 1
             LAST_INPUT[name] = kwargs  # after a failure: the (shrunk) example hypothesis reran last
-            test(*args, **kwargs)
+            try:
+                test(*args, **kwargs)
+            except Exception as error:
+                FIRST_FAILURE.setdefault(name, (kwargs, f"{type(error).__name__}: {error}"))
+                raise
 
         # The test's own name and signature, for hypothesis and pytest.
         counted.__name__ = counted.__qualname__ = name
