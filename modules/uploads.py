@@ -48,19 +48,26 @@ class RequestSizeLimit:
             await _answer_413(send, too_large_sentence(length, self.max_bytes))
             return
         received = 0
+        over = False  # once the body passed the limit, whatever the app answers becomes our 413
         started = False
 
         async def counted_receive() -> Message:
-            nonlocal received
+            nonlocal received, over
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_bytes:
+                    over = True
                     raise _TooLarge
             return message
 
         async def watched_send(message: Message) -> None:
             nonlocal started
+            if over:  # e.g. FastAPI turns the failed read into a 400: the client gets the 413
+                if message["type"] == "http.response.start" and not started:
+                    started = True
+                    await _answer_413(send, too_large_sentence(None, self.max_bytes))
+                return
             if message["type"] == "http.response.start":
                 started = True
             await send(message)
@@ -69,6 +76,7 @@ class RequestSizeLimit:
             await self.app(scope, counted_receive, watched_send)
         except _TooLarge:
             if not started:
+                started = True
                 await _answer_413(send, too_large_sentence(None, self.max_bytes))
 
 

@@ -19,6 +19,7 @@ from PIL.PngImagePlugin import PngInfo
 
 from modules.api.errors import ApiInputError
 from modules.infotext.embed import image_bytes_with_infotext
+from modules.uploads import pixel_limit_problem
 
 _DATA_URI = re.compile(r"^data:[\w/+.-]*(;[\w=.-]+)*;base64,", re.IGNORECASE)
 _WHITESPACE = re.compile(r"\s+")
@@ -52,6 +53,9 @@ def decode_base64(text: object, field: str) -> bytes:
 def decode_image(text: object, field: str, max_megapixels: float) -> Image.Image:
     """A fully loaded PIL image from base64 text (see the module docstring)."""
     data = decode_base64(text, field)
+    too_large = pixel_limit_problem(data, max_megapixels, field)  # from the header: a bomb is never decoded
+    if too_large:
+        raise ApiInputError(too_large)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)

@@ -123,7 +123,7 @@ def build_ui(services: Services) -> gr.Blocks:
             with gr.Tab("Outpainting", id="Outpainting", elem_id="tab-outpainting"):
                 outpainting = build_outpainting_tab(services, outpaint_runs)
             with gr.Tab("PNG Info", id="PNG Info", elem_id="tab-png-info"):
-                png_info = build_png_info_tab()
+                png_info = build_png_info_tab(lambda: services.settings.max_input_megapixels)
             with gr.Tab("History", id="History", elem_id="tab-history") as history_tab_item:
                 history = build_history_tab(services.history, services.paths.data_dir / "exports")
             for extension, tab in services.extensions.tabs():

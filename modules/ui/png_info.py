@@ -11,11 +11,13 @@ from __future__ import annotations
 import html
 import logging
 from dataclasses import dataclass
+from typing import Callable
 
 import gradio as gr
 
 from modules.errors import UserError
 from modules.infotext.foreign import ImageParameters, read_image_parameters
+from modules.uploads import pixel_limit_problem
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +44,9 @@ def raw_text(found: ImageParameters) -> str:
     return "\n\n".join(f"[{key}]\n{value}" for key, value in found.raw.items())
 
 
-def build_png_info_tab() -> PngInfoTab:
+def build_png_info_tab(max_megapixels: Callable[[], float]) -> PngInfoTab:
+    """`max_megapixels()`: the largest picture read (the live setting); a larger one is refused
+    from its header, with a sentence, before anything else reads it."""
     with gr.Row():
         with gr.Column(scale=4):
             image_file = gr.File(label="Drop an image (PNG, JPEG, WebP)", file_types=["image"], type="filepath", elem_id="png-info-file")
@@ -63,6 +67,9 @@ def build_png_info_tab() -> PngInfoTab:
         if not path:
             return None, "", "", "", None, *off
         try:
+            too_large = pixel_limit_problem(path, max_megapixels(), "The picture")
+            if too_large:
+                raise UserError(too_large)
             found = read_image_parameters(path)
         except UserError as error:
             return None, f'<div class="easel-error" role="alert"><b>Error:</b> {html.escape(str(error))}</div>', "", "", None, *off
