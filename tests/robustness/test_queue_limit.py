@@ -4,6 +4,7 @@ its own seed; 0 lifts the bound. The setting applies live through /sdapi/v1/opti
 
 from __future__ import annotations
 
+import threading
 import time
 
 import pytest
@@ -46,10 +47,17 @@ def test_a_full_queue_refuses_with_503_and_the_accepted_jobs_complete(api):
             accepted.append(services.submit_txt2img(request(seed=3, prompt="job 3")))
             assert len(services.queue.pending()) == 2
 
-            refused = client.post("/sdapi/v1/txt2img", json=TXT2IMG)
+            answer: dict = {}  # in a thread, so that a server that queues instead of refusing fails fast, not hangs
+            poster = threading.Thread(target=lambda: answer.update(r=client.post("/sdapi/v1/txt2img", json=TXT2IMG)))
+            poster.start()
+            poster.join(timeout=30)
+            answered_at_once = not poster.is_alive()
             with pytest.raises(QueueFullError, match=r"^the queue is full \(2 waiting\)"):
                 services.submit_txt2img(request(seed=4))
 
+        poster.join(timeout=120)
+        assert answered_at_once, "the API waited for room instead of refusing the job"
+        refused = answer["r"]
         assert refused.status_code == 503
         assert refused.headers["retry-after"] == "5"
         body = refused.json()
