@@ -6,6 +6,11 @@ whole run, loads the start-up checkpoint if none is loaded yet, switches to the 
 checkpoint/VAE override and back afterwards, maps the job's interrupt/skip to the engine's, and
 reports a `ProgressEvent` (with a preview image when due) after every step. Each image gets its
 A1111 infotext, and is saved to the outputs folder when the settings say so.
+
+Faults: a job that runs out of memory fails with `OutOfMemoryError` (its size, batch and what to
+try), raised only once its tensors are unreachable and the memory given back, so the worker goes on
+with the next job. An image that cannot be saved (full disk, read-only folder) is still returned,
+recorded in the history without a file, and a note on the result says why it was not saved.
 """
 
 from __future__ import annotations
