@@ -15,7 +15,9 @@ and writes it to bench/results/fuzz.json. Exit status 1 when anything failed.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
+import io
 import os
 import sys
 import time
@@ -82,7 +84,8 @@ def main() -> int:
                             break
                         before = fuzzing.RUNS[name]
                     break
-                test()
+                with contextlib.redirect_stdout(io.StringIO()):  # hypothesis's "reproduce with @seed" after each slice
+                    test()
             except fuzzing.TimeUp:
                 first = fuzzing.FIRST_FAILURE.pop(name, None)
                 if first is not None:  # found, but the slice ended while hypothesis was shrinking it

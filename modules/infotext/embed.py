@@ -186,7 +186,12 @@ def opened_image(source: ImageSource) -> Iterator[Image.Image]:
     name = _describe(source)
     try:
         with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as image:
-            image.load()  # metadata after the pixel data (PNG chunks after IDAT) arrives with it
+            try:
+                image.load()  # metadata after the pixel data (PNG chunks after IDAT) arrives with it
+            except (IndexError, KeyError) as error:
+                # PIL's chunk readers index short chunks unchecked: an empty iCCP after IDAT raised
+                # IndexError (Image.open turns such errors into "unidentified", load does not).
+                raise UnreadableImageError(f"{name} is damaged and cannot be read ({type(error).__name__}: {error}).") from error
             yield image
     except FileNotFoundError as error:
         where = str(source) if isinstance(source, (str, os.PathLike)) else name

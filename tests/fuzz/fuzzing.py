@@ -20,6 +20,7 @@ from collections import Counter
 from typing import Any, Callable
 
 from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis.errors import HypothesisException
 
 SCALE = float(os.environ.get("EASEL_FUZZ_SCALE", "1"))
 RUNS: Counter[str] = Counter()
@@ -54,11 +55,13 @@ def fuzz(examples: int, shrink: bool = True, **strategies: Any) -> Callable[[Cal
             if _stop_at is not None and time.monotonic() > _stop_at:
                 raise TimeUp
             RUNS[name] += 1
-            LAST_INPUT[name] = kwargs  # after a failure: the (shrunk) example hypothesis reran last
+            LAST_INPUT[name] = {**dict(zip(inspect.signature(test).parameters, args)), **kwargs}  # after a failure: the (shrunk) example hypothesis reran last
             try:
                 test(*args, **kwargs)
+            except HypothesisException:
+                raise  # assume() and friends: not a failure
             except Exception as error:
-                FIRST_FAILURE.setdefault(name, (kwargs, f"{type(error).__name__}: {error}"))
+                FIRST_FAILURE.setdefault(name, (LAST_INPUT[name], f"{type(error).__name__}: {error}"))
                 raise
 
         # The test's own name and signature, for hypothesis and pytest.

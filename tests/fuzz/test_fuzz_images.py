@@ -90,6 +90,7 @@ _PNG_PARTS = _valid_png_parts()
 
 @fuzz(150, extra=st.lists(st.tuples(st.integers(0, 3), _text_chunks, st.booleans(), st.none() | st.integers(0, 2**32 - 1)),
                           max_size=4))
+@example(extra=[(2, (b"iCCP", b""), True, None)])  # an empty iCCP after IDAT: PIL's IndexError escaped (found by bench/fuzz.py)
 def test_pngs_with_random_text_chunks_are_read_or_refused_clearly(extra):
     chunks = [_chunk(kind, data) for kind, data in _PNG_PARTS]
     for where, (kind, data), crc_ok, length in extra:
