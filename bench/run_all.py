@@ -42,7 +42,7 @@ class Bench:
     name: str
     arguments: Callable[[argparse.Namespace], list[str]]  # command-line options for a quick / full run
     headline: Callable[[dict[str, Any]], list[Row]]  # rows from its JSON
-    timeout_quick: int = 900
+    timeout_quick: int = 1800
     timeout_full: int = 3600
     one_json: bool = False  # writes the same file in both modes
 
@@ -230,7 +230,8 @@ def main() -> None:
         runs[bench.name] = info
         fresh = path.exists() and (args.collect or (info["exit"] == 0 and path.stat().st_mtime != before))
         if not fresh:
-            rows.append([bench.name, "-", "-", "-", "-", "-", f"FAILED (exit {info['exit']}, see {info.get('log', '')})", "-"])
+            why = "no result JSON yet" if args.collect else f"FAILED (exit {info['exit']}, see {info.get('log', '')})"
+            rows.append([bench.name, "-", "-", "-", "-", "-", why, "-"])
             continue
         try:
             data = json.loads(path.read_text())
