@@ -76,9 +76,13 @@ def engine_rows(data: dict[str, Any]) -> list[Row]:
         med, runs = r["median"], len(r["times"]["easel"])
         base = med["diffusers"]
         ratio, preview = med["easel"] / base, med["easel + cheap previews every step"] / base
-        rows.append(["engine overhead vs plain diffusers (txt2img)", label, f"{med['easel']:.3f} s", f"{base:.3f} s", f"{ratio:.3f}", "<= 1.03", _ok(ratio, 1.03), str(runs)])
+        fastest = {name: min(values) for name, values in r["times"].items()}
+        min_ratio = fastest["easel"] / fastest["diffusers"]
+        min_preview = fastest["easel + cheap previews every step"] / fastest["diffusers"]
+        rows.append(["engine overhead vs plain diffusers (txt2img)", label, f"{med['easel']:.3f} s", f"{base:.3f} s",
+                     f"{ratio:.3f} (fastest runs: {min_ratio:.3f})", "<= 1.03", _ok(ratio, 1.03), str(runs)])
         rows.append(["cheap preview every step vs plain diffusers", label, f"{med['easel + cheap previews every step']:.3f} s", f"{base:.3f} s",
-                     f"{preview:.3f}", "<= 1.05", _ok(preview, 1.05), str(runs)])
+                     f"{preview:.3f} (fastest runs: {min_preview:.3f})", "<= 1.05", _ok(preview, 1.05), str(runs)])
     return rows
 
 
