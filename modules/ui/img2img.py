@@ -25,7 +25,7 @@ from modules.ui.generation_run import Prepared, field_values, preview_every, wir
 from modules.ui.img2img_inputs import INPAINT_TABS, SOURCE_TABS, multiple_of_8, resize_by_html, scaled_size, source_picture
 from modules.ui.scripts_panel import build_scripts_panel
 from modules.ui.sessions import SessionRuns
-from modules.ui.sized_image import SizedImage, SizedImageEditor
+from modules.ui.sized_image import sized_image, sized_image_editor
 
 PREFIX = "img2img"
 IMAGE_HEIGHT = 420
@@ -94,29 +94,29 @@ def _build_sources(max_megapixels: Callable[[], float]) -> tuple[dict, gr.Image,
     uploads = ["upload", "clipboard"]
     with gr.Tabs(elem_id="img2img-source-tabs", selected="img2img"):
         with gr.Tab(SOURCE_TABS["img2img"], id="img2img", elem_id="img2img-source-img2img") as items["img2img"]:
-            pictures["img2img"] = SizedImage(
+            pictures["img2img"] = sized_image(
                 max_megapixels=max_megapixels, label="Image for img2img", type="pil", image_mode=None, format="png", sources=uploads, height=IMAGE_HEIGHT,
                 elem_id="img2img-image",
             )
         with gr.Tab(SOURCE_TABS["sketch"], id="sketch", elem_id="img2img-source-sketch") as items["sketch"]:
-            pictures["sketch"] = SizedImageEditor(
+            pictures["sketch"] = sized_image_editor(
                 max_megapixels=max_megapixels, label="Image for img2img (draw on it)", type="pil", image_mode="RGBA", format="png", sources=uploads,
                 brush=gr.Brush(colors=SKETCH_COLOURS, default_color="#000000", color_mode="defaults"),
                 layers=False, transforms=(), height=IMAGE_HEIGHT, elem_id="img2img-sketch",
             )
         with gr.Tab(SOURCE_TABS["inpaint"], id="inpaint", elem_id="img2img-source-inpaint") as items["inpaint"]:
-            pictures["inpaint"] = SizedImageEditor(
+            pictures["inpaint"] = sized_image_editor(
                 max_megapixels=max_megapixels, label="Image for inpainting (paint over what to change)", type="pil", image_mode="RGBA", format="png",
                 sources=uploads, brush=gr.Brush(colors=["#ffffff"], color_mode="fixed"), layers=False, transforms=(),
                 height=IMAGE_HEIGHT, elem_id="img2img-inpaint",
             )
         with gr.Tab(SOURCE_TABS["inpaint-upload"], id="inpaint-upload", elem_id="img2img-source-inpaint-upload") as items["inpaint-upload"]:
             with gr.Row():
-                pictures["inpaint-upload"] = SizedImage(
+                pictures["inpaint-upload"] = sized_image(
                     max_megapixels=max_megapixels, label="Image", type="pil", image_mode=None, format="png", sources=uploads, height=IMAGE_HEIGHT - 60,
                     elem_id="img2img-inpaint-upload-image",
                 )
-                upload_mask = SizedImage(
+                upload_mask = sized_image(
                     max_megapixels=max_megapixels, label="Mask (white = repaint)", type="pil", image_mode=None, format="png", sources=uploads,
                     height=IMAGE_HEIGHT - 60, elem_id="img2img-inpaint-upload-mask",
                 )

@@ -29,16 +29,16 @@ def _check(part: Any, max_megapixels: Callable[[], float]) -> None:
 
 
 class SizedImage(gr.Image):
-    """gr.Image with a pixel limit read at each upload (`max_megapixels()`: the live setting)."""
+    """gr.Image with a pixel limit read at each upload (`max_megapixels()`: the live setting).
+    Build it with `sized_image`: Gradio reads a component's properties from the signature of its
+    class's `__init__`, so these subclasses keep Gradio's own."""
 
     is_template = True
-
-    def __init__(self, *args: Any, max_megapixels: Callable[[], float], **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.max_megapixels = max_megapixels
+    max_megapixels: Callable[[], float] | None = None
 
     def preprocess(self, payload: Any) -> Any:
-        _check(payload, self.max_megapixels)
+        if self.max_megapixels is not None:
+            _check(payload, self.max_megapixels)
         return super().preprocess(payload)
 
 
@@ -46,13 +46,24 @@ class SizedImageEditor(gr.ImageEditor):
     """gr.ImageEditor with the same limit on its background, layers and composite."""
 
     is_template = True
-
-    def __init__(self, *args: Any, max_megapixels: Callable[[], float], **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.max_megapixels = max_megapixels
+    max_megapixels: Callable[[], float] | None = None
 
     def preprocess(self, payload: Any) -> Any:
-        if payload is not None:
+        if payload is not None and self.max_megapixels is not None:
             for part in (payload.background, payload.composite, *(payload.layers or [])):
                 _check(part, self.max_megapixels)
         return super().preprocess(payload)
+
+
+def sized_image(*, max_megapixels: Callable[[], float], **kwargs: Any) -> SizedImage:
+    """A SizedImage taking gr.Image's arguments."""
+    image = SizedImage(**kwargs)
+    image.max_megapixels = max_megapixels
+    return image
+
+
+def sized_image_editor(*, max_megapixels: Callable[[], float], **kwargs: Any) -> SizedImageEditor:
+    """A SizedImageEditor taking gr.ImageEditor's arguments."""
+    editor = SizedImageEditor(**kwargs)
+    editor.max_megapixels = max_megapixels
+    return editor
