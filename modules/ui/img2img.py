@@ -9,7 +9,7 @@ do the send-to handlers, which switch it), because Gradio does not pass a Tabs' 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import gradio as gr
 from PIL import Image
@@ -25,7 +25,6 @@ from modules.ui.generation_run import Prepared, field_values, preview_every, wir
 from modules.ui.img2img_inputs import INPAINT_TABS, SOURCE_TABS, multiple_of_8, resize_by_html, scaled_size, source_picture
 from modules.ui.scripts_panel import build_scripts_panel
 from modules.ui.sessions import SessionRuns
-from modules.ui.sized_image import sized_image, sized_image_editor
 
 PREFIX = "img2img"
 IMAGE_HEIGHT = 420
@@ -86,38 +85,37 @@ def display_values(values: dict[str, Any], image_size: tuple[int, int] | None) -
     return shown
 
 
-def _build_sources(max_megapixels: Callable[[], float]) -> tuple[dict, gr.Image, dict]:
-    """The four sub-tabs; returns their picture components, the inpaint-upload mask and the Tab items.
-    Each refuses a picture over `max_megapixels()` before decoding it (modules/ui/sized_image.py)."""
+def _build_sources() -> tuple[dict, gr.Image, dict]:
+    """The four sub-tabs; returns their picture components, the inpaint-upload mask and the Tab items."""
     pictures: dict[str, Any] = {}
     items: dict[str, gr.Tab] = {}
     uploads = ["upload", "clipboard"]
     with gr.Tabs(elem_id="img2img-source-tabs", selected="img2img"):
         with gr.Tab(SOURCE_TABS["img2img"], id="img2img", elem_id="img2img-source-img2img") as items["img2img"]:
-            pictures["img2img"] = sized_image(
-                max_megapixels=max_megapixels, label="Image for img2img", type="pil", image_mode=None, format="png", sources=uploads, height=IMAGE_HEIGHT,
+            pictures["img2img"] = gr.Image(
+                label="Image for img2img", type="pil", image_mode=None, format="png", sources=uploads, height=IMAGE_HEIGHT,
                 elem_id="img2img-image",
             )
         with gr.Tab(SOURCE_TABS["sketch"], id="sketch", elem_id="img2img-source-sketch") as items["sketch"]:
-            pictures["sketch"] = sized_image_editor(
-                max_megapixels=max_megapixels, label="Image for img2img (draw on it)", type="pil", image_mode="RGBA", format="png", sources=uploads,
+            pictures["sketch"] = gr.ImageEditor(
+                label="Image for img2img (draw on it)", type="pil", image_mode="RGBA", format="png", sources=uploads,
                 brush=gr.Brush(colors=SKETCH_COLOURS, default_color="#000000", color_mode="defaults"),
                 layers=False, transforms=(), height=IMAGE_HEIGHT, elem_id="img2img-sketch",
             )
         with gr.Tab(SOURCE_TABS["inpaint"], id="inpaint", elem_id="img2img-source-inpaint") as items["inpaint"]:
-            pictures["inpaint"] = sized_image_editor(
-                max_megapixels=max_megapixels, label="Image for inpainting (paint over what to change)", type="pil", image_mode="RGBA", format="png",
+            pictures["inpaint"] = gr.ImageEditor(
+                label="Image for inpainting (paint over what to change)", type="pil", image_mode="RGBA", format="png",
                 sources=uploads, brush=gr.Brush(colors=["#ffffff"], color_mode="fixed"), layers=False, transforms=(),
                 height=IMAGE_HEIGHT, elem_id="img2img-inpaint",
             )
         with gr.Tab(SOURCE_TABS["inpaint-upload"], id="inpaint-upload", elem_id="img2img-source-inpaint-upload") as items["inpaint-upload"]:
             with gr.Row():
-                pictures["inpaint-upload"] = sized_image(
-                    max_megapixels=max_megapixels, label="Image", type="pil", image_mode=None, format="png", sources=uploads, height=IMAGE_HEIGHT - 60,
+                pictures["inpaint-upload"] = gr.Image(
+                    label="Image", type="pil", image_mode=None, format="png", sources=uploads, height=IMAGE_HEIGHT - 60,
                     elem_id="img2img-inpaint-upload-image",
                 )
-                upload_mask = sized_image(
-                    max_megapixels=max_megapixels, label="Mask (white = repaint)", type="pil", image_mode=None, format="png", sources=uploads,
+                upload_mask = gr.Image(
+                    label="Mask (white = repaint)", type="pil", image_mode=None, format="png", sources=uploads,
                     height=IMAGE_HEIGHT - 60, elem_id="img2img-inpaint-upload-mask",
                 )
     return pictures, upload_mask, items
@@ -141,7 +139,7 @@ def build_img2img_tab(services: Services, runs: SessionRuns) -> Img2ImgTab:
     build_extra_networks(services, PREFIX, fields["prompt"])
     with gr.Row():
         with gr.Column(scale=5):
-            pictures, upload_mask, source_items = _build_sources(lambda: services.settings.max_input_megapixels)
+            pictures, upload_mask, source_items = _build_sources()
             fields["resize_mode"] = gr.Radio(list(RESIZE_MODES), value=RESIZE_MODES[0], type="index", label="Resize mode", elem_id="img2img-resize-mode")
             inpaint_controls = _build_inpaint_controls(fields)
             build_sampler_controls(services, PREFIX, fields)

@@ -31,7 +31,6 @@ from modules.ui.generation_panel import (
 )
 from modules.ui.generation_run import Prepared, field_values, preview_every, wire_generation
 from modules.ui.sessions import SessionRuns
-from modules.ui.sized_image import sized_image
 
 PREFIX = "outpaint"
 DEFAULT_METHOD = "Easel fill"
@@ -132,7 +131,7 @@ def build_outpainting_tab(services: Services, runs: SessionRuns) -> OutpaintingT
     with gr.Row():
         with gr.Column(scale=5):
             with gr.Row():
-                image = sized_image(max_megapixels=lambda: services.settings.max_input_megapixels, label="Picture to extend", type="pil", image_mode=None, format="png", sources=["upload", "clipboard"],
+                image = gr.Image(label="Picture to extend", type="pil", image_mode=None, format="png", sources=["upload", "clipboard"],
                                  height=IMAGE_HEIGHT, elem_id="outpaint-image")
                 canvas = gr.Image(label="Enlarged canvas (new area checkered)", type="pil", format="png", interactive=False,
                                   height=IMAGE_HEIGHT, elem_id="outpaint-canvas")
