@@ -2,9 +2,10 @@
 
 Methods, one small class each:
 - `LinearPreview` ("Approx cheap"): one 4x3 matrix product per pixel at 1/8 size; almost free.
-  Published factors exist for the SD and SDXL VAEs, and Easel ships fitted ones for its demo model;
-  for any other VAE (custom, tiny) the factors are fitted once by least squares from a few synthetic
-  images and cached by a fingerprint of the VAE's weights.
+  Published factors exist for the SD and SDXL VAEs; for any other VAE (custom, tiny) the factors are
+  fitted once by least squares from a few synthetic images and cached by a fingerprint of the VAE's
+  weights. The demo model's VAE is not linear enough for this and small enough to decode in full
+  (`FULL_DECODE_VAES`).
 - `FullVaePreview` ("Full"): a real VAE decode; exact but costly.
 - `TaesdPreview` ("TAESD", in taesd.py): a tiny distilled decoder the user puts in models/VAE-approx/.
 The latent is taken as the UNet sees it (already multiplied by the VAE scaling factor).
@@ -33,10 +34,13 @@ log = logging.getLogger(__name__)
 SD_FACTORS = [[0.298, 0.207, 0.208], [0.187, 0.286, 0.173], [-0.158, 0.189, 0.264], [-0.184, -0.271, -0.473]]
 SDXL_FACTORS = [[0.3448, 0.4168, 0.4395], [-0.1953, -0.0290, 0.0250], [0.1074, 0.0886, -0.0163], [-0.3730, -0.2499, -0.2088]]
 SD_VAE_CHANNELS = [128, 256, 512, 512]
-# Factors and bias fitted for the VAEs of the models Easel ships, keyed by `vae_fingerprint` (as
-# loaded in fp32 or fp16), so they need no fitting at run time. tools/train_demo_model.py fits
-# them on its training pictures and prints the row; the model card lists them too.
-SHIPPED_FACTORS: dict[str, tuple[list[list[float]], list[float]]] = {
+# VAEs of the models Easel ships whose "Approx cheap" preview is a full decode, keyed by
+# `vae_fingerprint` (the same whether loaded in fp32 or fp16). The demo model's latents do not code
+# colour linearly: the best 4x3 fit tools/train_demo_model.py finds is off by 0.50 on average (colours
+# in [-1, 1]; a 2-layer MLP per latent pixel still 0.29), so its previews would show the wrong colours;
+# its decoder is so small (0.6M parameters) that decoding every step costs less than a UNet step.
+FULL_DECODE_VAES: dict[str, str] = {
+    "61122b7b0ed6eacc": "easel-demo-shapes.safetensors",
 }
 
 # Names as A1111 shows them (its `show_progress_type` setting); config.py repeats them torch-free.
@@ -187,15 +191,14 @@ class LinearFactorCache:
             except (OSError, ValueError, KeyError, IndexError) as error:
                 log.warning("Ignoring unreadable preview factor cache %s: %s", path, error)
 
-    def get(self, vae: torch.nn.Module) -> LinearPreview:
+    def get(self, vae: torch.nn.Module) -> PreviewMethod:
         config = vae.config
         if list(config.block_out_channels) == SD_VAE_CHANNELS and config.latent_channels == 4:
             factors = SDXL_FACTORS if abs(config.scaling_factor - 0.13025) < 1e-6 else SD_FACTORS
             return LinearPreview(torch.tensor(factors))
         key = vae_fingerprint(vae)
-        if key in SHIPPED_FACTORS:
-            factors, bias = SHIPPED_FACTORS[key]
-            return LinearPreview(torch.tensor(factors), torch.tensor(bias))
+        if key in FULL_DECODE_VAES:
+            return FullVaePreview(vae)
         if key not in self._memory:
             factors, bias = fit_linear_factors(vae)
             self._memory[key] = (factors.tolist(), bias.tolist())
