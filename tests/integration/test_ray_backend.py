@@ -39,7 +39,7 @@ from tools.make_test_models import write_test_checkpoint  # noqa: E402
 from webui import create_app  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
-pytestmark = pytest.mark.timeout(240)
+pytestmark = pytest.mark.timeout(480)  # Ray start alone took 30-95 s on a loaded 2-core machine; 240 s was not enough at load 9-14
 
 
 def _request(**changes) -> GenerationRequest:
