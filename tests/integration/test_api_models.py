@@ -190,7 +190,8 @@ def test_unload_and_reload(api, models):
 def test_api_auth_guards_every_route(models, tmp_path):
     client, services = make_client(models, tmp_path / "data", "--skip-load", "--api-auth", "alice:s3cret,bob:hunter2")
     with client:
-        schema = client.get("/openapi.json").json()
+        assert client.get("/openapi.json").status_code == 401  # the route list is behind the password too
+        schema = client.get("/openapi.json", auth=("alice", "s3cret")).json()
         routes = [(path, method.upper()) for path, ops in schema["paths"].items() if path.startswith(API) for method in ops]
         assert len(routes) >= 8
         for path, method in routes:
