@@ -4,7 +4,9 @@ checkpoint dropdown shows), a wrong one does not."""
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any, Callable
 
 import pytest
 
@@ -12,18 +14,41 @@ from tests.browser.conftest import CHROMIUM, CHROMIUM_FLAGS
 from tests.security.conftest import UI_PASSWORD, UI_USER
 
 
+class BrowserThread:
+    """A Chromium driven by Playwright's sync API from a thread of its own. Playwright refuses its
+    sync API in a thread with a running asyncio loop, and earlier tests in the same process (servers
+    and clients run in-process) can leave one in the main thread; a fresh thread never has one."""
+
+    def __init__(self):
+        self.pool = ThreadPoolExecutor(max_workers=1)
+        self.playwright = self.browser = None
+
+    def start(self) -> None:
+        from playwright.sync_api import sync_playwright
+
+        self.playwright = sync_playwright().start()
+        self.browser = self.playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_FLAGS)
+
+    def stop(self) -> None:
+        self.browser.close()
+        self.playwright.stop()
+
+    def run(self, action: Callable[[Any], None]) -> None:
+        """Calls `action(browser)` in the browser's thread; its exceptions are raised here."""
+        self.pool.submit(action, self.browser).result()
+
+
 @pytest.fixture(scope="module")
 def chromium():
     if not Path(CHROMIUM).exists():
         pytest.fail(f"{CHROMIUM} is missing: install Debian's chromium (scripts/setup_env.sh --dev does it as root).")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_FLAGS)
-        try:
-            yield browser
-        finally:
-            browser.close()
+    driver = BrowserThread()
+    driver.pool.submit(driver.start).result()
+    try:
+        yield driver
+    finally:
+        driver.pool.submit(driver.stop).result()
+        driver.pool.shutdown()
 
 
 def login(chromium, site, password: str):
@@ -40,21 +65,27 @@ def login(chromium, site, password: str):
 
 
 def test_a_person_logs_in_through_the_gate(chromium, site):
-    context, page, before_login = login(chromium, site, UI_PASSWORD)
-    try:
-        refused = [(status, url) for status, url in before_login if status in (401, 403)]
-        assert not refused, f"the login page needs these, and the gate refused them: {refused}"
-        page.locator("#easel-checkpoint").wait_for(timeout=60_000)
-        assert "alpha.safetensors" in page.content()
-    finally:
-        context.close()
+    def check(browser):
+        context, page, before_login = login(browser, site, UI_PASSWORD)
+        try:
+            refused = [(status, url) for status, url in before_login if status in (401, 403)]
+            assert not refused, f"the login page needs these, and the gate refused them: {refused}"
+            page.locator("#easel-checkpoint").wait_for(timeout=60_000)
+            assert "alpha.safetensors" in page.content()
+        finally:
+            context.close()
+
+    chromium.run(check)
 
 
 def test_a_wrong_password_stays_on_the_login_form(chromium, site):
-    context, page, _ = login(chromium, site, "not-the-password")
-    try:
-        page.get_by_text("Incorrect", exact=False).first.wait_for(timeout=30_000)
-        assert page.locator("#easel-checkpoint").count() == 0
-        assert "alpha.safetensors" not in page.content()
-    finally:
-        context.close()
+    def check(browser):
+        context, page, _ = login(browser, site, "not-the-password")
+        try:
+            page.get_by_text("Incorrect", exact=False).first.wait_for(timeout=30_000)
+            assert page.locator("#easel-checkpoint").count() == 0
+            assert "alpha.safetensors" not in page.content()
+        finally:
+            context.close()
+
+    chromium.run(check)
