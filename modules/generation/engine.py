@@ -169,11 +169,6 @@ def model_denoiser(model: LoadedModel, time_ids: torch.Tensor | None = None, ima
     return DiscreteDenoiser(UNetEps(unet if unet is not None else model.unet, time_ids, image_conditioning), alphas_cumprod(model), model.spec.prediction_type)
 
 
-def optimizations(model: LoadedModel):
-    """The speed/memory choices the manager gave this model (modules/performance.py); None: plain."""
-    return getattr(model, "optimizations", None)
-
-
 def is_sdxl(model: LoadedModel) -> bool:
     return model.spec.family.name.startswith("sdxl")
 
@@ -205,7 +200,7 @@ def sample(model: LoadedModel, request: GenerationRequest, plan: SamplingPass, p
             progress.notes.append(text)
 
     try:
-        with unet_for_pass(model.unet, optimizations(model), model.caches, tuple(plan.x.shape), say) as unet:
+        with unet_for_pass(model.unet, model.optimizations, model.caches, tuple(plan.x.shape), say) as unet:
             return _sample(model, request, plan, progress, unet)
     except Interrupted:  # raised by the step callback while the warm-up was announced
         return plan.fallback, True
@@ -258,7 +253,7 @@ def encode(model: LoadedModel, pixels: torch.Tensor) -> torch.Tensor:
     vae = model.vae_module
     param = next(vae.parameters())
     latents = []
-    with torch.no_grad(), vae_tiling(vae, tiles(optimizations(model), pixels.shape[-1], pixels.shape[-2])):
+    with torch.no_grad(), vae_tiling(vae, tiles(model.optimizations, pixels.shape[-1], pixels.shape[-2])):
         for image in pixels:
             x = (image[None] * 2 - 1).to(param.device, param.dtype)
             latents.append(vae.encode(x).latent_dist.mean.float() * vae.config.scaling_factor)
@@ -268,12 +263,12 @@ def encode(model: LoadedModel, pixels: torch.Tensor) -> torch.Tensor:
 def decode(model: LoadedModel, latent: torch.Tensor, notes: list[str] | None = None) -> list[Image.Image]:
     """Latents -> pictures. A half-precision decode that gives NaN is redone in float32 and `notes`
     says so; large pictures decode tiled when the model's memory plan asks for it."""
-    return to_images(decode_checked(model.vae_module, latent, optimizations(model), notes))
+    return to_images(decode_checked(model.vae_module, latent, model.optimizations, notes))
 
 
 def decode_pixels(model: LoadedModel, latent: torch.Tensor, notes: list[str] | None = None) -> torch.Tensor:
     """Latents -> images (B, 3, H, W) in [0, 1], not rounded to 8 bits."""
-    out = decode_checked(model.vae_module, latent, optimizations(model), notes)
+    out = decode_checked(model.vae_module, latent, model.optimizations, notes)
     return ((out + 1) / 2).clamp(0, 1)
 
 
