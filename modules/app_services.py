@@ -47,6 +47,21 @@ DEMO_PREFIX = "easel-demo-"  # file names of the demo models Easel ships (models
 
 
 @dataclass(frozen=True)
+class GenerationDefaults:
+    """The size and CFG the generation tabs open with."""
+
+    width: int = 512
+    height: int = 512
+    cfg_scale: float = 7.0
+    note: str = ""  # a line shown under the CFG slider when these are a model's own defaults
+
+
+# The demo model was trained on 64x64 pictures, and at CFG above about 4 its guided predictions
+# overshoot (LMS, PLMS, UniPC and DPM fast then draw the wrong colours; see its model card).
+DEMO_DEFAULTS = GenerationDefaults(64, 64, 2.5, "Easel's demo model: drawn at 64x64 and CFG 2.5, the size and scale it was trained and measured at.")
+
+
+@dataclass(frozen=True)
 class AppPaths:
     """Where Easel reads weights and writes its files (see modules/cmd_args.py)."""
 
@@ -184,6 +199,11 @@ class Services:
             return self._startup_choice().name
         except UserError:
             return None
+
+    def generation_defaults(self) -> GenerationDefaults:
+        """The demo model's own size and CFG when Easel starts on it, else A1111's 512x512 and 7."""
+        name = self.startup_name()
+        return DEMO_DEFAULTS if name is not None and name.startswith(DEMO_PREFIX) else GenerationDefaults()
 
     def vae_choices(self) -> list[str]:
         return [VAE_AUTOMATIC, VAE_NONE, *(vae.name for vae in self.registry.vaes)]

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import gradio as gr
 
-from modules.app_services import Services
+from modules.app_services import GenerationDefaults, Services
 from modules.errors import UserError
 from modules.sampling.sampler_table import sampler_labels
 from modules.sampling.schedules import schedule_labels
@@ -112,12 +112,12 @@ def build_sampler_controls(services: Services, prefix: str, fields: Fields) -> N
     fields["steps"] = gr.Slider(1, 150, value=20, step=1, label="Sampling steps", elem_id=f"{prefix}-steps")
 
 
-def build_size_sliders(prefix: str, fields: Fields) -> None:
+def build_size_sliders(prefix: str, fields: Fields, defaults: GenerationDefaults) -> None:
     """Width and height with the ⇅ button that swaps them."""
     with gr.Row():
         with gr.Column(scale=4):
-            fields["width"] = gr.Slider(64, 2048, value=512, step=8, label="Width", elem_id=f"{prefix}-width")
-            fields["height"] = gr.Slider(64, 2048, value=512, step=8, label="Height", elem_id=f"{prefix}-height")
+            fields["width"] = gr.Slider(64, 2048, value=defaults.width, step=8, label="Width", elem_id=f"{prefix}-width")
+            fields["height"] = gr.Slider(64, 2048, value=defaults.height, step=8, label="Height", elem_id=f"{prefix}-height")
         swap = gr.Button("⇅", scale=0, min_width=48, elem_id=f"{prefix}-swap-size")
     size = [fields["width"], fields["height"]]
     swap.click(lambda w, h: (h, w), size, size, show_progress="hidden")
@@ -128,8 +128,8 @@ def build_batch_sliders(prefix: str, fields: Fields) -> None:
     fields["batch_size"] = gr.Slider(1, 8, value=1, step=1, label="Batch size", elem_id=f"{prefix}-batch-size")
 
 
-def build_cfg_slider(prefix: str, fields: Fields) -> None:
-    fields["cfg_scale"] = gr.Slider(1.0, 30.0, value=7.0, step=0.5, label="CFG Scale", elem_id=f"{prefix}-cfg")
+def build_cfg_slider(prefix: str, fields: Fields, defaults: GenerationDefaults) -> None:
+    fields["cfg_scale"] = gr.Slider(1.0, 30.0, value=defaults.cfg_scale, step=0.5, label="CFG Scale", info=defaults.note or None, elem_id=f"{prefix}-cfg")
 
 
 def build_seed_controls(prefix: str, fields: Fields) -> gr.Button:

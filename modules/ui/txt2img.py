@@ -49,10 +49,10 @@ def build_txt2img_tab(services: Services, runs: SessionRuns) -> Txt2ImgTab:
             hires_size_line = build_hires_fix(fields)
             with gr.Row():
                 with gr.Column(scale=4):
-                    build_size_sliders(PREFIX, fields)
+                    build_size_sliders(PREFIX, fields, services.generation_defaults())
                 with gr.Column(scale=3):
                     build_batch_sliders(PREFIX, fields)
-            build_cfg_slider(PREFIX, fields)
+            build_cfg_slider(PREFIX, fields, services.generation_defaults())
             reuse_seed = build_seed_controls(PREFIX, fields)
             scripts = build_scripts_panel(services.extensions, "txt2img", PREFIX)
         with gr.Column(scale=6):

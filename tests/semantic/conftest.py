@@ -9,6 +9,7 @@ import pytest
 import torch
 from PIL import Image
 
+from modules.app_services import DEMO_DEFAULTS
 from modules.checkpoints.hashing import HashCache
 from modules.checkpoints.manager import LoadedModel, ManagerOptions, ModelManager
 from modules.checkpoints.registry import ModelRegistry
@@ -16,7 +17,8 @@ from modules.cmd_args import DEMO_CHECKPOINT
 from modules.generation.request import GenerationRequest
 from modules.generation.txt2img import txt2img
 
-SIZE = 64  # the demo model's training size
+SIZE = DEMO_DEFAULTS.width  # the demo model's training size (64)
+CFG = DEMO_DEFAULTS.cfg_scale  # the scale the UI opens with for the demo (2.5); see its model card for CFG 7
 
 
 @pytest.fixture(scope="session")
@@ -30,8 +32,8 @@ def demo(tmp_path_factory, tokenizer_cache) -> LoadedModel:
 
 
 def request(prompt: str, seed: int, **changes: Any) -> GenerationRequest:
-    """A 64 x 64, 20-step, CFG 7 request with no previews and no saving."""
-    base = dict(prompt=prompt, seed=seed, steps=20, cfg_scale=7.0, width=SIZE, height=SIZE, sampler_name="Euler a", preview_every=0, save_samples=False)
+    """A 64 x 64, 20-step request at the demo's CFG, with no previews and no saving."""
+    base = dict(prompt=prompt, seed=seed, steps=20, cfg_scale=CFG, width=SIZE, height=SIZE, sampler_name="Euler a", preview_every=0, save_samples=False)
     return GenerationRequest(**{**base, **changes})
 
 

@@ -33,9 +33,11 @@ def test_a_fresh_install_loads_the_demo_and_draws_the_prompt(tmp_path):
     try:
         assert [entry.path for entry in services.registry.checkpoints] == [DEMO_CHECKPOINT]
         assert services.manager.loaded is not None and services.manager.loaded.checkpoint.path == DEMO_CHECKPOINT
+        defaults = services.generation_defaults()  # what the tabs open with: the demo's size and CFG
+        assert (defaults.width, defaults.height, defaults.cfg_scale) == (64, 64, 2.5) and "demo" in defaults.note
         job = services.submit_txt2img(GenerationRequest(
-            prompt="a yellow square on a blue background", seed=3, batch_size=3, steps=20, width=64, height=64,
-            sampler_name="Euler a", save_samples=False,
+            prompt="a yellow square on a blue background", seed=3, batch_size=3, steps=20, width=defaults.width, height=defaults.height,
+            cfg_scale=defaults.cfg_scale, sampler_name="Euler a", save_samples=False,
         ))
         readings = [(r.foreground, r.background) for r in map(read, job.result(timeout=120).images)]
         assert readings.count(("yellow", "blue")) >= 2, readings
@@ -49,6 +51,8 @@ def test_a_user_checkpoint_replaces_the_demo(tmp_path):
     try:
         assert [entry.name for entry in services.registry.checkpoints] == ["mine.safetensors"]
         assert services.startup_name() == "mine.safetensors"
+        defaults = services.generation_defaults()  # A1111's, for any model of the user's
+        assert (defaults.width, defaults.height, defaults.cfg_scale, defaults.note) == (512, 512, 7.0, "")
     finally:
         services.close()
 

@@ -8,6 +8,7 @@ from PIL import Image
 
 from modules.sampling.sampler_table import sampler_labels
 from tests.semantic.colours import NAMES, read
+from tests.semantic.conftest import CFG
 from tools.demo_shapes import SHAPES, Scene, render
 
 # 8 colours x 3 shapes; the background cycles through the other colours (offsets 1, 3, 5: never
@@ -25,32 +26,28 @@ def test_the_classifier_reads_every_training_colour_pair():
     assert read(Image.new("RGB", (64, 64), (30, 50, 220))).foreground is None
 
 
+@pytest.mark.parametrize("cfg", [CFG, 7.0])
 @pytest.mark.parametrize("sampler, scheduler", [("Euler a", "Automatic"), ("DPM++ 2M", "Karras")])
-def test_colours_follow_the_prompt_in_at_least_90_percent(draw, sampler, scheduler):
+def test_colours_follow_the_prompt_in_at_least_90_percent(draw, sampler, scheduler, cfg):
+    # at the demo's CFG 2.5 (measured 24/24 and 24/24 for both samplers) and at A1111's default 7
     foreground_right = background_right = 0
     misses = []
     for index, (colour, shape, background) in enumerate(CASES):
         prompt = f"a {colour} {shape} on a {background} background"
-        reading = read(draw(prompt, seed=1000 + index, sampler_name=sampler, scheduler=scheduler)[0])
+        reading = read(draw(prompt, seed=1000 + index, sampler_name=sampler, scheduler=scheduler, cfg_scale=cfg)[0])
         foreground_right += reading.foreground == colour
         background_right += reading.background == background
         if (reading.foreground, reading.background) != (colour, background):
             misses.append(f"{prompt!r} -> {reading.foreground} on {reading.background}")
-    print(f"\n{sampler} {scheduler}: foreground {foreground_right}/{len(CASES)}, background {background_right}/{len(CASES)}")
+    print(f"\n{sampler} {scheduler} CFG {cfg}: foreground {foreground_right}/{len(CASES)}, background {background_right}/{len(CASES)}")
     assert foreground_right >= REQUIRED * len(CASES), misses
     assert background_right >= REQUIRED * len(CASES), misses
 
 
-# Measured 0 or 1 of 3 right with the demo model at 20 steps (the other samplers: 2-3 of 3). Their
-# step-by-step match with k-diffusion is tested in tests/unit; what the demo lacks here is open in issue 9.
-WEAK_ON_THE_DEMO = {"LMS", "DPM fast", "PLMS", "UniPC"}
-
-
-@pytest.mark.parametrize("index, sampler", [
-    pytest.param(i, name, marks=pytest.mark.xfail(reason="demo model too weak for this sampler at 20 steps", strict=False))
-    if name in WEAK_ON_THE_DEMO else (i, name)
-    for i, name in enumerate(sampler_labels())
-])
+# At the demo's CFG 2.5 every sampler draws the prompt. At CFG 7, LMS, PLMS, UniPC and DPM fast
+# draw wrong colours (0-1 of 3; at CFG 5: LMS and PLMS), and so do diffusers' own LMSDiscreteScheduler
+# and PNDMScheduler on this model: its guided predictions overshoot (see the model card).
+@pytest.mark.parametrize("index, sampler", list(enumerate(sampler_labels())))
 def test_every_sampler_draws_the_prompted_colours(draw, index, sampler):
     # one prompt per sampler, three seeds in one batch; two of three must be right (a single
     # unlucky seed is the model, a wrong majority is the sampler)
