@@ -53,7 +53,7 @@ class Args:
     dtype: str | None = None  # None: the `dtype` setting decides
     threads: int | None = None  # CPU threads; None: one per physical core (modules/performance.py)
     fast_mode: bool = False  # torch.compile the UNet
-    memory: str = "auto"  # memory plan: auto, full or low
+    memory: str = "auto"  # memory plan: auto, full, low or offload
     skip_load: bool = False
     backend: str = "inprocess"  # "ray": generation on Ray Serve replicas (modules/backends, docs/scale-out.md)
     ray_address: str | None = None  # None: start a local Ray instance
@@ -170,7 +170,7 @@ def build_parser() -> argparse.ArgumentParser:
     compute.add_argument("--dtype", choices=("auto", "fp32", "fp16", "bf16"), default=None, help="weights dtype (default: the 'dtype' setting, auto)")
     compute.add_argument("--threads", type=int, metavar="N", default=None, help="CPU threads for torch (default: one per physical core)")
     compute.add_argument("--fast-mode", action="store_true", help="compile the UNet with torch.compile (the first job at each size waits for it)")
-    compute.add_argument("--memory", choices=("auto", "full", "low"), default="auto", help="memory plan: low = attention slicing + tiled VAE (default: chosen from free GPU memory)")
+    compute.add_argument("--memory", choices=("auto", "full", "low", "offload"), default="auto", help="memory plan: low = attention slicing + tiled VAE; offload = low + model CPU offload (weights in RAM, one component on the GPU at a time); default: chosen from free GPU memory")
     scale = parser.add_argument_group("scale-out (docs/scale-out.md)")
     scale.add_argument("--backend", choices=("inprocess", "ray"), default="inprocess", help="where generation runs: in this process, or on Ray Serve replicas (pip install -r requirements-ray.txt)")
     scale.add_argument("--ray-address", metavar="ADDR", default=None, help="Ray cluster to join: auto, on a node where `ray start` ran (default: start a local Ray instance on 127.0.0.1)")

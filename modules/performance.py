@@ -14,8 +14,10 @@ the RAM cache, LoRA patching and checkpoint switches always see the plain module
 - VAE: fp16 decodes that come out NaN/inf are redone in fp32 (the VAE then stays fp32 for that
   model, as A1111's "revert VAE to 32-bit floats" does) and the job says so; decodes and encodes
   above `vae_tile_above_pixels` run tiled (diffusers' tiling on the same module).
-- Memory plan: "full" or "low" (attention slicing + tiled VAE from a smaller size), chosen from
-  free memory at start unless `--memory` says otherwise.
+- Memory plan: "full", "low" (attention slicing + tiled VAE from a smaller size) or "offload" (low,
+  plus model CPU offload: the weights stay in RAM and one component at a time, text encoder, UNet
+  or VAE, is moved to the GPU while it runs; `ComponentPlacer`), chosen from free memory at start
+  unless `--memory` says otherwise.
 
 Tolerances (what tests/unit/test_performance.py and tests/integration/test_optimizations.py check on
 tiny models): channels_last, fused QKV and attention slicing change float rounding only (fp32:
@@ -40,7 +42,7 @@ import torch
 log = logging.getLogger(__name__)
 
 GiB = 1024**3
-MEMORY_PLANS = ("auto", "full", "low")
+MEMORY_PLANS = ("auto", "full", "low", "offload")
 
 
 # CPU ---------------------------------------------------------------------------------------------
@@ -118,10 +120,11 @@ def choose_threads(override: int | None = None, cpuinfo: str | None = None, allo
 
 @dataclass(frozen=True)
 class MemoryPlan:
-    name: str  # "full" or "low"
+    name: str  # "full", "low" or "offload"
     attention_slicing: bool
     vae_tile_above_pixels: int | None  # tile VAE decodes/encodes of images larger than this; None: never
     reason: str
+    offload: bool = False  # model CPU offload (ComponentPlacer)
 
 
 def vae_decode_bytes(pixels: int, itemsize: int) -> int:
@@ -131,28 +134,91 @@ def vae_decode_bytes(pixels: int, itemsize: int) -> int:
 
 def choose_memory_plan(free_bytes: int | None, model_bytes: int, itemsize: int, choice: str = "auto") -> MemoryPlan:
     """The memory plan for a device with `free_bytes` free (None: a CPU, whose RAM is not the limit)
-    holding a model of `model_bytes`. `choice` "full"/"low" overrides "auto".
+    holding a model of `model_bytes`. `choice` "full"/"low"/"offload" overrides "auto".
 
-    auto: "full" when the model plus 2.5 GiB fits (a 1024x1024 SD1.5 job in fp16 needs about that),
-    else "low". The VAE is tiled above the size whose decode would take more than half the memory
-    left after the model ("low": a quarter), and never on a CPU unless asked.
+    auto: "full" when the model plus 2.5 GiB fits (a 1024x1024 SD1.5 job in fp16 needs about that);
+    "low" when the model plus 1 GiB fits; else "offload", where only the largest component (about
+    70% of an SD model: the UNet) is on the GPU at a time. The VAE is tiled above the size whose
+    decode would take more than half the memory left after the model ("low" and "offload": a
+    quarter), and never on a CPU unless asked.
     """
     if choice not in MEMORY_PLANS:
         raise ValueError(f"memory plan must be one of {', '.join(MEMORY_PLANS)}, not {choice!r}")
     if free_bytes is None:
-        name = "low" if choice == "low" else "full"
-        tile = 1024 * 1024 if name == "low" else None
-        return MemoryPlan(name, name == "low", tile, f"{name} ({'asked' if choice != 'auto' else 'CPU: RAM is not the limit'})")
-    left = max(0, free_bytes - model_bytes)
+        name = "full" if choice == "auto" else choice
+        tile = None if name == "full" else 1024 * 1024
+        why = "asked" if choice != "auto" else "CPU: RAM is not the limit"
+        return MemoryPlan(name, name != "full", tile, f"{name} ({why})", offload=name == "offload")
     if choice == "auto":
-        name = "full" if left >= 2.5 * GiB else "low"
+        left = free_bytes - model_bytes
+        name = "full" if left >= 2.5 * GiB else "low" if left >= 1 * GiB else "offload"
         reason = f"auto: {free_bytes / GiB:.1f} GiB free, model {model_bytes / GiB:.1f} GiB"
     else:
         name, reason = choice, "asked"
-    budget = left / (2 if name == "full" else 4)
+    on_device = model_bytes * (OFFLOAD_RESIDENT_SHARE if name == "offload" else 1)
+    budget = max(0, free_bytes - on_device) / (2 if name == "full" else 4)
     per_pixel = vae_decode_bytes(1, itemsize)
     tile = max(256 * 256, int(budget // per_pixel))
-    return MemoryPlan(name, name == "low", tile, f"{name} ({reason})")
+    return MemoryPlan(name, name != "full", tile, f"{name} ({reason})", offload=name == "offload")
+
+
+OFFLOAD_RESIDENT_SHARE = 0.7  # the UNet's share of an SD checkpoint: what "offload" keeps on the GPU at once
+
+
+class ComponentPlacer:
+    """Model CPU offload. The modules live on `home` (RAM); `bring(module)` puts the module a job is
+    about to run on `compute` and sends the ones there before it home, so one component at a time
+    takes GPU memory (diffusers' model CPU offload does the same with hooks; Easel calls it where
+    each component is used).
+
+    Going home copies nothing back: each parameter is pointed at the RAM tensor it had before
+    (the RAM cache's own tensor), so RAM holds one copy of the weights. Whoever changes weights in
+    place (LoRA patching, a weight swap) calls `evict()` first and changes the RAM tensors. A
+    module whose dtype changed while it was on the device (the VAE's fp32 retry) is copied home.
+
+    `moves` counts the transfers to the device (each one copies that module's weights over PCIe)."""
+
+    def __init__(self, compute: torch.device, home: torch.device = torch.device("cpu")):
+        self.compute = compute
+        self.home = home
+        self.resident: tuple[torch.nn.Module, ...] = ()  # what is on the compute device now
+        self.moves = 0
+        self._home_tensors: list[tuple[torch.Tensor, torch.Tensor]] = []  # (tensor object on a module, its RAM data)
+
+    def bring(self, *modules: torch.nn.Module) -> None:
+        """Puts `modules` (one component, or SDXL's two text encoders together) on the compute device."""
+        if len(modules) == len(self.resident) and all(a is b for a, b in zip(modules, self.resident)):
+            return
+        self.evict()
+        with torch.no_grad():
+            for module in modules:
+                for tensor in _module_tensors(module):
+                    self._home_tensors.append((tensor, _swap(tensor, tensor.data.to(self.compute, non_blocking=tensor.is_pinned()))))
+        self.resident = tuple(modules)
+        self.moves += 1
+
+    def evict(self) -> None:
+        """Points the modules on the compute device back at their RAM tensors."""
+        with torch.no_grad():
+            for tensor, home in self._home_tensors:
+                changed = tensor.dtype != home.dtype or tensor.shape != home.shape
+                _swap(tensor, tensor.data.to(self.home) if changed else home)
+        self._home_tensors = []
+        self.resident = ()
+
+
+def _swap(tensor: torch.Tensor, data: torch.Tensor) -> torch.Tensor:
+    """Gives `tensor` (a module's parameter or buffer, which keeps its identity: hooks, LoRA backups
+    and the module hold it) the contents of `data`; returns a tensor holding its previous contents.
+    torch.utils.swap_tensors also crosses tensor types (a CPU tensor to a CUDA or meta one), which
+    `.data =` refuses for some."""
+    other = torch.nn.Parameter(data, requires_grad=tensor.requires_grad) if isinstance(tensor, torch.nn.Parameter) else data
+    torch.utils.swap_tensors(tensor, other)
+    return other
+
+
+def _module_tensors(module: torch.nn.Module) -> list[torch.Tensor]:
+    return [*module.parameters(), *(b for b in module.buffers() if b is not None)]
 
 
 # the object ---------------------------------------------------------------------------------------
@@ -171,10 +237,11 @@ class Optimizations:
     vae_tile_above_pixels: int | None = None  # None: never tile
     vae_nan_retry: bool = True
     memory_plan: str = "full"
+    offload: bool = False  # model CPU offload: weights in RAM, one component on the device at a time
     notes: tuple[str, ...] = field(default=())  # why each choice was made, for the log
 
     def describe(self) -> str:
-        on = [name for name in ("channels_last", "fuse_qkv", "compile", "attention_slicing") if getattr(self, name)]
+        on = [name for name in ("channels_last", "fuse_qkv", "compile", "attention_slicing", "offload") if getattr(self, name)]
         tile = f", VAE tiled above {self.vae_tile_above_pixels} px" if self.vae_tile_above_pixels else ""
         return f"memory plan {self.memory_plan}; {', '.join(on) or 'no graph changes'}{tile}"
 
@@ -199,6 +266,7 @@ def choose_optimizations(
         attention_slicing=plan.attention_slicing,
         vae_tile_above_pixels=plan.vae_tile_above_pixels,
         memory_plan=plan.name,
+        offload=plan.offload and gpu,
         notes=(plan.reason,),
     )
 

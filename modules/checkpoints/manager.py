@@ -29,6 +29,7 @@ from modules.checkpoints.tokenizer import load_clip_tokenizer
 from modules.checkpoints.weights import Tensors, WeightSet, build_module, read_vae_file, swap_weights
 from modules.errors import ModelBusyError, ModelLoadError, UserError
 from modules.memory import release_freed_memory
+from modules.performance import ComponentPlacer, Optimizations
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +82,7 @@ class ManagerOptions:
     checkpoint_cache_size: int = 2
     vae_cache_size: int = 2
     sd2_prediction: str = "auto"  # "auto" | "epsilon" | "v_prediction"
-    optimizations: object | None = None  # modules.performance.Optimizations handed to every loaded model; None: plain
+    optimizations: Optimizations | None = None  # handed to every loaded model; None: the plain path
 
 
 TOKENIZER_WAIT_S = 30.0  # how long the token counter waits for a model load that holds the lock
@@ -102,7 +103,8 @@ class LoadedModel:
     # Per-model caches of the generation engine (e.g. encoded prompts); they go with the model.
     caches: dict[str, object] = field(default_factory=dict)
     embeddings: object | None = None  # the manager's EmbeddingLibrary (textual inversion), if any
-    optimizations: object | None = None  # modules.performance.Optimizations the engine applies per pass
+    optimizations: Optimizations | None = None  # what the engine applies per pass
+    placer: ComponentPlacer | None = None  # model CPU offload: modules live in RAM, the engine brings each to `device`
 
     @property
     def spec(self):
@@ -162,6 +164,11 @@ class ModelManager:
         # on_model_loaded); a listener must not raise.
         self.on_loaded: list[Callable[[LoadedModel], None]] = []
         self.embeddings: object | None = None  # an EmbeddingLibrary the prompt encoders use (set by the app)
+        # Model CPU offload (the "offload" memory plan): modules are built in RAM and the engine
+        # brings one at a time to `device`; otherwise they are built on `device`.
+        offload = self.options.optimizations is not None and self.options.optimizations.offload
+        self.placer = ComponentPlacer(device) if offload else None
+        self.weights_device = torch.device("cpu") if offload else device
 
     # public ------------------------------------------------------------------------------------
 
@@ -211,7 +218,8 @@ class ModelManager:
         with self.lock:
             loaded = self._require_loaded()
             vae_entry, vae_tensors = self._resolve_vae(loaded.checkpoint, loaded.weights, choice, strict=True)
-            swap_weights(loaded.modules["vae"], vae_tensors, self.device)
+            self._evict()
+            swap_weights(loaded.modules["vae"], vae_tensors, self.weights_device)
             loaded.vae = vae_entry
             self.vae_choice = choice
             return loaded
@@ -233,6 +241,7 @@ class ModelManager:
     def unload(self) -> None:
         """Drops the active model and the caches, freeing their memory."""
         with self.lock:
+            self._evict()
             self.loaded = None
             self._active_key = None
             self._checkpoints.clear()
@@ -371,6 +380,11 @@ class ModelManager:
             self._warn(f"VAE {entry.name} could not be used with {checkpoint.name}; using its own VAE. ({error})")
             return None, weights.tensors["vae"]
 
+    def _evict(self) -> None:
+        """Before weights change in place: the module on the GPU goes back to its RAM tensors."""
+        if self.placer is not None:
+            self.placer.evict()
+
     def _warn(self, message: str) -> None:
         log.warning(message)
         self.warnings.append(message)
@@ -378,20 +392,21 @@ class ModelManager:
     def _activate(self, entry: ModelFile, weights: WeightSet, vae_entry: ModelFile | None, vae_tensors: Tensors) -> LoadedModel:
         tokenizers = self._tokenizers_for(weights)
         current = self.loaded
+        self._evict()
         if current is not None and current.spec.signature() == weights.spec.signature():
             modules = current.modules
             for name, module in modules.items():
-                swap_weights(module, vae_tensors if name == "vae" else weights.tensors[name], self.device)
+                swap_weights(module, vae_tensors if name == "vae" else weights.tensors[name], self.weights_device)
         else:
             modules = {}
             for name, component in weights.spec.components.items():
                 tensors = vae_tensors if name == "vae" else weights.tensors[name]
-                modules[name] = build_module(component, tensors, self.device)
+                modules[name] = build_module(component, tensors, self.weights_device)
         if weights.spec.prediction_type == "auto":
             is_v = detect_v_prediction(modules["unet"])
             weights.spec = replace(weights.spec, prediction_type="v_prediction" if is_v else "epsilon")
         self.loaded = LoadedModel(entry, weights, modules, tokenizers, vae_entry, self.device, self.dtype, embeddings=self.embeddings,
-                                  optimizations=self.options.optimizations)
+                                  optimizations=self.options.optimizations, placer=self.placer)
         for listener in self.on_loaded:
             listener(self.loaded)
         return self.loaded

@@ -150,6 +150,13 @@ class HookedDenoiser:
         return self.denoiser(call.x, sigma)
 
 
+def on_device(model: LoadedModel, *modules: torch.nn.Module) -> None:
+    """Under model CPU offload, puts `modules` on the compute device (and the others in RAM) before
+    they run; otherwise they are there already."""
+    if model.placer is not None:
+        model.placer.bring(*modules)
+
+
 def blend(latent: torch.Tensor, init_latent: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
     return latent * (1 - keep) + init_latent * keep
 
@@ -199,6 +206,7 @@ def sample(model: LoadedModel, request: GenerationRequest, plan: SamplingPass, p
             announced.add(text)
             progress.notes.append(text)
 
+    on_device(model, model.unet)
     try:
         with unet_for_pass(model.unet, model.optimizations, model.caches, tuple(plan.x.shape), say) as unet:
             return _sample(model, request, plan, progress, unet)
@@ -251,6 +259,7 @@ def encode(model: LoadedModel, pixels: torch.Tensor) -> torch.Tensor:
     """Images (B, 3, H, W) in [0, 1] -> latents as the UNet sees them (scaled; the posterior mean,
     one image at a time as A1111 does, so batch size never changes a latent)."""
     vae = model.vae_module
+    on_device(model, vae)
     param = next(vae.parameters())
     latents = []
     with torch.no_grad(), vae_tiling(vae, tiles(model.optimizations, pixels.shape[-1], pixels.shape[-2])):
@@ -263,11 +272,13 @@ def encode(model: LoadedModel, pixels: torch.Tensor) -> torch.Tensor:
 def decode(model: LoadedModel, latent: torch.Tensor, notes: list[str] | None = None) -> list[Image.Image]:
     """Latents -> pictures. A half-precision decode that gives NaN is redone in float32 and `notes`
     says so; large pictures decode tiled when the model's memory plan asks for it."""
+    on_device(model, model.vae_module)
     return to_images(decode_checked(model.vae_module, latent, model.optimizations, notes))
 
 
 def decode_pixels(model: LoadedModel, latent: torch.Tensor, notes: list[str] | None = None) -> torch.Tensor:
     """Latents -> images (B, 3, H, W) in [0, 1], not rounded to 8 bits."""
+    on_device(model, model.vae_module)
     out = decode_checked(model.vae_module, latent, model.optimizations, notes)
     return ((out + 1) / 2).clamp(0, 1)
 

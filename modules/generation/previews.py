@@ -132,7 +132,7 @@ class FullVaePreview:
     def __call__(self, latent: torch.Tensor) -> list[Image.Image]:
         scale = self.vae.config.scaling_factor
         param = next(self.vae.parameters())
-        return to_images(self.vae.decode(latent.to(param.dtype) / scale).sample)
+        return to_images(self.vae.decode(latent.to(param.device, param.dtype) / scale).sample)  # where the VAE is (in RAM under offload)
 
 
 def vae_fingerprint(vae: torch.nn.Module) -> str:

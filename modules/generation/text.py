@@ -41,7 +41,8 @@ def build_prompt_encoder(model: LoadedModel, clip_skip: int) -> PromptEncoder:
         for stale in [k for k in model.caches if k.startswith(f"prompt-encoder-{clip_skip}-")]:
             del model.caches[stale]
         tokenizer = model.tokenizers.get("tokenizer") or model.tokenizers["tokenizer_2"]
-        model.caches[key] = PromptEncoder(encoder_plans(model, clip_skip), tokenizer, model.device, parse_emphasis, embeddings=library)
+        prepare = model.placer.bring if model.placer is not None else None
+        model.caches[key] = PromptEncoder(encoder_plans(model, clip_skip), tokenizer, model.device, parse_emphasis, embeddings=library, prepare=prepare)
     return model.caches[key]  # type: ignore[return-value]
 
 

@@ -29,6 +29,7 @@ from modules.generation.engine import (  # noqa: F401  (re-exported: the service
     decode,
     is_sdxl,
     model_denoiser,
+    on_device,
     resolve_sampler,
     run_batches,
     sample,
@@ -115,6 +116,7 @@ def whole_image_mask_conditioning(model: LoadedModel, width: int, height: int) -
     """What an inpainting UNet sees in txt2img (A1111's choice): everything masked (a mask of ones)
     over the latent of a mid-grey image."""
     vae = model.vae_module
+    on_device(model, vae)
     param = next(vae.parameters())
     grey = torch.zeros(1, 3, height, width, device=param.device, dtype=param.dtype)  # 0.5 in [0, 1]
     with torch.no_grad():

@@ -122,6 +122,13 @@ class PatchReport:
     seconds: float = 0.0
 
 
+def _weights_in_ram(model: LoadedModel | None) -> None:
+    """Under model CPU offload the patch goes to the RAM tensors (the ones the modules keep), so
+    the module on the GPU is sent home first."""
+    if model is not None and model.placer is not None:
+        model.placer.evict()
+
+
 class LoraPatcher:
     """Applies sets of LoRAs to a LoadedModel in place and restores its weights exactly.
 
@@ -150,6 +157,7 @@ class LoraPatcher:
         Deltas are made before any weight changes, so a LoRA that cannot be read raises with the
         model restored to its original weights (never half-patched)."""
         started = time.perf_counter()
+        _weights_in_ram(model)
         uses = [use for use in uses if not use.is_noop]
         key = (id(model), tuple((_file_version(u.lora.path), u.te_multiplier, u.unet_multiplier) for u in uses))
         report = PatchReport(applied=[u.lora.name for u in uses])
@@ -191,6 +199,8 @@ class LoraPatcher:
         if not self._patched:
             self._applied_key = None
             return
+        for target in (model, self._applied_model):
+            _weights_in_ram(target)
         with torch.no_grad():
             for entry in self._patched:
                 entry.tensor.copy_(entry.backup)

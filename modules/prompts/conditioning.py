@@ -264,8 +264,9 @@ class PromptEncoder:
 
     def __init__(self, encoders: Sequence[tuple[torch.nn.Module, EncoderPlan]], tokenizer: Any, device: torch.device,
                  parse: Callable[[str], Sequence[tuple[str, float]]], cache_size: int = 16,
-                 embeddings: "EmbeddingLibrary | None" = None):
+                 embeddings: "EmbeddingLibrary | None" = None, prepare: Callable[..., None] | None = None):
         self.encoders = list(encoders)
+        self.prepare = prepare  # called with the encoder modules before they run (model CPU offload puts them on the GPU)
         self.embeddings = embeddings
         self.tokenizer = tokenizer
         self.device = device
@@ -300,6 +301,8 @@ class PromptEncoder:
         cached = self._cache.get(key)
         if cached is not None:
             return cached
+        if self.prepare is not None:
+            self.prepare(*(encoder for encoder, _ in self.encoders))
         result = encode_chunks(self.encoders, self.chunks(prompt), self.bos_id, self.eos_id, self.device)
         if len(self._cache) >= self.cache_size:
             self._cache.pop(next(iter(self._cache)))

@@ -76,11 +76,12 @@ def test_threads_override_wins():
 MODEL = int(2.2 * GiB)
 
 
-@pytest.mark.parametrize("free_gib, expected", [(80, "full"), (6, "full"), (4.5, "low"), (3, "low"), (1, "low")])
+@pytest.mark.parametrize("free_gib, expected", [(80, "full"), (6, "full"), (4.5, "low"), (3.3, "low"), (3, "offload"), (1, "offload")])
 def test_memory_plan_from_free_memory(free_gib, expected):
     plan = choose_memory_plan(int(free_gib * GiB), MODEL, itemsize=2)
     assert plan.name == expected
-    assert plan.attention_slicing == (expected == "low")
+    assert plan.attention_slicing == (expected != "full")
+    assert plan.offload == (expected == "offload")
     assert plan.vae_tile_above_pixels is not None
 
 
@@ -97,6 +98,10 @@ def test_memory_plan_override_and_cpu():
     cpu = choose_memory_plan(None, MODEL, 4)
     assert cpu.name == "full" and cpu.vae_tile_above_pixels is None and not cpu.attention_slicing
     assert choose_memory_plan(None, MODEL, 4, "low").attention_slicing
+    assert choose_memory_plan(None, MODEL, 4, "offload").offload
+    assert not choose_optimizations(torch.device("cpu"), torch.float32, memory="offload").offload  # nothing to offload to on a CPU
+    gpu = choose_optimizations(torch.device("cuda"), torch.float16, free_bytes=int(2 * GiB), model_bytes=MODEL)
+    assert gpu.offload and gpu.attention_slicing and gpu.memory_plan == "offload" and "offload" in gpu.describe()
     with pytest.raises(ValueError):
         choose_memory_plan(None, MODEL, 4, "tiny")
 
