@@ -110,7 +110,7 @@ class SamplingPass:
     """One pass of the sampler over one batch."""
 
     x: torch.Tensor  # the latent at sigmas[0] (noise already added and scaled)
-    sigmas: torch.Tensor  # the part of the schedule to walk
+    sigmas: torch.Tensor  # the part of the schedule to walk, in RAM (see sample)
     sampler: SamplerSpec
     conds: StepConditions
     unconds: StepConditions
@@ -215,7 +215,10 @@ def sample(model: LoadedModel, request: GenerationRequest, plan: SamplingPass, p
 
 
 def _sample(model: LoadedModel, request: GenerationRequest, plan: SamplingPass, progress: Progress, unet: torch.nn.Module) -> tuple[torch.Tensor | None, bool]:
-    inner = model_denoiser(model, plan.time_ids, plan.image_conditioning, unet)
+    # The sigmas stay in RAM (the samplers' `if sigma > 0` tests and step sizes are then host
+    # arithmetic) and the denoiser's sigma grid goes to the latent's device (sigma -> timestep is
+    # then device arithmetic): so a step never waits for the GPU to report a number back.
+    inner = model_denoiser(model, plan.time_ids, plan.image_conditioning, unet).to(plan.x.device)
     guided = GuidedDenoiser(inner, plan.conds, plan.unconds, request.cfg_scale, inner.sigma_min, inner.sigma_max)
     denoiser = guided if plan.keep is None else MaskedDenoiser(guided, plan.init_latent, plan.keep)
     done_steps = {"steps": 0}

@@ -137,7 +137,7 @@ def hires_pass(
     total, t_enc = tail_steps(steps, hires_strength(request), fix_steps=True)
     if total == 0:  # denoising strength 0: the upscaled first pass as it is
         return latent, False
-    full = sigmas_for(sampler, schedule, total, model_denoiser(model), sdxl=model.spec.family.name.startswith("sdxl")).to(latent.device)
+    full = sigmas_for(sampler, schedule, total, model_denoiser(model), sdxl=model.spec.family.name.startswith("sdxl"))  # in RAM: see engine.sample
     sigmas = full[total - t_enc - 1 :]
     noise = noise_mod.batch_noise(
         tuple(latent.shape[1:]), seeds, subseeds, request.subseed_strength,

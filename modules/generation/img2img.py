@@ -266,7 +266,7 @@ def img2img(
     result.timings["text"] = time.perf_counter() - started
 
     total_steps, t_enc = tail_steps(request.steps, request.strength, fix_steps)
-    full = sigmas_for(sampler, schedule, max(total_steps, 1), model_denoiser(model), sdxl=is_sdxl(model)).to(device)
+    full = sigmas_for(sampler, schedule, max(total_steps, 1), model_denoiser(model), sdxl=is_sdxl(model))  # in RAM: see engine.sample
     sigmas = full[len(full) - t_enc - 2 :]  # the last t_enc + 1 steps (A1111: sigmas[steps - t_enc - 1:])
     time_ids = sdxl_time_ids(request.width, request.height, refiner=model.spec.family.name == "sdxl-refiner") if is_sdxl(model) else None
     latent_shape = (4, request.height // 8, request.width // 8)

@@ -83,7 +83,7 @@ def txt2img(
         image_conditioning = whole_image_mask_conditioning(model, request.width, request.height)
     elif in_channels != 4:
         raise UserError(f"{model.checkpoint.name} is a {model.spec.variant or 'non-standard'} model ({in_channels} input channels); it cannot do txt2img.")
-    sigmas = sigmas_for(sampler, schedule, request.steps, model_denoiser(model), sdxl=sdxl).to(device)
+    sigmas = sigmas_for(sampler, schedule, request.steps, model_denoiser(model), sdxl=sdxl)  # stays in RAM: see engine.sample
     steps_total = len(sigmas) - 1 + (hires_steps(request) if hires else 0)
     if hires:
         target = hires_target(request)

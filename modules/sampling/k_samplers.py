@@ -426,7 +426,7 @@ def sample_dpm_fast(model: Denoiser, x: Tensor, sigmas: Tensor, ctx: SamplerCont
     noise, solver, nfe = _noise(ctx), _DPMSolver(model, x), len(sigmas) - 1
     t_start, t_end = _t(sigma_max), _t(sigma_min)
     m = math.floor(nfe / 3) + 1
-    ts = torch.linspace(t_start, t_end, m + 1, device=x.device)
+    ts = torch.linspace(t_start, t_end, m + 1, device=sigmas.device)  # beside the sigmas: its step sizes are read on the host
     orders = [3] * (m - 2) + [2, 1] if nfe % 3 == 0 else [3] * (m - 1) + [nfe % 3]
     for i, order in enumerate(orders):
         t, t_next = ts[i], ts[i + 1]
