@@ -135,6 +135,7 @@ def _build_inpaint_controls(fields: Fields) -> gr.Column:
 
 def build_img2img_tab(services: Services, runs: SessionRuns) -> Img2ImgTab:
     fields: Fields = {}
+    defaults = services.generation_defaults()  # the demo model's size and CFG when Easel starts on it
     prompt_row = build_prompt_row(services, PREFIX, fields)
     build_extra_networks(services, PREFIX, fields["prompt"])
     with gr.Row():
@@ -145,12 +146,12 @@ def build_img2img_tab(services: Services, runs: SessionRuns) -> Img2ImgTab:
             build_sampler_controls(services, PREFIX, fields)
             with gr.Tabs(elem_id="img2img-resize-tabs", selected="to"):
                 with gr.Tab("Resize to", id="to", elem_id="img2img-resize-to") as resize_to_tab:
-                    build_size_sliders(PREFIX, fields, services.generation_defaults())
+                    build_size_sliders(PREFIX, fields, defaults)
                 with gr.Tab("Resize by", id="by", elem_id="img2img-resize-by") as resize_by_tab:
                     scale = gr.Slider(0.05, 4.0, value=1.0, step=0.05, label="Scale", elem_id="img2img-scale")
                     scale_line = gr.HTML(resize_by_html(None, 1.0), elem_id="img2img-scale-size", padding=True)
             build_batch_sliders(PREFIX, fields)
-            build_cfg_slider(PREFIX, fields, services.generation_defaults())
+            build_cfg_slider(PREFIX, fields, defaults)
             fields["denoising_strength"] = gr.Slider(0.0, 1.0, value=0.75, step=0.01, label="Denoising strength", elem_id="img2img-denoising")
             reuse_seed = build_seed_controls(PREFIX, fields)
             scripts = build_scripts_panel(services.extensions, "img2img", PREFIX)

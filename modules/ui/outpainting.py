@@ -126,6 +126,7 @@ def _build_settings(settings: Fields) -> tuple[gr.Markdown, gr.Group, gr.Radio]:
 
 def build_outpainting_tab(services: Services, runs: SessionRuns) -> OutpaintingTab:
     fields: Fields = {}
+    defaults = services.generation_defaults()  # the demo model's size and CFG when Easel starts on it
     settings: Fields = {}
     prompt_row = build_prompt_row(services, PREFIX, fields)
     with gr.Row():
@@ -140,9 +141,9 @@ def build_outpainting_tab(services: Services, runs: SessionRuns) -> OutpaintingT
             build_sampler_controls(services, PREFIX, fields)
             with gr.Column(visible=False, elem_id="outpaint-window") as window:
                 gr.Markdown("Window (mk2) / tile (poor man's) size:")
-                build_size_sliders(PREFIX, fields, services.generation_defaults())
+                build_size_sliders(PREFIX, fields, defaults)
             build_batch_sliders(PREFIX, fields)
-            build_cfg_slider(PREFIX, fields, services.generation_defaults())
+            build_cfg_slider(PREFIX, fields, defaults)
             fields["denoising_strength"] = gr.Slider(0.0, 1.0, value=0.8, step=0.01, label="Denoising strength", elem_id="outpaint-denoising")
             reuse_seed = build_seed_controls(PREFIX, fields)
         with gr.Column(scale=6):

@@ -41,6 +41,7 @@ class Txt2ImgTab:
 
 def build_txt2img_tab(services: Services, runs: SessionRuns) -> Txt2ImgTab:
     fields: Fields = {}
+    defaults = services.generation_defaults()  # the demo model's size and CFG when Easel starts on it
     prompt_row = build_prompt_row(services, PREFIX, fields)
     build_extra_networks(services, PREFIX, fields["prompt"])
     with gr.Row():
@@ -49,10 +50,10 @@ def build_txt2img_tab(services: Services, runs: SessionRuns) -> Txt2ImgTab:
             hires_size_line = build_hires_fix(fields)
             with gr.Row():
                 with gr.Column(scale=4):
-                    build_size_sliders(PREFIX, fields, services.generation_defaults())
+                    build_size_sliders(PREFIX, fields, defaults)
                 with gr.Column(scale=3):
                     build_batch_sliders(PREFIX, fields)
-            build_cfg_slider(PREFIX, fields, services.generation_defaults())
+            build_cfg_slider(PREFIX, fields, defaults)
             reuse_seed = build_seed_controls(PREFIX, fields)
             scripts = build_scripts_panel(services.extensions, "txt2img", PREFIX)
         with gr.Column(scale=6):

@@ -95,3 +95,16 @@ def test_cheap_live_previews_of_the_demo_decode_in_full_and_show_the_final_colou
         assert (read(shown).background, read(shown).foreground) == (read(final).background, read(final).foreground) == ("red", "white")
     linear = LinearPreview(*fit_linear_factors(demo.vae_module))
     assert [read(small.resize((64, 64))).background for small in linear(result.latents[0])] != ["red", "red"]
+
+
+def test_the_generation_tabs_open_at_the_demos_size_and_cfg(tmp_path):
+    from modules.ui.app import build_ui
+
+    services = services_for(tmp_path)
+    try:
+        blocks = build_ui(services).blocks.values()
+        values = {block.elem_id: block.value for block in blocks if str(getattr(block, "elem_id", "")).endswith(("-width", "-height", "-cfg"))}
+        assert values == {f"{tab}-{name}": value for tab in ("txt2img", "img2img", "outpaint")
+                          for name, value in (("width", 64), ("height", 64), ("cfg", 2.5))}
+    finally:
+        services.close()
