@@ -124,12 +124,19 @@ class MemoryPlan:
     attention_slicing: bool
     vae_tile_above_pixels: int | None  # tile VAE decodes/encodes of images larger than this; None: never
     reason: str
-    offload: bool = False  # model CPU offload (ComponentPlacer)
+
+    @property
+    def offload(self) -> bool:
+        """Model CPU offload (ComponentPlacer)."""
+        return self.name == "offload"
 
 
 def vae_decode_bytes(pixels: int, itemsize: int) -> int:
     """A rough peak of an SD VAE decode: the full-resolution 128-channel activations, ~6 alive at once."""
     return pixels * 128 * itemsize * 6
+
+
+OFFLOAD_RESIDENT_SHARE = 0.7  # the UNet's share of an SD checkpoint: what "offload" keeps on the GPU at once
 
 
 def choose_memory_plan(free_bytes: int | None, model_bytes: int, itemsize: int, choice: str = "auto") -> MemoryPlan:
@@ -148,7 +155,7 @@ def choose_memory_plan(free_bytes: int | None, model_bytes: int, itemsize: int, 
         name = "full" if choice == "auto" else choice
         tile = None if name == "full" else 1024 * 1024
         why = "asked" if choice != "auto" else "CPU: RAM is not the limit"
-        return MemoryPlan(name, name != "full", tile, f"{name} ({why})", offload=name == "offload")
+        return MemoryPlan(name, name != "full", tile, f"{name} ({why})")
     if choice == "auto":
         left = free_bytes - model_bytes
         name = "full" if left >= 2.5 * GiB else "low" if left >= 1 * GiB else "offload"
@@ -159,10 +166,7 @@ def choose_memory_plan(free_bytes: int | None, model_bytes: int, itemsize: int, 
     budget = max(0, free_bytes - on_device) / (2 if name == "full" else 4)
     per_pixel = vae_decode_bytes(1, itemsize)
     tile = max(256 * 256, int(budget // per_pixel))
-    return MemoryPlan(name, name != "full", tile, f"{name} ({reason})", offload=name == "offload")
-
-
-OFFLOAD_RESIDENT_SHARE = 0.7  # the UNet's share of an SD checkpoint: what "offload" keeps on the GPU at once
+    return MemoryPlan(name, name != "full", tile, f"{name} ({reason})")
 
 
 class ComponentPlacer:
@@ -212,7 +216,8 @@ def _swap(tensor: torch.Tensor, data: torch.Tensor) -> torch.Tensor:
     and the module hold it) the contents of `data`; returns a tensor holding its previous contents.
     torch.utils.swap_tensors also crosses tensor types (a CPU tensor to a CUDA or meta one), which
     `.data =` refuses for some."""
-    other = torch.nn.Parameter(data, requires_grad=tensor.requires_grad) if isinstance(tensor, torch.nn.Parameter) else data
+    wrap = isinstance(tensor, torch.nn.Parameter) and not isinstance(data, torch.nn.Parameter)
+    other = torch.nn.Parameter(data, requires_grad=tensor.requires_grad) if wrap else data
     torch.utils.swap_tensors(tensor, other)
     return other
 
@@ -243,7 +248,8 @@ class Optimizations:
     def describe(self) -> str:
         on = [name for name in ("channels_last", "fuse_qkv", "compile", "attention_slicing", "offload") if getattr(self, name)]
         tile = f", VAE tiled above {self.vae_tile_above_pixels} px" if self.vae_tile_above_pixels else ""
-        return f"memory plan {self.memory_plan}; {', '.join(on) or 'no graph changes'}{tile}"
+        why = f" ({'; '.join(self.notes)})" if self.notes else ""
+        return f"memory plan {self.memory_plan}{why}; {', '.join(on) or 'no graph changes'}{tile}"
 
 
 def choose_optimizations(
@@ -267,7 +273,7 @@ def choose_optimizations(
         vae_tile_above_pixels=plan.vae_tile_above_pixels,
         memory_plan=plan.name,
         offload=plan.offload and gpu,
-        notes=(plan.reason,),
+        notes=(plan.reason,) + (("offload: nothing to offload to on a CPU; the weights are in RAM already",) if plan.offload and not gpu else ()),
     )
 
 

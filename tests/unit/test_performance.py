@@ -99,7 +99,8 @@ def test_memory_plan_override_and_cpu():
     assert cpu.name == "full" and cpu.vae_tile_above_pixels is None and not cpu.attention_slicing
     assert choose_memory_plan(None, MODEL, 4, "low").attention_slicing
     assert choose_memory_plan(None, MODEL, 4, "offload").offload
-    assert not choose_optimizations(torch.device("cpu"), torch.float32, memory="offload").offload  # nothing to offload to on a CPU
+    on_cpu = choose_optimizations(torch.device("cpu"), torch.float32, memory="offload")
+    assert not on_cpu.offload and "nothing to offload to on a CPU" in on_cpu.describe()  # and the log line says so
     gpu = choose_optimizations(torch.device("cuda"), torch.float16, free_bytes=int(2 * GiB), model_bytes=MODEL)
     assert gpu.offload and gpu.attention_slicing and gpu.memory_plan == "offload" and "offload" in gpu.describe()
     with pytest.raises(ValueError):
