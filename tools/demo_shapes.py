@@ -43,7 +43,7 @@ class Scene:
     """What one picture shows; `caption()` says it in words."""
 
     shape: str
-    colour: str
+    colour: str  # one name, or two ("red blue": a blend, the two mixed half and half)
     background: str
     position: str
     size: str
@@ -61,17 +61,26 @@ def caption(scene: Scene, background: bool = True, position: bool = False, size:
     return text
 
 
-def random_scene(rng: np.random.Generator) -> Scene:
-    """A uniformly chosen shape, colour pair (never equal), position and size, lightly jittered."""
+def mix(colour: str) -> tuple[int, int, int]:
+    """The RGB of a colour name, or the even mix of two names ("red blue")."""
+    values = np.array([COLOURS[name] for name in colour.split()], dtype=np.float64)
+    return tuple(int(round(v)) for v in values.mean(axis=0))
+
+
+def random_scene(rng: np.random.Generator, blend: bool = False) -> Scene:
+    """A uniformly chosen shape, colour pair (never equal), position and size, lightly jittered.
+    With `blend`, the shape's colour is the mix of two names, and the background a third."""
     names = list(COLOURS)
-    colour, background = rng.choice(len(names), size=2, replace=False)
+    picked = rng.choice(len(names), size=3 if blend else 2, replace=False)
+    colour = " ".join(names[i] for i in picked[:-1])
+    background = names[picked[-1]]
     position = list(POSITIONS)[rng.integers(len(POSITIONS))]
     size = list(SIZES)[rng.integers(len(SIZES))]
     radius = float(rng.uniform(*SIZES[size]))
     cx, cy = POSITIONS[position]
     jitter = rng.uniform(-0.05, 0.05, 2)
     centre = (float(np.clip(cx + jitter[0], radius, 1 - radius)), float(np.clip(cy + jitter[1], radius, 1 - radius)))
-    return Scene(SHAPES[rng.integers(len(SHAPES))], names[colour], names[background], position, size, centre, radius)
+    return Scene(SHAPES[rng.integers(len(SHAPES))], colour, background, position, size, centre, radius)
 
 
 def render(scene: Scene, size: int = 64) -> Image.Image:
@@ -80,7 +89,7 @@ def render(scene: Scene, size: int = 64) -> Image.Image:
     image = Image.new("RGB", (big, big), COLOURS[scene.background])
     draw = ImageDraw.Draw(image)
     cx, cy, r = scene.centre[0] * big, scene.centre[1] * big, scene.radius * big
-    fill = COLOURS[scene.colour]
+    fill = mix(scene.colour)
     if scene.shape == "circle":
         draw.ellipse((cx - r, cy - r, cx + r, cy + r), fill=fill)
     elif scene.shape == "square":
@@ -91,9 +100,9 @@ def render(scene: Scene, size: int = 64) -> Image.Image:
     return image.resize((size, size), Image.BOX)
 
 
-def scene_batch(count: int, seed: int, size: int = 64) -> tuple[list[Scene], np.ndarray]:
+def scene_batch(count: int, seed: int, size: int = 64, blend: bool = False) -> tuple[list[Scene], np.ndarray]:
     """`count` random scenes and their pictures (uint8, count x size x size x 3), fixed by `seed`."""
     rng = np.random.default_rng(seed)
-    scenes = [random_scene(rng) for _ in range(count)]
+    scenes = [random_scene(rng, blend) for _ in range(count)]
     pixels = np.stack([np.asarray(render(scene, size)) for scene in scenes])
     return scenes, pixels

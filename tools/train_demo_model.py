@@ -15,10 +15,12 @@ Stages, each resumable from the work dir (a state file is saved every `--save-ev
 3. latents: every picture encoded once with the frozen encoder; the scaling factor is 1 / their std
 4. decoder: the decoder alone, further, on whole pictures (the latent space does not change)
 5. unet: text encoder + UNet jointly on the latents (min-SNR weighted epsilon loss, EMA weights)
+5b. reading: a fine-tune of stage 5's EMA weights that teaches the model to read each word where it
+   stands, so prompt emphasis works on it (tools/demo_reading.py)
 6. export: the EMA weights written as fp16 `.safetensors`, the live-preview factors fitted
 
     python tools/train_demo_model.py              # ~40 min on a busy 2-core CPU; a GPU is used if present
-    python tools/train_demo_model.py --images 300 --vae-steps 20 --decoder-steps 20 --unet-steps 20 \
+    python tools/train_demo_model.py --images 300 --vae-steps 20 --decoder-steps 20 --unet-steps 20 --reading-steps 20 \
         --work-dir /tmp/t --out /tmp/t/m.safetensors  # smoke run
 
 Stages 4 and 5 depend only on stage 3, so `--until decoder` in a second process can run stage 4
@@ -53,6 +55,7 @@ from modules.checkpoints.architecture import FAMILIES, ComponentSpec, ModelSpec,
 from modules.checkpoints.ldm_keys import TEXT_ENCODER_PREFIXES  # noqa: E402
 from modules.checkpoints.tokenizer import load_clip_tokenizer  # noqa: E402
 from modules.checkpoints.weights import normalize_spec, write_ldm_checkpoint  # noqa: E402
+from tools.demo_reading import content_token_ids, install_mean_offset, jitter_emphasis, swap_context  # noqa: E402
 from tools.demo_shapes import Scene, caption, scene_batch  # noqa: E402
 
 DEFAULT_OUT = ROOT / "models" / "Stable-diffusion" / "easel-demo-shapes.safetensors"
@@ -81,6 +84,15 @@ class TrainConfig:
     caption_dropout: float = 0.1
     min_snr_gamma: float = 5.0
     ema_decay: float = 0.998
+    # the reading stage (tools/demo_reading.py): a fine-tune of the UNet stage's EMA weights
+    reading_steps: int = 800
+    blend_images: int = 1500  # extra pictures for the reading stage: shapes in a mix of two colours
+    reading_lr: float = 5e-4
+    context_swap: float = 0.5  # share of captions whose non-content positions are emptied
+    emphasis_jitter: float = 0.5  # share of captions whose content words get random emphasis
+    jitter_low: float = 0.5
+    jitter_high: float = 1.5
+    mean_offset: float = 1.0
 
 
 # 1. models ------------------------------------------------------------------------------------
@@ -150,12 +162,15 @@ def save_state(path: Path, state: dict[str, Any]) -> None:
 # The settings each stage's result depends on: a state file is resumed only if they are unchanged.
 _DATA = ("seed", "images")
 _VAE = (*_DATA, "vae_steps", "vae_batch", "vae_crop", "vae_lr", "kl_weight")
+_UNET = (*_VAE, "unet_batch", "unet_lr", "warmup", "caption_dropout", "min_snr_gamma", "ema_decay")
 STAGE_FIELDS: dict[str, tuple[str, ...]] = {
     "vae": _VAE,
     "decoder": (*_VAE, "decoder_steps", "decoder_lr"),
     # not unet_steps: the UNet's learning rate is constant after warm-up, so training longer is
     # exactly continuing a shorter run (resume it with a larger --unet-steps)
-    "unet": (*_VAE, "unet_batch", "unet_lr", "warmup", "caption_dropout", "min_snr_gamma", "ema_decay"),
+    "unet": _UNET,
+    # it starts from the UNet stage's last step, so that stage's length matters here
+    "reading": (*_UNET, "unet_steps", "blend_images", "reading_lr", "context_swap", "emphasis_jitter", "jitter_low", "jitter_high", "mean_offset"),
 }
 
 
@@ -207,18 +222,20 @@ def lr_at(step: int, total: int | None, warmup: int, peak: float) -> float:
 # 3. data ----------------------------------------------------------------------------------------
 
 
-def load_data(work: Path, config: TrainConfig) -> tuple[list[Scene], torch.Tensor]:
-    """The training pictures ([-1, 1], N x 3 x 64 x 64) and scenes, drawn once and cached."""
-    path = work / f"data-{config.seed}-{config.images}.pt"
+def load_data(work: Path, config: TrainConfig, blend: bool = False) -> tuple[list[Scene], torch.Tensor]:
+    """The training pictures ([-1, 1], N x 3 x 64 x 64) and scenes, drawn once and cached. With
+    `blend`, the reading stage's extra pictures of two-colour mixes ("a red blue circle")."""
+    count, seed = (config.blend_images, config.seed + 1) if blend else (config.images, config.seed)
+    path = work / f"data-{'blend-' if blend else ''}{seed}-{count}.pt"
     if path.is_file():
         saved = torch.load(path, weights_only=False)
         scenes, pixels = [Scene(**s) for s in saved["scenes"]], saved["pixels"]
     else:
         began = time.perf_counter()
-        scenes, array = scene_batch(config.images, config.seed, IMAGE_SIZE)
+        scenes, array = scene_batch(count, seed, IMAGE_SIZE, blend)
         pixels = torch.from_numpy(array).permute(0, 3, 1, 2).contiguous()
         save_state(path, {"scenes": [asdict(s) for s in scenes], "pixels": pixels})
-        print(f"[data] drew {len(scenes)} pictures in {time.perf_counter() - began:.0f}s", flush=True)
+        print(f"[data] drew {len(scenes)} {'blend ' if blend else ''}pictures in {time.perf_counter() - began:.0f}s", flush=True)
     return scenes, pixels.float() / 127.5 - 1
 
 
@@ -264,22 +281,38 @@ def train_vae(work: Path, config: TrainConfig, pixels: torch.Tensor, device: tor
 
 
 @torch.no_grad()
+def encode_pictures(vae: torch.nn.Module, pixels: torch.Tensor, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """The latent means and stds of pictures, with the frozen encoder."""
+    means, stds = [], []
+    for i in range(0, len(pixels), 256):
+        dist = vae.encode(pixels[i : i + 256].to(device)).latent_dist
+        means.append(dist.mean.cpu())
+        stds.append(dist.std.cpu())
+    return torch.cat(means), torch.cat(stds)
+
+
 def encode_all(work: Path, config: TrainConfig, vae: torch.nn.Module, pixels: torch.Tensor, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, float]:
     """Latent means and stds of every picture, and the scaling factor (1 / std of the latents)."""
     path = work / "latents.pt"
     if path.is_file():
         saved = torch.load(path, weights_only=False)
         return saved["mean"], saved["std"], saved["scaling_factor"]
-    means, stds = [], []
-    for i in range(0, len(pixels), 256):
-        dist = vae.encode(pixels[i : i + 256].to(device)).latent_dist
-        means.append(dist.mean.cpu())
-        stds.append(dist.std.cpu())
-    mean, std = torch.cat(means), torch.cat(stds)
+    mean, std = encode_pictures(vae, pixels, device)
     scaling = float(1.0 / mean.std())
     save_state(path, {"mean": mean, "std": std, "scaling_factor": scaling})
     print(f"[latents] {tuple(mean.shape)}, scaling factor {scaling:.5f}", flush=True)
     return mean, std, scaling
+
+
+def encode_blends(work: Path, config: TrainConfig, vae: torch.nn.Module, pixels: torch.Tensor, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """The blend pictures' latents (cached like the others; the scaling factor stays the main one's)."""
+    path = work / f"latents-blend-{config.seed + 1}-{config.blend_images}.pt"
+    if path.is_file():
+        saved = torch.load(path, weights_only=False)
+        return saved["mean"], saved["std"]
+    mean, std = encode_pictures(vae, pixels, device)
+    save_state(path, {"mean": mean, "std": std})
+    return mean, std
 
 
 def refine_decoder(work: Path, config: TrainConfig, vae: torch.nn.Module, pixels: torch.Tensor, latents: tuple[torch.Tensor, torch.Tensor, float], device: torch.device, save_every: float) -> torch.nn.Module:
@@ -379,17 +412,47 @@ class Ema:
         return state
 
 
-def train_unet(
-    work: Path, config: TrainConfig, scenes: list[Scene], latents: tuple[torch.Tensor, torch.Tensor, float], tokenizer: Any, device: torch.device, save_every: float
-) -> tuple[dict[str, torch.nn.Module], Ema]:
-    """Trains the text encoder and UNet together on the latents; returns them and their EMA."""
-    specs = model_configs()
-    modules = {"unet": build(specs["unet"], config.seed + 1).to(device), "text_encoder": build(specs["text_encoder"], config.seed + 2).to(device)}
+class DenoisingLoss:
+    """One step's loss for the text encoder + UNet: a batch of latents and captions fixed by
+    (seed, stage, step), SD's noising, min-SNR weighted epsilon MSE. `condition` may change the
+    text encoder's output before the UNet sees it (the reading stage does)."""
+
+    def __init__(self, config: TrainConfig, stage_index: int, scenes: list[Scene], latents: tuple[torch.Tensor, torch.Tensor, float], tokenizer: Any, device: torch.device,
+                 condition: Callable[[dict[str, torch.nn.Module], torch.Tensor, torch.Tensor, list[Scene], np.random.Generator], torch.Tensor] | None = None):
+        self.config, self.stage_index, self.scenes, self.latents, self.device = config, stage_index, scenes, latents, device
+        self.text = TextEncoding(tokenizer)
+        self.acp = sd_alphas_cumprod().to(device)
+        self.snr = self.acp / (1 - self.acp)
+        self.condition = condition
+
+    def __call__(self, modules: dict[str, torch.nn.Module], step: int) -> torch.Tensor:
+        config, device = self.config, self.device
+        gen, rng = step_generator(config.seed, self.stage_index, step, device)
+        index = rng.integers(len(self.scenes), size=config.unet_batch)
+        captions = [pick_caption(self.scenes[i], rng, config.caption_dropout) for i in index]
+        mean, std, scaling = self.latents
+        m, s = mean[index].to(device), std[index].to(device)
+        x0 = (m + s * torch.randn(m.shape, generator=gen, device=device)) * scaling
+        noise = torch.randn(x0.shape, generator=gen, device=device)
+        t = torch.randint(0, 1000, (len(index),), generator=gen, device=device)
+        a = self.acp[t].view(-1, 1, 1, 1)
+        noisy = a.sqrt() * x0 + (1 - a).sqrt() * noise
+        ids = self.text.ids(captions, device)
+        if self.condition is None:
+            context = modules["text_encoder"](input_ids=ids).last_hidden_state
+        else:
+            context = self.condition(modules, ids, self.text.ids([""], device), [self.scenes[i] for i in index], rng)
+        pred = modules["unet"](noisy, t, encoder_hidden_states=context).sample
+        weight = torch.clamp(self.snr[t], max=config.min_snr_gamma) / self.snr[t]  # min-SNR-gamma for epsilon
+        return (weight * F.mse_loss(pred, noise, reduction="none").mean(dim=(1, 2, 3))).mean()
+
+
+def fit(stage: str, path: Path, config: TrainConfig, modules: dict[str, torch.nn.Module], steps: int, lr: float, loss_at: DenoisingLoss, save_every: float) -> Ema:
+    """Trains `modules` for `steps` (resuming from `path`), saving state as it goes; returns the EMA."""
     params = [p for m in modules.values() for p in m.parameters()]
-    optimizer = torch.optim.AdamW(params, lr=config.unet_lr, weight_decay=0.01)
+    optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=0.01)
     ema = Ema(modules, config.ema_decay)
-    path = work / "unet-state.pt"
-    state = load_state(path, config, "unet")
+    state = load_state(path, config, stage)
     start = 0
     if state is not None:
         for name, module in modules.items():
@@ -397,42 +460,66 @@ def train_unet(
         optimizer.load_state_dict(state["optimizer"])
         ema.shadow = state["ema"]
         start = state["step"]
-        print(f"[unet] resuming at step {start}", flush=True)
-    mean, std, scaling = latents
-    acp = sd_alphas_cumprod().to(device)
-    snr = acp / (1 - acp)
-    text = TextEncoding(tokenizer)
-    progress = Progress("unet", config.unet_steps, start)
+        print(f"[{stage}] resuming at step {start}", flush=True)
+    progress = Progress(stage, steps, start)
     last_save = time.perf_counter()
     for module in modules.values():
         module.train()
-    for step in range(start, config.unet_steps):
-        gen, rng = step_generator(config.seed, 2, step, device)
-        index = rng.integers(len(scenes), size=config.unet_batch)
-        captions = [pick_caption(scenes[i], rng, config.caption_dropout) for i in index]
+    for step in range(start, steps):
         for group in optimizer.param_groups:
-            group["lr"] = lr_at(step, None, config.warmup, config.unet_lr)
-        m, s = mean[index].to(device), std[index].to(device)
-        x0 = (m + s * torch.randn(m.shape, generator=gen, device=device)) * scaling
-        noise = torch.randn(x0.shape, generator=gen, device=device)
-        t = torch.randint(0, 1000, (len(index),), generator=gen, device=device)
-        a = acp[t].view(-1, 1, 1, 1)
-        noisy = a.sqrt() * x0 + (1 - a).sqrt() * noise
-        context = modules["text_encoder"](input_ids=text.ids(captions, device)).last_hidden_state
-        pred = modules["unet"](noisy, t, encoder_hidden_states=context).sample
-        weight = torch.clamp(snr[t], max=config.min_snr_gamma) / snr[t]  # min-SNR-gamma for epsilon
-        loss = (weight * F.mse_loss(pred, noise, reduction="none").mean(dim=(1, 2, 3))).mean()
+            group["lr"] = lr_at(step, None, config.warmup, lr)
+        loss = loss_at(modules, step)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         optimizer.step()
         ema.update(modules, step)
         progress.update(step + 1, loss.item())
-        if time.perf_counter() - last_save > save_every or step + 1 == config.unet_steps:
+        if time.perf_counter() - last_save > save_every or step + 1 == steps:
             saved = {name: module.state_dict() for name, module in modules.items()}
             save_state(path, {"config": asdict(config), "step": step + 1, **saved, "optimizer": optimizer.state_dict(), "ema": ema.shadow, "loss": progress.loss})
             last_save = time.perf_counter()
-    return modules, ema
+    return ema
+
+
+def train_unet(
+    work: Path, config: TrainConfig, scenes: list[Scene], latents: tuple[torch.Tensor, torch.Tensor, float], tokenizer: Any, device: torch.device, save_every: float
+) -> tuple[dict[str, torch.nn.Module], Ema]:
+    """Trains the text encoder and UNet together on the latents; returns them and their EMA."""
+    specs = model_configs()
+    modules = {"unet": build(specs["unet"], config.seed + 1).to(device), "text_encoder": build(specs["text_encoder"], config.seed + 2).to(device)}
+    loss = DenoisingLoss(config, 2, scenes, latents, tokenizer, device)
+    return modules, fit("unet", work / "unet-state.pt", config, modules, config.unet_steps, config.unet_lr, loss, save_every)
+
+
+def train_reading(
+    work: Path, config: TrainConfig, base: tuple[dict[str, torch.nn.Module], Ema], scenes: list[Scene], latents: tuple[torch.Tensor, torch.Tensor, float],
+    tokenizer: Any, device: torch.device, save_every: float,
+) -> tuple[dict[str, torch.nn.Module], Ema]:
+    """Fine-tunes the UNet stage's EMA weights so the model reads each word where it stands
+    (tools/demo_reading.py): the mean offset first, then training with context swap and emphasis
+    jitter. Returns the modules and their EMA."""
+    specs = model_configs()
+    modules = {name: build(specs[name], config.seed).to(device) for name in base[0]}
+    for name, module in modules.items():
+        module.load_state_dict(base[1].weights(name, base[0][name]))
+    install_mean_offset(modules["text_encoder"], modules["unet"], config.mean_offset)
+    content = content_token_ids(tokenizer).to(device)
+
+    def condition(modules: dict[str, torch.nn.Module], ids: torch.Tensor, empty_ids: torch.Tensor, batch: list[Scene], rng: np.random.Generator) -> torch.Tensor:
+        hidden = modules["text_encoder"](input_ids=torch.cat([ids, empty_ids])).last_hidden_state
+        context, empty = hidden[:-1], hidden[-1:]
+        keep = torch.isin(ids, content)
+        keep[:, 0] = True  # the start token: the same in every caption
+        swap = torch.from_numpy(rng.random(len(ids)) < config.context_swap).to(device)
+        context = swap_context(context, empty, keep, swap)
+        # not on blends: their two words' weights are what says how much of each colour to mix
+        single = torch.tensor([" " not in scene.colour for scene in batch], device=device)
+        jitter = torch.from_numpy(rng.random(len(ids)) < config.emphasis_jitter).to(device) & single
+        return jitter_emphasis(context, keep, jitter, rng, config.jitter_low, config.jitter_high)
+
+    loss = DenoisingLoss(config, 4, scenes, latents, tokenizer, device, condition)  # scenes and latents include the blends
+    return modules, fit("reading", work / "reading-state.pt", config, modules, config.reading_steps, config.reading_lr, loss, save_every)
 
 
 # 6. export --------------------------------------------------------------------------------------
@@ -553,7 +640,11 @@ def main(argv: list[str] | None = None) -> None:
         vae = timed("decoder", lambda: refine_decoder(work, config, vae, pixels, latents, device, args.save_every), timings)
         if args.until == "decoder":
             return
-    modules, ema = timed("unet", lambda: train_unet(work, config, scenes, latents, tokenizer, device, args.save_every), timings)
+    base = timed("unet", lambda: train_unet(work, config, scenes, latents, tokenizer, device, args.save_every), timings)
+    blend_scenes, blend_pixels = load_data(work, config, blend=True)
+    blend_mean, blend_std = encode_blends(work, config, vae, blend_pixels, device)
+    reading_latents = (torch.cat([latents[0], blend_mean]), torch.cat([latents[1], blend_std]), latents[2])
+    modules, ema = timed("reading", lambda: train_reading(work, config, base, scenes + blend_scenes, reading_latents, tokenizer, device, args.save_every), timings)
     if helper is not None:
         if helper.wait() != 0:
             raise SystemExit(f"the decoder process failed; see {work / 'decoder.log'}")
@@ -566,12 +657,13 @@ def main(argv: list[str] | None = None) -> None:
     factors, bias = fit_preview_factors(loaded_vae, pixels, latents[2])
     vae_loss = torch.load(work / "decoder-state.pt", weights_only=False)["loss"]
     unet_loss = torch.load(work / "unet-state.pt", weights_only=False)["loss"]
+    reading_loss = torch.load(work / "reading-state.pt", weights_only=False)["loss"]
     summary = {
         "config": asdict(config),
         "device": str(device),
         "threads": args.threads,
         "seconds_this_run": timings,
-        "final_loss": {"vae": round(vae_loss, 5), "unet": round(unet_loss, 5)},
+        "final_loss": {"vae": round(vae_loss, 5), "unet": round(unet_loss, 5), "reading": round(reading_loss, 5)},
         "scaling_factor": latents[2],
         "parameters": {name: parameter_count(m) for name, m in (("vae", vae), *modules.items())},
         "preview": {"fingerprint": fingerprint, "factors": factors, "bias": bias},
