@@ -19,7 +19,7 @@ Stages, each resumable from the work dir (a state file is saved every `--save-ev
    stands, so prompt emphasis works on it (tools/demo_reading.py)
 6. export: the EMA weights written as fp16 `.safetensors`, the live-preview factors fitted
 
-    python tools/train_demo_model.py              # ~40 min on a busy 2-core CPU; a GPU is used if present
+    python tools/train_demo_model.py              # ~75 min on an idle 2-core CPU; a GPU is used if present
     python tools/train_demo_model.py --images 300 --vae-steps 20 --decoder-steps 20 --unet-steps 20 --reading-steps 20 \
         --work-dir /tmp/t --out /tmp/t/m.safetensors  # smoke run
 
@@ -85,7 +85,7 @@ class TrainConfig:
     min_snr_gamma: float = 5.0
     ema_decay: float = 0.998
     # the reading stage (tools/demo_reading.py): a fine-tune of the UNet stage's EMA weights
-    reading_steps: int = 800
+    reading_steps: int = 2000
     blend_images: int = 1500  # extra pictures for the reading stage: shapes in a mix of two colours
     reading_lr: float = 5e-4
     context_swap: float = 0.5  # share of captions whose non-content positions are emptied
