@@ -57,7 +57,7 @@ class GenerationDefaults:
 
 
 # The demo model was trained on 64x64 pictures, and at CFG above about 4 its guided predictions
-# overshoot (LMS, PLMS, UniPC and DPM fast then draw the wrong colours; see its model card).
+# overshoot (LMS, PLMS and Heun then draw the wrong colours; see its model card).
 DEMO_DEFAULTS = GenerationDefaults(64, 64, 2.5, "Easel's demo model: drawn at 64x64 and CFG 2.5, the size and scale it was trained and measured at.")
 
 

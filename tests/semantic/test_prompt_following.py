@@ -29,7 +29,7 @@ def test_the_classifier_reads_every_training_colour_pair():
 @pytest.mark.parametrize("cfg", [CFG, 7.0])
 @pytest.mark.parametrize("sampler, scheduler", [("Euler a", "Automatic"), ("DPM++ 2M", "Karras")])
 def test_colours_follow_the_prompt_in_at_least_90_percent(draw, sampler, scheduler, cfg):
-    # at the demo's CFG 2.5 (measured 24/24 and 24/24 for both samplers) and at A1111's default 7
+    # at the demo's CFG 2.5 and at A1111's default 7 (measured 23-24 of 24 for each; see the model card)
     foreground_right = background_right = 0
     misses = []
     for index, (colour, shape, background) in enumerate(CASES):
@@ -44,9 +44,9 @@ def test_colours_follow_the_prompt_in_at_least_90_percent(draw, sampler, schedul
     assert background_right >= REQUIRED * len(CASES), misses
 
 
-# At the demo's CFG 2.5 every sampler draws the prompt. At CFG 7, LMS, PLMS, UniPC and DPM fast
-# draw wrong colours (0-1 of 3; at CFG 5: LMS and PLMS), and so do diffusers' own LMSDiscreteScheduler
-# and PNDMScheduler on this model: its guided predictions overshoot (see the model card).
+# At the demo's CFG 2.5 every sampler draws the prompt. At CFG 5 and 7, LMS, PLMS and Heun draw
+# wrong colours (0-1 of 3); diffusers' own LMSDiscreteScheduler and PNDMScheduler failed the same
+# way on the first version of the model: its guided predictions overshoot (see the model card).
 @pytest.mark.parametrize("index, sampler", list(enumerate(sampler_labels())))
 def test_every_sampler_draws_the_prompted_colours(draw, index, sampler):
     # one prompt per sampler, three seeds in one batch; two of three must be right (a single
