@@ -54,11 +54,14 @@ class GenerationDefaults:
     height: int = 512
     cfg_scale: float = 7.0
     note: str = ""  # a line shown under the CFG slider when these are a model's own defaults
+    outpaint_pixels: int = 128  # "Pixels to expand" (A1111's default)
 
 
 # The demo model was trained on 64x64 pictures, and at CFG above about 4 its guided predictions
 # overshoot (LMS, PLMS and Heun then draw the wrong colours; see its model card).
-DEMO_DEFAULTS = GenerationDefaults(64, 64, 2.5, "Easel's demo model: drawn at 64x64 and CFG 2.5, the size and scale it was trained and measured at.")
+# Outpainting 128 pixels each way would make its 64x64 picture 320x320, which it fills with a
+# crowd of small shapes; 32 makes 128x128.
+DEMO_DEFAULTS = GenerationDefaults(64, 64, 2.5, "Easel's demo model: drawn at 64x64 and CFG 2.5, the size and scale it was trained and measured at.", 32)
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from typing import Any
 import gradio as gr
 from PIL import Image
 
-from modules.app_services import Services
+from modules.app_services import GenerationDefaults, Services
 from modules.errors import UserError
 from modules.generation.image_ops import to_rgb
 from modules.generation.outpaint import DIRECTIONS, OUTPAINT_METHODS, OutpaintRequest, resolve
@@ -110,10 +110,10 @@ def plan_canvas(image: Image.Image | None, directions: list[str], pixels: float 
     return canvas_preview(picture, expansion), f'<span class="easel-canvas-size" id="outpaint-canvas-size">{line}</span>'
 
 
-def _build_settings(settings: Fields) -> tuple[gr.Markdown, gr.Group, gr.Radio]:
+def _build_settings(settings: Fields, defaults: GenerationDefaults) -> tuple[gr.Markdown, gr.Group, gr.Radio]:
     """Directions, pixels, method and its own controls; returns the hint, mk2's group and poor man's fill."""
     settings["directions"] = gr.CheckboxGroup(list(DIRECTIONS), value=list(DIRECTIONS), label="Outpainting direction", elem_id="outpaint-directions")
-    settings["pixels"] = gr.Slider(*PIXELS_RANGE, value=128, step=8, label="Pixels to expand", elem_id="outpaint-pixels")
+    settings["pixels"] = gr.Slider(*PIXELS_RANGE, value=defaults.outpaint_pixels, step=8, label="Pixels to expand", elem_id="outpaint-pixels")
     settings["method"] = gr.Radio(list(OUTPAINT_METHODS), value=DEFAULT_METHOD, label="Method", elem_id="outpaint-method")
     hint = gr.Markdown(OUTPAINT_METHODS[DEFAULT_METHOD].hint, elem_id="outpaint-method-hint")
     settings["mask_blur"] = gr.Slider(*MASK_BLUR_RANGE, value=OUTPAINT_METHODS[DEFAULT_METHOD].mask_blur, step=1, label="Mask blur", elem_id="outpaint-mask-blur")
@@ -137,7 +137,7 @@ def build_outpainting_tab(services: Services, runs: SessionRuns) -> OutpaintingT
                 canvas = gr.Image(label="Enlarged canvas (new area checkered)", type="pil", format="png", interactive=False,
                                   height=IMAGE_HEIGHT, elem_id="outpaint-canvas")
             canvas_line = gr.HTML(plan_canvas(None, [], 0, DEFAULT_METHOD)[1], elem_id="outpaint-canvas-line", padding=False)
-            hint, mk2_controls, poor_mans_fill = _build_settings(settings)
+            hint, mk2_controls, poor_mans_fill = _build_settings(settings, defaults)
             build_sampler_controls(services, PREFIX, fields)
             with gr.Column(visible=False, elem_id="outpaint-window") as window:
                 gr.Markdown("Window (mk2) / tile (poor man's) size:")

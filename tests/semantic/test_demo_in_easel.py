@@ -52,7 +52,7 @@ def test_a_user_checkpoint_replaces_the_demo(tmp_path):
         assert [entry.name for entry in services.registry.checkpoints] == ["mine.safetensors"]
         assert services.startup_name() == "mine.safetensors"
         defaults = services.generation_defaults()  # A1111's, for any model of the user's
-        assert (defaults.width, defaults.height, defaults.cfg_scale, defaults.note) == (512, 512, 7.0, "")
+        assert (defaults.width, defaults.height, defaults.cfg_scale, defaults.note, defaults.outpaint_pixels) == (512, 512, 7.0, "", 128)
     finally:
         services.close()
 
@@ -97,14 +97,14 @@ def test_cheap_live_previews_of_the_demo_decode_in_full_and_show_the_final_colou
     assert [read(small.resize((64, 64))).background for small in linear(result.latents[0])] != ["red", "red"]
 
 
-def test_the_generation_tabs_open_at_the_demos_size_and_cfg(tmp_path):
+def test_the_generation_tabs_open_at_the_demos_size_cfg_and_outpaint_pixels(tmp_path):
     from modules.ui.app import build_ui
 
     services = services_for(tmp_path)
     try:
         blocks = build_ui(services).blocks.values()
-        values = {block.elem_id: block.value for block in blocks if str(getattr(block, "elem_id", "")).endswith(("-width", "-height", "-cfg"))}
-        assert values == {f"{tab}-{name}": value for tab in ("txt2img", "img2img", "outpaint")
-                          for name, value in (("width", 64), ("height", 64), ("cfg", 2.5))}
+        values = {block.elem_id: block.value for block in blocks if str(getattr(block, "elem_id", "")).endswith(("-width", "-height", "-cfg", "-pixels"))}
+        assert values == {**{f"{tab}-{name}": value for tab in ("txt2img", "img2img", "outpaint")
+                             for name, value in (("width", 64), ("height", 64), ("cfg", 2.5))}, "outpaint-pixels": 32}
     finally:
         services.close()
