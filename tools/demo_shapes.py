@@ -50,6 +50,11 @@ class Scene:
     centre: tuple[float, float]  # fractions of the picture, jittered around the position's centre
     radius: float  # half-width, fraction of the picture
 
+    @property
+    def blend(self) -> bool:
+        """Whether the shape's colour is a mix of two names."""
+        return " " in self.colour
+
 
 def caption(scene: Scene, background: bool = True, position: bool = False, size: bool = False) -> str:
     """"a [small] red circle on a blue background[, top left]": the parts asked for, in that order."""

@@ -514,7 +514,7 @@ def train_reading(
         swap = torch.from_numpy(rng.random(len(ids)) < config.context_swap).to(device)
         context = swap_context(context, empty, keep, swap)
         # not on blends: their two words' weights are what says how much of each colour to mix
-        single = torch.tensor([" " not in scene.colour for scene in batch], device=device)
+        single = torch.tensor([not scene.blend for scene in batch], device=device)
         jitter = torch.from_numpy(rng.random(len(ids)) < config.emphasis_jitter).to(device) & single
         return jitter_emphasis(context, keep, jitter, rng, config.jitter_low, config.jitter_high)
 
