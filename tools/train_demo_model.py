@@ -583,6 +583,29 @@ def loaded_vae_fingerprint(out: Path, tokenizer_cache: Path) -> tuple[torch.nn.M
 # 7. main ----------------------------------------------------------------------------------------
 
 
+def config_problems(config: TrainConfig) -> list[str]:
+    """What is wrong with a configuration, in words (empty: nothing). Checked before any work, so a
+    typo does not surface as a crash an hour in, or as a stage that trains nothing and saves no state."""
+    problems = []
+    counts = ("images", "vae_steps", "vae_batch", "decoder_steps", "unet_steps", "unet_batch", "reading_steps", "blend_images")
+    problems += [f"--{name.replace('_', '-')} must be at least 1 (got {getattr(config, name)})" for name in counts if getattr(config, name) < 1]
+    if config.warmup < 0:
+        problems.append(f"--warmup must be 0 or more (got {config.warmup})")
+    if not (8 <= config.vae_crop <= IMAGE_SIZE and config.vae_crop % 8 == 0):
+        problems.append(f"--vae-crop must be a multiple of 8 from 8 to {IMAGE_SIZE} (got {config.vae_crop})")
+    rates = ("vae_lr", "decoder_lr", "unet_lr", "reading_lr", "min_snr_gamma")
+    problems += [f"--{name.replace('_', '-')} must be above 0 (got {getattr(config, name)})" for name in rates if not getattr(config, name) > 0]
+    shares = ("caption_dropout", "context_swap", "emphasis_jitter")
+    problems += [f"--{name.replace('_', '-')} is a share: 0 to 1 (got {getattr(config, name)})" for name in shares if not 0 <= getattr(config, name) <= 1]
+    if not 0 <= config.ema_decay < 1:
+        problems.append(f"--ema-decay must be from 0 up to (not including) 1 (got {config.ema_decay})")
+    if config.kl_weight < 0:
+        problems.append(f"--kl-weight must be 0 or more (got {config.kl_weight})")
+    if not 0 < config.jitter_low <= config.jitter_high:
+        problems.append(f"--jitter-low must be above 0 and at most --jitter-high (got {config.jitter_low} and {config.jitter_high})")
+    return problems
+
+
 def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, TrainConfig]:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="checkpoint to write")
@@ -596,6 +619,11 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, Train
         parser.add_argument("--" + name.replace("_", "-"), type=type(value), default=value)
     args = parser.parse_args(argv)
     config = TrainConfig(**{name: getattr(args, name) for name in asdict(TrainConfig())})
+    problems = config_problems(config)
+    if args.threads < 1:
+        problems.append(f"--threads must be at least 1 (got {args.threads})")
+    if problems:
+        parser.error("; ".join(problems))
     return args, config
 
 
