@@ -123,7 +123,7 @@ class MemoryPlan:
     name: str  # "full", "low" or "offload"
     attention_slicing: bool
     vae_tile_above_pixels: int | None  # tile VAE decodes/encodes of images larger than this; None: never
-    reason: str
+    reason: str  # why this plan ("asked", or what auto saw)
 
     @property
     def offload(self) -> bool:
@@ -155,7 +155,7 @@ def choose_memory_plan(free_bytes: int | None, model_bytes: int, itemsize: int, 
         name = "full" if choice == "auto" else choice
         tile = None if name == "full" else 1024 * 1024
         why = "asked" if choice != "auto" else "CPU: RAM is not the limit"
-        return MemoryPlan(name, name != "full", tile, f"{name} ({why})")
+        return MemoryPlan(name, name != "full", tile, why)
     if choice == "auto":
         left = free_bytes - model_bytes
         name = "full" if left >= 2.5 * GiB else "low" if left >= 1 * GiB else "offload"
@@ -166,7 +166,7 @@ def choose_memory_plan(free_bytes: int | None, model_bytes: int, itemsize: int, 
     budget = max(0, free_bytes - on_device) / (2 if name == "full" else 4)
     per_pixel = vae_decode_bytes(1, itemsize)
     tile = max(256 * 256, int(budget // per_pixel))
-    return MemoryPlan(name, name != "full", tile, f"{name} ({reason})")
+    return MemoryPlan(name, name != "full", tile, reason)
 
 
 class ComponentPlacer:

@@ -126,7 +126,7 @@ def _build_settings(settings: Fields, defaults: GenerationDefaults) -> tuple[gr.
 
 def build_outpainting_tab(services: Services, runs: SessionRuns) -> OutpaintingTab:
     fields: Fields = {}
-    defaults = services.generation_defaults()  # the demo model's size and CFG when Easel starts on it
+    defaults = services.generation_defaults()  # the demo model's size, CFG and pixels to expand when Easel starts on it
     settings: Fields = {}
     prompt_row = build_prompt_row(services, PREFIX, fields)
     with gr.Row():
