@@ -13,8 +13,8 @@ tools/train_demo_model.py when it fine-tunes the first stage's EMA weights:
    own states are always to be trusted, and the UNet learns to read them.
 2. Emphasis jitter: for some captions, each content word's hidden state is scaled by a random
    weight and the whole context rescaled to its original mean, exactly as A1111's emphasis does, with
-   the picture unchanged. A weight then moves a word's pull on the picture, not its meaning (before,
-   `(green:2)` drew a blue circle).
+   the picture unchanged. A weight then moves a word's pull on the picture, not its meaning (with the
+   context swap alone, `(green:2)` drew a blue circle).
 3. Mean offset: a trained tiny encoder's hidden states average to about zero (-0.002 here), so
    emphasis's "restore the mean" divided by almost nothing: `(green:2)` scaled the whole context by
    0.6 and `(green:0)` by 2.9. Real CLIP's mean sits well away from zero. Adding a constant to the
@@ -25,11 +25,12 @@ tools/train_demo_model.py when it fine-tunes the first stage's EMA weights:
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
 import torch
 
+from modules.prompts.conditioning import apply_emphasis
 from tools.demo_shapes import COLOURS, POSITIONS, SHAPES, SIZES
 
 
@@ -39,10 +40,10 @@ def content_words() -> list[str]:
     return [*COLOURS, *SHAPES, *position_words, *SIZES]
 
 
-def content_token_ids(tokenizer: Any, words: Iterable[str] | None = None) -> torch.Tensor:
+def content_token_ids(tokenizer: Any) -> torch.Tensor:
     """The token ids of the content words (a word of several tokens, like "cyan", gives them all)."""
     ids: set[int] = set()
-    for word in content_words() if words is None else words:
+    for word in content_words():
         ids.update(tokenizer(word, add_special_tokens=False).input_ids)
     return torch.tensor(sorted(ids))
 
@@ -76,6 +77,5 @@ def jitter_emphasis(context: torch.Tensor, keep: torch.Tensor, chosen: torch.Ten
     apply = keep & chosen.view(-1, 1)
     apply[:, 0] = False
     weights = torch.where(apply, weights, torch.ones_like(weights))
-    before = context.mean(dim=(1, 2), keepdim=True)
-    scaled = context * weights.unsqueeze(-1)
-    return scaled * (before / scaled.mean(dim=(1, 2), keepdim=True))
+    # Easel's own emphasis, caption by caption (it restores the mean of what it is given)
+    return torch.cat([apply_emphasis(hidden[None], row[None]) for hidden, row in zip(context, weights)])
