@@ -22,7 +22,7 @@ from modules.checkpoints.manager import VAE_AUTOMATIC, VAE_NONE, LoadedModel, Ma
 from modules.checkpoints.registry import ModelFile, ModelRegistry
 from modules.cmd_args import Args
 from modules.config import Settings, SettingsStore
-from modules.devices import choose_device, choose_dtype
+from modules.devices import choose_device, choose_dtype, explain_dtype
 from modules.performance import choose_optimizations, choose_threads, cuda_free_bytes
 from modules.errors import ModelNotFoundError, UserError
 from modules.extensions.api import ModelLoaded
@@ -475,10 +475,11 @@ def build_services(args: Args, load_now: bool = True) -> Services:
         [args.demo_checkpoint] if args.demo_checkpoint is not None else [],
     )
     device = choose_device(args.device or settings.device)
-    dtype = choose_dtype(device, args.dtype or settings.dtype)
+    dtype_choice = args.dtype or settings.dtype
+    dtype = choose_dtype(device, dtype_choice)
     torch.set_num_threads(choose_threads(args.threads))
     optimizations = choose_optimizations(device, dtype, cuda_free_bytes(device), memory=args.memory, fast_mode=args.fast_mode)
-    log.info("Device %s, %s, %d CPU threads; %s", device, dtype, torch.get_num_threads(), optimizations.describe())
+    log.info("Device %s, %s, %d CPU threads; %s", device, explain_dtype(device, dtype_choice, dtype), torch.get_num_threads(), optimizations.describe())
     options = ManagerOptions(settings.sd_checkpoint_cache, settings.sd_vae_checkpoint_cache, settings.sd2_prediction, optimizations)
     manager = ModelManager(registry, device, dtype, paths.tokenizer_cache, options)
     manager.embeddings = EmbeddingLibrary(paths.embeddings_dir)
@@ -507,7 +508,7 @@ def build_services(args: Args, load_now: bool = True) -> Services:
     generation.ensure_model = services.ensure_model
     backend.bind(services)
     _restore_vae_choice(services)
-    log.info("Device %s, %s; %d checkpoint(s), %d VAE(s) found.", device, str(dtype).removeprefix("torch."), len(registry.checkpoints), len(registry.vaes))
+    log.info("%d checkpoint(s), %d VAE(s) found.", len(registry.checkpoints), len(registry.vaes))
     queue.start()
     if load_now and not args.skip_load:
         services.load_startup_checkpoint()

@@ -48,9 +48,19 @@ MEMORY_PLANS = ("auto", "full", "low", "offload")
 # CPU ---------------------------------------------------------------------------------------------
 
 
+CPU_FLAGS_ENV = "EASEL_CPU_FLAGS"
+
+
 def cpu_flags(cpuinfo: str | None = None) -> set[str]:
-    """The CPU feature flags of /proc/cpuinfo (or of the text given), empty where unknown."""
+    """The CPU feature flags of /proc/cpuinfo (or of the text given), empty where unknown.
+
+    `EASEL_CPU_FLAGS` (space-separated flags; empty for none), when set, replaces the host's flags:
+    it makes Easel choose as on another CPU, e.g. `EASEL_CPU_FLAGS=avx2` runs the float32 path on an
+    AMX machine (the test suite is run that way too). `--dtype` overrides only the dtype."""
     if cpuinfo is None:
+        override = os.environ.get(CPU_FLAGS_ENV)
+        if override is not None:
+            return set(override.split())
         try:
             cpuinfo = Path("/proc/cpuinfo").read_text()
         except OSError:

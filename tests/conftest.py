@@ -15,6 +15,8 @@ sys.path.insert(0, str(ROOT))
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
+from tests.dtypes import CPU_DTYPES  # noqa: E402
+
 torch.set_num_threads(min(2, os.cpu_count() or 1))
 
 
@@ -44,3 +46,10 @@ def no_network(monkeypatch):
         return real_connect(sock, address)
 
     monkeypatch.setattr(socket.socket, "connect", guarded)
+
+
+@pytest.fixture(scope="module", params=sorted(CPU_DTYPES))
+def dtype_name(request) -> str:
+    """"bf16" and "fp32" in turn (tests/dtypes.py): the `--dtype` spelling of the dtype a module's
+    models run in; `CPU_DTYPES[dtype_name]` is the torch dtype."""
+    return request.param

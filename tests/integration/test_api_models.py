@@ -19,6 +19,7 @@ from modules.app_services import build_services  # noqa: E402
 from modules.cmd_args import parse_args  # noqa: E402
 from modules.config import Settings  # noqa: E402
 from tools.make_test_models import write_test_checkpoint, write_test_vae  # noqa: E402
+from tests.dtypes import CPU_DTYPES  # noqa: E402
 from webui import create_app  # noqa: E402
 
 API = "/sdapi/v1"
@@ -49,9 +50,11 @@ def make_client(models: dict, data_dir: Path, *flags: str) -> tuple[TestClient, 
 
 
 @pytest.fixture(scope="module")
-def api(models: dict, tmp_path_factory: pytest.TempPathFactory):
+def api(models: dict, tmp_path_factory: pytest.TempPathFactory, dtype_name: str):
+    """The app in each CPU dtype: the weights it holds are the file's, cast to that dtype."""
     data_dir = tmp_path_factory.mktemp("data")
-    client, services = make_client(models, data_dir)
+    client, services = make_client(models, data_dir, "--dtype", dtype_name)
+    assert services.manager.dtype is CPU_DTYPES[dtype_name]
     with client:
         yield client, services, data_dir
 
@@ -64,6 +67,11 @@ def switch(client: TestClient, name: str) -> None:
 
 def unet_conv_in(services) -> torch.Tensor:
     return services.manager.loaded.unet.state_dict()["conv_in.weight"]
+
+
+def as_loaded(services, tensor: torch.Tensor) -> torch.Tensor:
+    """A file's tensor as the manager holds it: cast to the app's dtype."""
+    return tensor.to(services.manager.dtype)
 
 
 def test_start_loads_first_listed_and_lists_models(api, models):
@@ -100,11 +108,11 @@ def test_options_show_active_model_and_every_setting(api, models):
 def test_switch_between_checkpoints_changes_weights_and_is_remembered(api, models):
     client, services, data_dir = api
     switch(client, "a.safetensors")
-    assert torch.equal(unet_conv_in(services), models["a"]["unet"]["conv_in.weight"])
+    assert torch.equal(unet_conv_in(services), as_loaded(services, models["a"]["unet"]["conv_in.weight"]))
     switch(client, "b")  # by stem, as A1111 allows
     b_title = f"b.safetensors [{sha256(models['sd'] / 'b.safetensors')[:10]}]"
     assert client.get(f"{API}/options").json()["sd_model_checkpoint"] == b_title
-    assert torch.equal(unet_conv_in(services), models["b"]["unet"]["conv_in.weight"])
+    assert torch.equal(unet_conv_in(services), as_loaded(services, models["b"]["unet"]["conv_in.weight"]))
     assert json.loads((data_dir / "config.json").read_text())["sd_model_checkpoint"] == b_title
     switch(client, b_title)  # the title it shows is accepted back
     assert services.manager.loaded.checkpoint.name == "b.safetensors"
@@ -120,7 +128,7 @@ def test_unknown_checkpoint_is_404_json_and_keeps_the_model(api, models):
     assert "no-such-model.safetensors" in body["detail"]
     assert body["body"] == "" and body["errors"] == ""
     assert client.get(f"{API}/options").json()["sd_model_checkpoint"].startswith("a.safetensors [")
-    assert torch.equal(unet_conv_in(services), models["a"]["unet"]["conv_in.weight"])
+    assert torch.equal(unet_conv_in(services), as_loaded(services, models["a"]["unet"]["conv_in.weight"]))
 
 
 def test_vae_switch_by_name_and_back(api, models):
@@ -131,7 +139,7 @@ def test_vae_switch_by_name_and_back(api, models):
     assert services.manager.loaded.vae.name == "v.safetensors"
     assert client.get(f"{API}/options").json()["sd_vae"] == "v.safetensors"
     decoder = services.manager.loaded.vae_module.state_dict()["decoder.conv_out.weight"]
-    assert torch.equal(decoder, models["vae"]["decoder.conv_out.weight"])
+    assert torch.equal(decoder, as_loaded(services, models["vae"]["decoder.conv_out.weight"]))
     missing = client.post(f"{API}/options", json={"sd_vae": "nope.pt"})
     assert missing.status_code == 404 and missing.json()["error"] == "ModelNotFoundError"
     assert services.manager.loaded.vae.name == "v.safetensors"
@@ -183,7 +191,7 @@ def test_unload_and_reload(api, models):
     assert client.get(f"{API}/options").json()["sd_checkpoint_hash"] is None
     assert client.post(f"{API}/reload-checkpoint").json() is None
     assert services.manager.loaded.checkpoint.name == "b.safetensors"
-    assert torch.equal(unet_conv_in(services), models["b"]["unet"]["conv_in.weight"])
+    assert torch.equal(unet_conv_in(services), as_loaded(services, models["b"]["unet"]["conv_in.weight"]))
     assert client.post(f"{API}/reload-checkpoint").status_code == 200  # reload while loaded re-reads it
 
 

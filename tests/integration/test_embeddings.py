@@ -17,6 +17,7 @@ import torch
 from modules.generation.request import GenerationRequest
 from modules.generation.text import build_prompt_encoder
 from modules.infotext.parse import parse_infotext
+from tests.dtypes import CPU_DTYPES
 from tests.integration.test_extensions import make_services
 
 WIDTH = 32  # the tiny SD1 text encoder's hidden size (tools/make_test_models.py)
@@ -43,11 +44,14 @@ def write_embeddings(folder: Path) -> dict[str, torch.Tensor]:
 
 
 @pytest.fixture(scope="module")
-def services(tmp_path_factory, tokenizer_cache):
+def services(tmp_path_factory, tokenizer_cache, dtype_name):
+    """The app in each CPU dtype; `made` holds each file's vectors as the text encoder gets them
+    (cast to that dtype)."""
     root = tmp_path_factory.mktemp("embeddings")
     made = write_embeddings(root / "models" / "embeddings")
-    built = make_services(root, extensions=root / "no-extensions")
-    built.made = made
+    built = make_services(root, "--dtype", dtype_name, extensions=root / "no-extensions")
+    built.files = made
+    built.made = {name: tensor.to(CPU_DTYPES[dtype_name]) for name, tensor in made.items()}
     yield built
     built.queue.close()
 
@@ -74,7 +78,7 @@ def captured_token_embeddings(services, prompt: str) -> list[torch.Tensor]:
 def test_every_format_loads_and_bad_files_are_listed_with_the_reason(services):
     library = services.embeddings
     assert sorted(library.embeddings) == ["fuzzball", "glowy", "sdxl-only", "sparkle"]
-    for name, expected in services.made.items():
+    for name, expected in services.files.items():
         assert torch.equal(library.embeddings[name].for_width(WIDTH), expected), name
     sparkle = library.embeddings["sparkle"]
     assert (sparkle.step, sparkle.sd_checkpoint, sparkle.count) == (1500, "abc123", 2)

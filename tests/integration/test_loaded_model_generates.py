@@ -11,12 +11,13 @@ from diffusers import EulerDiscreteScheduler, StableDiffusionPipeline, StableDif
 from modules.checkpoints.hashing import HashCache
 from modules.checkpoints.manager import ManagerOptions, ModelManager
 from modules.checkpoints.registry import ModelRegistry
+from tests.dtypes import CPU_DTYPES
 from tools.make_test_models import write_test_checkpoint
 
 
-def _manager(root, tokenizer_cache):
+def _manager(root, tokenizer_cache, dtype=torch.float32):
     registry = ModelRegistry([root], [], HashCache(root / "cache.json"))
-    return ModelManager(registry, torch.device("cpu"), torch.float32, tokenizer_cache, ManagerOptions(checkpoint_cache_size=2))
+    return ModelManager(registry, torch.device("cpu"), dtype, tokenizer_cache, ManagerOptions(checkpoint_cache_size=2))
 
 
 def _image(loaded, prompt="a red circle") -> np.ndarray:
@@ -37,14 +38,16 @@ def _image(loaded, prompt="a red circle") -> np.ndarray:
     return out.images[0]
 
 
-def test_hot_swap_gives_the_same_pictures_as_fresh_loads(tmp_path, tokenizer_cache):
+@pytest.mark.parametrize("dtype", CPU_DTYPES.values(), ids=CPU_DTYPES.keys())
+def test_hot_swap_gives_the_same_pictures_as_fresh_loads(tmp_path, tokenizer_cache, dtype):
     write_test_checkpoint(tmp_path / "a.safetensors", "sd1", "tiny", seed=1)
     write_test_checkpoint(tmp_path / "b.safetensors", "sd1", "tiny", seed=2)
-    manager = _manager(tmp_path, tokenizer_cache)
+    manager = _manager(tmp_path, tokenizer_cache, dtype)
     first_a = _image(manager.switch_checkpoint("a"))
+    assert manager.loaded.unet.dtype is dtype
     swapped_b = _image(manager.switch_checkpoint("b"))
     again_a = _image(manager.switch_checkpoint("a"))
-    fresh_b = _image(_manager(tmp_path, tokenizer_cache).switch_checkpoint("b"))
+    fresh_b = _image(_manager(tmp_path, tokenizer_cache, dtype).switch_checkpoint("b"))
     assert first_a.shape == (64, 64, 3) and np.isfinite(first_a).all()
     assert np.abs(first_a - swapped_b).max() > 0.01  # another checkpoint, another picture
     assert np.array_equal(first_a, again_a)

@@ -1,5 +1,5 @@
 """txt2img end to end on tiny real checkpoints: every family generates, seeds behave as A1111's,
-previews stream every step, interrupt and skip work."""
+previews stream every step, interrupt and skip work; in float32 and in bfloat16 (AMX CPUs) alike."""
 
 from __future__ import annotations
 
@@ -13,11 +13,12 @@ from modules.checkpoints.registry import ModelRegistry
 from modules.generation.previews import FullVaePreview, LinearFactorCache
 from modules.generation.request import GenerationRequest
 from modules.generation.txt2img import Interrupted, Skipped, txt2img
+from tests.dtypes import CPU_DTYPES
 from tools.make_test_models import write_test_checkpoint
 
 
 @pytest.fixture(scope="module")
-def models(tmp_path_factory, tokenizer_cache):
+def models(tmp_path_factory, tokenizer_cache, dtype_name):
     root = tmp_path_factory.mktemp("models")
     write_test_checkpoint(root / "sd1.safetensors", "sd1", "tiny", seed=1)
     write_test_checkpoint(root / "sd2.safetensors", "sd2", "tiny", seed=2)
@@ -26,7 +27,7 @@ def models(tmp_path_factory, tokenizer_cache):
     write_test_checkpoint(root / "sd2v.safetensors", "sd2", "tiny", seed=5)
     (root / "sd2v.yaml").write_text("model:\n  params:\n    parameterization: v\n")
     registry = ModelRegistry([root], [], HashCache(root / "cache.json"))
-    return ModelManager(registry, torch.device("cpu"), torch.float32, tokenizer_cache, ManagerOptions(checkpoint_cache_size=5))
+    return ModelManager(registry, torch.device("cpu"), CPU_DTYPES[dtype_name], tokenizer_cache, ManagerOptions(checkpoint_cache_size=5))
 
 
 def _request(**changes) -> GenerationRequest:
@@ -37,7 +38,7 @@ def _request(**changes) -> GenerationRequest:
 @pytest.mark.parametrize("name", ["sd1", "sd2", "sd2v", "xl", "inpaint"])
 def test_every_family_generates(models, name):
     loaded = models.switch_checkpoint(name)
-    assert (loaded.spec.prediction_type == "v_prediction") == (name == "sd2v")
+    assert (loaded.spec.prediction_type == "v_prediction") == (name == "sd2v") and loaded.unet.dtype is models.dtype
     result = txt2img(loaded, _request())
     assert len(result.images) == 1 and result.images[0].size == (64, 64)
     array = np.asarray(result.images[0])

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from modules.devices import choose_dtype
+from modules.devices import choose_dtype, explain_dtype
 from modules.performance import (
     GiB,
     Optimizations,
@@ -52,6 +52,28 @@ def test_choose_dtype_auto_on_cpu_asks_the_cpu_rule():
     assert choose_dtype(cpu, "auto", cpu_dtype=lambda: torch.float32) is torch.float32
     assert choose_dtype(cpu, "fp32", cpu_dtype=lambda: torch.bfloat16) is torch.float32
     assert choose_dtype(torch.device("cuda"), "auto") is torch.float16
+
+
+def test_easel_cpu_flags_replace_the_hosts_flags(monkeypatch):
+    """EASEL_CPU_FLAGS makes Easel choose as on another CPU (how the suite is run as on a CPU
+    without AMX, on one that has it)."""
+    monkeypatch.setenv("EASEL_CPU_FLAGS", "fpu avx2 fma")
+    assert cpu_flags() == EPYC_ZEN3
+    assert auto_cpu_dtype(capability="AVX512") is torch.float32
+    monkeypatch.setenv("EASEL_CPU_FLAGS", " ".join(sorted(SAPPHIRE_RAPIDS)))
+    assert auto_cpu_dtype(capability="AVX512") is torch.bfloat16
+    monkeypatch.setenv("EASEL_CPU_FLAGS", "")
+    assert cpu_flags() == set() and cpu_bf16_support(capability="AVX512") == "none"
+    assert cpu_flags("flags\t: amx_bf16\n") == {"amx_bf16"}  # text given: read, not overridden
+
+
+def test_the_log_says_why_the_dtype_was_chosen():
+    cpu = torch.device("cpu")
+    assert explain_dtype(cpu, "auto", torch.bfloat16, lambda: "amx") == (
+        "bfloat16 (auto: this CPU has AMX bf16 tiles, ~2.5x faster than float32; --dtype fp32 or bf16 to choose)")
+    assert explain_dtype(cpu, "auto", torch.float32, lambda: "none").startswith("float32 (auto: this CPU has no bf16 instructions;")
+    assert explain_dtype(cpu, "fp32", torch.float32, lambda: "amx") == "float32 (asked: --dtype or the 'dtype' setting)"
+    assert explain_dtype(torch.device("cuda"), "auto", torch.float16) == "float16 (auto on cuda)"
 
 
 def _cpuinfo(pairs: list[tuple[int, int]]) -> str:

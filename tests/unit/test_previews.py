@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import torch
+import numpy as np
+import pytest
 from accelerate import init_empty_weights
 from diffusers import AutoencoderKL
 
@@ -16,6 +18,7 @@ from modules.generation.previews import (
     LinearPreview,
     synthetic_images,
 )
+from tests.dtypes import CPU_DTYPES, VAE_DECODE_LEVELS
 from tools.make_test_models import random_weights, tiny_spec
 
 
@@ -62,3 +65,23 @@ def test_full_vae_preview_is_the_decode_at_full_size():
     vae = _tiny_vae()
     images = FullVaePreview(vae)(torch.randn(1, 4, 8, 8))
     assert images[0].size == (64, 64)
+
+
+@pytest.mark.parametrize("dtype", CPU_DTYPES.values(), ids=CPU_DTYPES.keys())
+def test_previews_in_each_cpu_dtype_match_the_float32_pictures(tmp_path, dtype):
+    """A model held in bf16 (AMX CPUs) hands the previews bf16 latents and a bf16 VAE: each method
+    draws the float32 picture up to the dtype's rounding, and fitted factors stay float32."""
+    latent = torch.randn(2, 4, 8, 8, generator=torch.Generator().manual_seed(3))
+    reference_full = [np.asarray(image, dtype=int) for image in FullVaePreview(_tiny_vae())(latent)]
+    full = [np.asarray(image, dtype=int) for image in FullVaePreview(_tiny_vae().to(dtype))(latent.to(dtype))]
+    differences = np.abs(np.stack(full) - np.stack(reference_full))
+    most, mean = VAE_DECODE_LEVELS[dtype]
+    assert full[0].shape == (64, 64, 3) and differences.max() <= most and differences.mean() <= mean
+
+    linear = LinearPreview(torch.tensor(SD_FACTORS))
+    reference_linear = np.stack([np.asarray(image, dtype=int) for image in linear(latent)])
+    rounded = np.stack([np.asarray(image, dtype=int) for image in linear(latent.to(dtype))])
+    assert np.abs(rounded - reference_linear).max() <= (0 if dtype is torch.float32 else 1)  # bf16 latent: 1 level
+
+    fitted = LinearFactorCache(tmp_path / "f.json").get(_tiny_vae().to(dtype))
+    assert fitted.factors.dtype == torch.float32 and fitted(latent.to(dtype))[0].size == (8, 8)
