@@ -22,6 +22,7 @@ from modules.checkpoints.manager import VAE_AUTOMATIC, VAE_NONE, LoadedModel, Ma
 from modules.checkpoints.registry import ModelFile, ModelRegistry
 from modules.cmd_args import Args
 from modules.config import Settings, SettingsStore
+from modules.picture_restore import PictureRestorer
 from modules.devices import choose_device, choose_dtype, explain_dtype
 from modules.performance import choose_optimizations, choose_threads, cuda_free_bytes
 from modules.errors import ModelNotFoundError, UserError
@@ -170,29 +171,9 @@ class Services:
         known, so a choice made before hashing is still valid after."""
         return [(self.registry.title(entry), entry.name) for entry in self.registry.checkpoints]
 
-    def checkpoint_for_infotext(self, model_hash: str | None, model_name: str | None) -> tuple[ModelFile | None, str]:
-        """The checkpoint an image names (by its hash first, then by name) and a sentence for the
-        user when it is not found or only the name matched."""
-        if model_hash:
-            wanted = model_hash.strip().lower()
-            for entry in self.registry.checkpoints:
-                known = self.registry.known_sha256(entry)
-                if known is not None and known.startswith(wanted):
-                    return entry, ""
-        if model_name:
-            try:
-                entry = self.registry.find_checkpoint(model_name)
-            except UserError:
-                entry = None
-            if entry is not None:
-                known = self.registry.known_sha256(entry)
-                if model_hash and known is not None and not known.startswith(model_hash.lower()):
-                    return entry, f"Using {entry.name} (same name; its hash {known[:10]} differs from the image's {model_hash})."
-                return entry, ""
-        if not model_hash and not model_name:
-            return None, ""
-        named = " ".join(part for part in (model_name or "", f"[{model_hash}]" if model_hash else "") if part)
-        return None, f"This image was made with {named}, which is not among your checkpoints; the current one stays."
+    def picture_restorer(self) -> PictureRestorer:
+        """Restores a picture's settings against the models here (Send to, paste, the API's infotext)."""
+        return PictureRestorer(self.registry, self.loras, self.embeddings)
 
     def startup_name(self) -> str | None:
         """The active checkpoint's name, else the one the first generation will load."""
@@ -254,18 +235,6 @@ class Services:
         loras = [ExtraNetwork("lora", e.name, self.loras.short_hash(e), e.preview(), f"<lora:{e.name}:1>")
                  for e in sorted(self.loras.entries(), key=lambda entry: entry.name.lower())]
         return embeddings + loras
-
-    def missing_networks(self, prompt: str, params: dict[str, str]) -> list[str]:
-        """The LoRAs (tags in `prompt`, "Lora hashes") and embeddings ("TI hashes") an image names
-        that are not here, as "LoRA x" / "embedding y"."""
-        from modules.prompts.extra_networks import extract_extra_networks
-
-        wanted_loras = {call.positional[0] for call in extract_extra_networks(prompt)[1] if call.kind == "lora" and call.positional}
-        wanted_loras |= set(_hash_names(params.get("Lora hashes", "")))
-        have = {e.name for e in self.loras.entries()} | {e.alias for e in self.loras.entries()}
-        missing = [f"LoRA {name}" for name in sorted(wanted_loras - have)]
-        missing += [f"embedding {name}" for name in sorted(set(_hash_names(params.get("TI hashes", ""))) - set(self.embeddings.embeddings))]
-        return missing
 
     def unload_checkpoint(self) -> None:
         with self.manager.lock:
@@ -531,11 +500,6 @@ def first_checkpoint(checkpoints: list[ModelFile]) -> ModelFile:
     """The first listed checkpoint that is not one of Easel's demo models, else the first listed:
     the demo is for a fresh install, and a user's own model wins as soon as there is one."""
     return next((entry for entry in checkpoints if not entry.path.name.startswith(DEMO_PREFIX)), checkpoints[0])
-
-
-def _hash_names(value: str) -> list[str]:
-    """The names of an infotext's "name: hash, name2: hash" value (Lora hashes, TI hashes)."""
-    return [part.rsplit(":", 1)[0].strip() for part in value.strip().strip('"').split(",") if ":" in part]
 
 
 def _restore_vae_choice(services: Services) -> None:

@@ -1,6 +1,7 @@
 """A1111 API requests -> the typed requests the job queue runs (the same ones the UI builds).
 
-1. `infotext` fills the fields the request leaves out (A1111's `apply_infotext`).
+1. `infotext` fills the fields the request leaves out (A1111's `apply_infotext`), and switches to the
+   checkpoint and VAE it names; a setting of it that Easel cannot apply is a 422 naming it.
 2. The sampler: `sampler_name`, else `sampler_index`, else Euler; "DPM++ 2M Karras" also sets the
    schedule. Unknown samplers and schedules are refused here, before anything is queued.
 3. `override_settings`: the checkpoint and VAE (checked to exist, switched by the job and put
@@ -28,7 +29,7 @@ from modules.app_services import Services
 from modules.checkpoints.manager import VAE_AUTOMATIC, VAE_NONE
 from modules.config import Settings
 from modules.generation.request import GenerationRequest, Img2ImgRequest
-from modules.infotext.parse import parse_infotext, request_fields
+from modules.infotext.restore import REQUEST_FIELDS, not_applied_sentence
 from modules.sampling.sampler_table import parse_sampler_name
 from modules.sampling.schedules import find_schedule
 
@@ -68,21 +69,41 @@ class ApiJobPlan:
     extension_script: tuple[Any, dict[str, Any]] | None = None  # an extension's selectable script and its values
 
 
-def apply_infotext(body: GenerationFields) -> tuple[GenerationFields, dict[str, Any]]:
+def apply_infotext(services: Services, body: GenerationFields) -> tuple[GenerationFields, dict[str, Any]]:
     """The request with the fields it left out taken from its `infotext`, and the override
-    settings the infotext implies (clip skip...). Explicitly given fields always win."""
+    settings the infotext implies (clip skip, the checkpoint and VAE it names...). Explicitly given
+    fields and `override_settings` always win. A setting of the infotext that Easel cannot apply
+    (an unknown sampler or upscaler, a checkpoint that is not here, an extension's setting...) and
+    that the request does not give itself is a 422 naming each, never a silent substitution."""
     if not body.infotext:
         return body, {}
-    values = request_fields(parse_infotext(body.infotext))
     given = body.model_fields_set
+    given_options = set(body.override_settings or {})
+    img2img = isinstance(body, ApiImg2Img)
+    restored = services.picture_restorer().restore(body.infotext, {*type(body).model_fields, *_INFOTEXT_OVERRIDES}, hires_in_picture=img2img)
     update: dict[str, Any] = {}
     overrides: dict[str, Any] = {}
-    for name, value in values.items():
+    for name, value in restored.fields.items():
         if name in _INFOTEXT_OVERRIDES:
             overrides[_INFOTEXT_OVERRIDES[name]] = value
-        elif name in type(body).model_fields and name not in given:
+        elif name not in given:
             update[name] = value
+    if restored.checkpoint is not None:
+        overrides["sd_model_checkpoint"] = services.registry.title(restored.checkpoint)
+    if restored.vae is not None:
+        overrides["sd_vae"] = restored.vae
+    overridden_by_request = {"Model": "sd_model_checkpoint" in given_options, "VAE": "sd_vae" in given_options}
+    problems = [item for item in restored.not_applied
+                if not overridden_by_request.get(item.key, False) and _field_of(item.key) not in given]
+    if problems:
+        raise ApiInputError(f"infotext: {not_applied_sentence(problems)} Give these fields in the request, or leave them out of the infotext.")
     return body.model_copy(update=update), overrides
+
+
+def _field_of(key: str) -> str | None:
+    """The request field an infotext key fills (None for a key that fills none)."""
+    entry = REQUEST_FIELDS.get(key)
+    return entry[0] if entry else None
 
 
 def _check_sampler(name: str | None) -> tuple[str, str | None]:
@@ -238,7 +259,7 @@ def _extension_script(services: Services, body: GenerationFields, tab: str) -> t
 
 def txt2img_plan(services: Services, body: ApiTxt2Img) -> ApiJobPlan:
     """POST /txt2img -> a GenerationRequest (see the module docstring)."""
-    body, infotext_overrides = apply_infotext(body)
+    body, infotext_overrides = apply_infotext(services, body)
     extension_script = _extension_script(services, body, "txt2img")
     if body.script_name and extension_script is None:
         find_script(body.script_name, is_img2img=False, others=_extension_script_names(services, "txt2img"))  # 422: unknown
@@ -262,7 +283,7 @@ def txt2img_plan(services: Services, body: ApiTxt2Img) -> ApiJobPlan:
 
 def img2img_plan(services: Services, body: ApiImg2Img) -> ApiJobPlan:
     """POST /img2img -> an Img2ImgRequest (see the module docstring)."""
-    body, infotext_overrides = apply_infotext(body)
+    body, infotext_overrides = apply_infotext(services, body)
     extension_script = _extension_script(services, body, "img2img")
     script = (find_script(body.script_name, is_img2img=True, others=_extension_script_names(services, "img2img"))
               if body.script_name and extension_script is None else None)

@@ -107,7 +107,7 @@ class GenerationRequest:
 
     def _validate_hires(self) -> None:
         if self.hr_upscaler not in HIRES_UPSCALERS:
-            raise RequestError(f"hr_upscaler must be one of {', '.join(HIRES_UPSCALERS)}, not {self.hr_upscaler!r}.")
+            raise RequestError(f"Could not find upscaler named {self.hr_upscaler!r}: hr_upscaler must be one of {', '.join(HIRES_UPSCALERS)}.")
         if not 1.0 <= self.hr_scale <= 8.0:
             raise RequestError(f"hr_scale must be between 1 and 8, not {self.hr_scale:g}.")
         for name in ("hr_resize_x", "hr_resize_y"):

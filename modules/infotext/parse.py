@@ -9,18 +9,16 @@
 5. A sampler written with its schedule ("DPM++ 2M Karras", as before A1111 1.9) is split into
    "Sampler" and "Schedule type".
 
-Values stay strings; :func:`request_fields` converts the ones a GenerationRequest takes.
+Values stay strings; ``modules/infotext/restore.py`` turns them into request fields and names the
+settings it cannot apply.
 """
 
 from __future__ import annotations
 
 import json
-import math
 import re
-from typing import Any, Callable
 
 from modules.errors import UserError
-from modules.generation.request import HIRES_UPSCALERS, MASK_MODES, MASKED_CONTENT, RNG_SOURCES
 from modules.infotext.create import NEGATIVE_PROMPT_PREFIX
 from modules.sampling.sampler_table import parse_sampler_name
 from modules.sampling.schedules import find_schedule
@@ -148,131 +146,3 @@ def parse_infotext(text: str) -> dict[str, str]:
         params.setdefault(key, default)
     _split_sampler_schedule(params)
     return params
-
-
-def _to_int(text: str) -> int:
-    try:
-        return int(text)
-    except ValueError:
-        number = float(text)  # "20.0" from a client that writes floats
-    if not number.is_integer():
-        raise ValueError(f"{text!r} is not a whole number")
-    return int(number)
-
-
-def _to_float(text: str) -> float:
-    number = float(text)
-    if not math.isfinite(number):
-        raise ValueError(f"{text!r} is not a finite number")
-    return number
-
-
-def _to_bool(text: str) -> bool:
-    lowered = text.strip().lower()
-    if lowered not in ("true", "false"):
-        raise ValueError(f"{text!r} is not True or False")
-    return lowered == "true"
-
-
-def _to_rng(text: str) -> str:
-    if text not in RNG_SOURCES:
-        raise ValueError(f"{text!r} is not one of {RNG_SOURCES}")
-    return text
-
-
-def _choice_index(choices: tuple[str, ...]) -> Callable[[str], int]:
-    def convert(text: str) -> int:
-        if text not in choices:
-            raise ValueError(f"{text!r} is not one of {choices}")
-        return choices.index(text)
-    return convert
-
-
-def _hires_upscaler(text: str) -> str:
-    if text not in HIRES_UPSCALERS:
-        raise ValueError(f"{text!r} is not an upscaler Easel has")
-    return text
-
-
-def _unless_same(text: str) -> str | None:
-    """"Use same sampler" / "Use same scheduler" (A1111's defaults) -> None (the first pass's)."""
-    return None if text.startswith("Use same") else text
-
-
-# infotext key -> (GenerationRequest / Img2ImgRequest field, converter)
-REQUEST_FIELDS: dict[str, tuple[str, Callable[[str], Any]]] = {
-    "Prompt": ("prompt", str),
-    "Negative prompt": ("negative_prompt", str),
-    "Steps": ("steps", _to_int),
-    "Sampler": ("sampler_name", str),
-    "Schedule type": ("scheduler", str),
-    "CFG scale": ("cfg_scale", _to_float),
-    "Seed": ("seed", _to_int),
-    "Size-1": ("width", _to_int),
-    "Size-2": ("height", _to_int),
-    "Variation seed": ("subseed", _to_int),
-    "Variation seed strength": ("subseed_strength", _to_float),
-    "Seed resize from-1": ("seed_resize_from_w", _to_int),
-    "Seed resize from-2": ("seed_resize_from_h", _to_int),
-    "Clip skip": ("clip_skip", _to_int),
-    "ENSD": ("eta_noise_seed_delta", _to_int),
-    "RNG": ("rng_source", _to_rng),
-    "Tiling": ("tiling", _to_bool),
-    "Denoising strength": ("denoising_strength", _to_float),
-    "Mask blur": ("mask_blur", _to_int),
-    "Mask mode": ("inpainting_mask_invert", _choice_index(MASK_MODES)),
-    "Masked content": ("inpainting_fill", _choice_index(MASKED_CONTENT)),
-    "Inpaint area": ("inpaint_full_res", lambda text: _choice_index(("Whole picture", "Only masked"))(text) == 1),
-    "Masked area padding": ("inpaint_full_res_padding", _to_int),
-    "Noise multiplier": ("initial_noise_multiplier", _to_float),
-    "Hires upscale": ("hr_scale", _to_float),
-    "Hires resize-1": ("hr_resize_x", _to_int),
-    "Hires resize-2": ("hr_resize_y", _to_int),
-    "Hires steps": ("hr_second_pass_steps", _to_int),
-    "Hires upscaler": ("hr_upscaler", _hires_upscaler),
-    "Hires sampler": ("hr_sampler_name", _unless_same),
-    "Hires schedule type": ("hr_scheduler", _unless_same),
-    "Hires prompt": ("hr_prompt", str),
-    "Hires negative prompt": ("hr_negative_prompt", str),
-}
-HIRES_KEYS = ("Hires upscale", "Hires resize-1", "Hires upscaler", "Hires steps")
-
-
-# infotext key -> (OutpaintRequest field, converter): what Send to outpainting restores.
-OUTPAINT_FIELDS: dict[str, tuple[str, Callable[[str], Any]]] = {
-    "Outpaint method": ("method", str),
-    "Outpaint directions": ("directions", lambda text: tuple(text.lower().split())),
-    "Outpaint pixels": ("pixels", _to_int),
-    "Outpaint fall-off exponent": ("noise_q", _to_float),
-    "Outpaint color variation": ("color_variation", _to_float),
-    "Mask blur": ("mask_blur", _to_int),
-    "Masked content": ("inpainting_fill", _choice_index(MASKED_CONTENT)),
-}
-
-
-def outpaint_fields(params: dict[str, str]) -> dict[str, Any]:
-    """OutpaintRequest field values (besides `base`) for the parsed ``params`` that convert cleanly;
-    empty for a picture that was not outpainted (its "Mask blur" is an inpainting setting)."""
-    if "Outpaint method" not in params:
-        return {}
-    return _converted(params, OUTPAINT_FIELDS)
-
-
-def _converted(params: dict[str, str], table: dict[str, tuple[str, Callable[[str], Any]]]) -> dict[str, Any]:
-    fields: dict[str, Any] = {}
-    for key, (name, convert) in table.items():
-        if key not in params:
-            continue
-        try:
-            fields[name] = convert(str(params[key]))
-        except (ValueError, OverflowError):
-            continue  # an unreadable value: leave the field at the user's current setting
-    return fields
-
-
-def request_fields(params: dict[str, str]) -> dict[str, Any]:
-    """GenerationRequest / Img2ImgRequest field values for the parsed ``params`` that convert
-    cleanly (a value such as "Steps: many" is skipped, not guessed). Feed to ``from_dict``.
-    ``enable_hr`` says whether the image had a hires pass; hr_sampler_name / hr_scheduler are None
-    for "Use same ..."."""
-    return {"enable_hr": any(key in params for key in HIRES_KEYS), **_converted(params, REQUEST_FIELDS)}

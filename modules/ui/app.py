@@ -31,7 +31,9 @@ log = logging.getLogger(__name__)
 
 CSS = ".easel-status { min-height: 1.5em; }\n.easel-tokens { font-variant-numeric: tabular-nums; opacity: .8; }\n" \
       ".easel-tokens[data-over] { color: var(--error-text-color, #b91c1c); }\n" \
-      ".easel-infotext { white-space: pre-wrap; word-break: break-word; font-size: .85em; margin: 0; }\n" + PROGRESS_CSS + IMG2IMG_CSS + OUTPAINT_CSS
+      ".easel-infotext { white-space: pre-wrap; word-break: break-word; font-size: .85em; margin: 0; }\n" \
+      ".easel-restore-notice { border: 1px solid var(--color-accent); border-radius: 6px; padding: .4em .8em; font-size: .9em; }\n" \
+      ".easel-restore-notice ul { margin: .2em 0 0 1.2em; }\n" + PROGRESS_CSS + IMG2IMG_CSS + OUTPAINT_CSS
 
 # Ctrl+Enter (or Cmd+Enter) generates, Esc interrupts, as in A1111: in whichever of the generation
 # tabs is showing (a hidden tab's buttons have no layout box).
@@ -137,6 +139,8 @@ def build_ui(services: Services) -> gr.Blocks:
         sending.wire_gallery(txt2img.send_buttons, txt2img_runs, parameters_to={"img2img", "inpaint", "outpainting"})
         sending.wire_gallery(img2img.send_buttons, img2img_runs, parameters_to={"outpainting"})
         sending.wire_gallery(outpainting.send_buttons, outpaint_runs, parameters_to={"outpainting"})
+        for target, runs in (("txt2img", txt2img_runs), ("img2img", img2img_runs), ("outpainting", outpaint_runs)):
+            sending.wire_paste(target, runs)
         png_buttons = {"txt2img": png_info.send_txt2img, "img2img": png_info.send_img2img, "inpaint": png_info.send_inpaint,
                        "outpainting": png_info.send_outpainting}
         sending.wire_saved_image(SendSource(png_buttons, png_info.parameters, png_info.image_file, png_info.message))

@@ -40,6 +40,8 @@ class PromptRow:
     apply_styles: gr.Button
     style_name: gr.Textbox
     save_style: gr.Button
+    paste: gr.Button  # A1111's ↙️: the infotext in the prompt box (or the last generation's) into the fields
+    notice: gr.HTML  # what restoring a picture's parameters could not apply (send_to.py fills it)
 
 
 @dataclass
@@ -94,13 +96,16 @@ def build_prompt_row(services: Services, prefix: str, fields: Fields) -> PromptR
             with gr.Row():
                 interrupt = gr.Button("Interrupt", elem_id=f"{prefix}-interrupt", size="sm")
                 skip = gr.Button("Skip", elem_id=f"{prefix}-skip", size="sm")
+                paste = gr.Button("↙️", size="sm", min_width=40, elem_id=f"{prefix}-paste",
+                                  elem_classes="easel-tool-button")
             fields["styles"] = gr.Dropdown(label="Styles", choices=services.styles.names, value=[], multiselect=True, elem_id=f"{prefix}-styles")
             with gr.Row():
                 apply_styles = gr.Button("Apply styles to prompt", size="sm", elem_id=f"{prefix}-apply-styles")
             with gr.Row():
                 style_name = gr.Textbox(label="New style name", scale=3, elem_id=f"{prefix}-style-name")
                 save_style = gr.Button("Save style", size="sm", scale=1, elem_id=f"{prefix}-save-style")
-    return PromptRow(generate, interrupt, skip, prompt_tokens, negative_tokens, apply_styles, style_name, save_style)
+    notice = gr.HTML("", elem_id=f"{prefix}-restore-notice", padding=False)
+    return PromptRow(generate, interrupt, skip, prompt_tokens, negative_tokens, apply_styles, style_name, save_style, paste, notice)
 
 
 def build_sampler_controls(services: Services, prefix: str, fields: Fields) -> None:

@@ -17,7 +17,7 @@ from PIL import Image
 from modules.app_services import Services
 from modules.generation.request import INPAINT_AREAS, MASK_MODES, MASKED_CONTENT, RESIZE_MODES, Img2ImgRequest
 from modules.ui.generation_panel import (
-    Fields, GenerationPanel, build_batch_sliders, build_cfg_slider, build_output_column, build_prompt_row,
+    Fields, GenerationPanel, PromptRow, build_batch_sliders, build_cfg_slider, build_output_column, build_prompt_row,
     build_sampler_controls, build_seed_controls, build_size_sliders, wire_prompt_row,
 )
 from modules.ui.extra_networks import build_extra_networks
@@ -55,6 +55,7 @@ class Img2ImgTab:
     progress: gr.HTML
     send_buttons: dict[str, gr.Button]
     generations: list
+    prompt_row: PromptRow  # its paste button and restore notice are wired by send_to.py
 
     def receive(self, tab: str, image: Image.Image) -> dict:
         """Updates that put `image` into sub-tab `tab` ("img2img" or "inpaint") and make it the one
@@ -185,7 +186,7 @@ def build_img2img_tab(services: Services, runs: SessionRuns) -> Img2ImgTab:
     generations = wire_generation(services, runs, panel, prepare, services.submit_img2img, inputs, "img2img-images")
     return Img2ImgTab(
         fields=fields, pictures=pictures, sizes=sizes, source=source, inpaint_controls=inpaint_controls,
-        gallery=output.gallery, progress=output.progress, send_buttons=output.send, generations=generations,
+        gallery=output.gallery, progress=output.progress, send_buttons=output.send, generations=generations, prompt_row=prompt_row,
     )
 
 

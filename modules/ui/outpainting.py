@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import html
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import gradio as gr
 from PIL import Image
@@ -24,13 +24,16 @@ from modules.generation.outpaint import DIRECTIONS, OUTPAINT_METHODS, OutpaintRe
 from modules.generation.outpaint.canvas import canvas_preview
 from modules.generation.outpaint.request import MASK_BLUR_RANGE, PIXELS_RANGE
 from modules.generation.request import MASKED_CONTENT, Img2ImgRequest
-from modules.infotext.parse import outpaint_fields, parse_infotext, request_fields
+from modules.infotext.restore import restore_outpaint
 from modules.ui.generation_panel import (
-    Fields, GenerationPanel, build_batch_sliders, build_cfg_slider, build_output_column, build_prompt_row,
+    Fields, GenerationPanel, PromptRow, build_batch_sliders, build_cfg_slider, build_output_column, build_prompt_row,
     build_sampler_controls, build_seed_controls, build_size_sliders, wire_prompt_row,
 )
 from modules.ui.generation_run import Prepared, field_values, preview_every, wire_generation
 from modules.ui.sessions import SessionRuns
+
+if TYPE_CHECKING:
+    from modules.picture_restore import PictureSettings
 
 PREFIX = "outpaint"
 DEFAULT_METHOD = "Easel fill"
@@ -51,21 +54,29 @@ class OutpaintingTab:
     progress: gr.HTML
     send_buttons: dict[str, gr.Button]
     generations: list
+    prompt_row: PromptRow  # its paste button and restore notice are wired by send_to.py
 
-    def receive(self, image: Image.Image, infotext: str | None) -> dict:
-        """Updates that put `image` in as the picture to extend, with the prompt, sampler, seed...
-        of its infotext and, when it was outpainted, the outpaint settings it records."""
-        updates: dict[Any, Any] = {self.image: image}
-        if not infotext:
-            return updates
-        params = parse_infotext(infotext)
-        base = request_fields(params)
-        for name in ("width", "height", "mask_blur", "inpainting_fill"):  # the enlarged size; inpaint settings
-            base.pop(name, None)
-        if base.get("enable_hr"):
-            base.pop("denoising_strength", None)  # a hires pass's strength is not an outpaint strength
-        updates.update({component: base[name] for name, component in self.fields.items() if name in base})
-        shown = settings_display_values(outpaint_fields(params))
+    # Restored by the outpaint settings of an outpainted picture, not by its request fields: the
+    # enlarged size, and the blur and fill its method chose.
+    OWN_FIELDS: ClassVar[tuple[str, ...]] = ("width", "height", "mask_blur", "inpainting_fill")
+
+    def settable(self) -> set[str]:
+        """The request fields a picture's infotext may set here (see modules/infotext/restore.py)."""
+        return set(self.fields) - set(self.OWN_FIELDS)
+
+    def receive(self, image: Image.Image, restored: "PictureSettings | None") -> dict:
+        """Updates that put `image` in as the picture to extend, with what its infotext restores."""
+        return {self.image: image, **self.parameter_updates(restored)}
+
+    def parameter_updates(self, restored: "PictureSettings | None") -> dict:
+        """The prompt, sampler, seed... a picture's infotext restores and, when it was outpainted,
+        the outpaint settings it records (what these could not apply joins `restored.not_applied`)."""
+        if restored is None:
+            return {}
+        updates: dict[Any, Any] = {component: restored.fields[name] for name, component in self.fields.items() if name in restored.fields}
+        outpainted = restore_outpaint(restored.params)
+        restored.not_applied.extend(outpainted.not_applied)
+        shown = settings_display_values(outpainted.fields)
         updates.update({component: shown[name] for name, component in self.settings.items() if name in shown})
         return updates
 
@@ -180,4 +191,4 @@ def build_outpainting_tab(services: Services, runs: SessionRuns) -> OutpaintingT
     inputs = {*fields.values(), *settings.values(), image}
     generations = wire_generation(services, runs, panel, prepare, services.submit_outpaint, inputs, "img2img-images")
     return OutpaintingTab(fields=fields, settings=settings, image=image, gallery=output.gallery, progress=output.progress,
-                          send_buttons=output.send, generations=generations)
+                          send_buttons=output.send, generations=generations, prompt_row=prompt_row)

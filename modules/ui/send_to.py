@@ -6,8 +6,15 @@
   it; -> Outpainting: the image and its parameters (an outpainted one's outpaint settings too, so
   outpainting it again starts from them).
 - PNG Info and History -> txt2img: the parameters; -> img2img / inpaint / Outpainting: the image
-  and its parameters. These also switch to the checkpoint the image names (by hash, then name) and say in
-  the source tab's message line what they could not do.
+  and its parameters. These also switch to the checkpoint and VAE the image names (by hash, then
+  name).
+- The ↙️ button beside Generate: the parameters pasted into the prompt box (or, when it is empty, the
+  last generation's) into the tab's fields, as A1111's "read generation parameters" button.
+
+Whatever a picture carries that could not be applied (a sampler or upscaler Easel lacks, a checkpoint
+that is not here, an extension's settings...) is listed in the notice under the receiving tab's
+prompt, with the value and the reason (modules/picture_restore.py decides): a reproduced picture
+never lacks a setting without the user being told.
 
 The tabs are switched in the browser, by clicking their buttons as a person would (as A1111 does):
 a `gr.Tabs(selected=...)` sent from the server stays the Tabs' value, and Gradio puts it back the
@@ -27,10 +34,13 @@ import gradio as gr
 from PIL import Image
 
 from modules.app_services import Services
-from modules.infotext.parse import parse_infotext, request_fields
+from modules.errors import UserError
+from modules.infotext.restore import NotApplied
+from modules.picture_restore import PictureSettings
 from modules.ui.hires_fix import hires_display_values
 from modules.ui.img2img import Img2ImgTab, display_values
 from modules.ui.outpainting import OutpaintingTab
+from modules.ui.progress_view import error_html
 from modules.ui.sessions import SessionRuns, session_key
 from modules.ui.txt2img import Txt2ImgTab
 
@@ -56,6 +66,17 @@ class SendSource:
     message: gr.HTML
 
 
+def notice_html(items: list[NotApplied]) -> str:
+    """The notice beside the restored fields: every setting of the picture that was not applied."""
+    if not items:
+        return ""
+    rows = "".join(
+        f"<li><code>{html.escape(item.key)}: {html.escape(item.value)}</code> — {html.escape(item.reason)}</li>" for item in items
+    )
+    return (f'<div class="easel-restore-notice" role="status"><b>Restored from the picture, except {len(items)} '
+            f'setting{"s" if len(items) != 1 else ""}:</b><ul>{rows}</ul></div>')
+
+
 class SendWiring:
     """Connects the send buttons of every tab to the tabs they fill (built once by the shell)."""
 
@@ -65,49 +86,68 @@ class SendWiring:
 
     # --- what a send changes ---------------------------------------------------------------------
 
-    def txt2img_updates(self, infotext: str) -> dict:
-        values = hires_display_values(request_fields(parse_infotext(infotext)))
+    def restore(self, target: str, infotext: str) -> PictureSettings:
+        """The infotext's settings for `target` ("txt2img", "img2img", "inpaint", "outpainting")."""
+        restorer = self.services.picture_restorer()
+        if target == "txt2img":
+            return restorer.restore(infotext, set(self.txt2img.fields))
+        if target == "outpainting":
+            return restorer.restore(infotext, self.outpainting.settable(), hires_in_picture=True)
+        return restorer.restore(infotext, set(self.img2img.fields), hires_in_picture=True)
+
+    def tab(self, target: str) -> Txt2ImgTab | Img2ImgTab | OutpaintingTab:
+        return {"txt2img": self.txt2img, "outpainting": self.outpainting}.get(target, self.img2img)
+
+    def notice_component(self, target: str) -> gr.HTML:
+        return self.tab(target).prompt_row.notice
+
+    def txt2img_updates(self, restored: PictureSettings) -> dict:
+        values = hires_display_values(restored.fields)
         return {component: values[name] for name, component in self.txt2img.fields.items() if name in values}
 
-    def img2img_updates(self, target: str, image: Image.Image, infotext: str | None) -> dict:
-        """The picture into sub-tab `target`, and the infotext's parameters (a hires pass's strength
-        is not an img2img strength: it stays as it is)."""
+    def img2img_updates(self, target: str, image: Image.Image, restored: PictureSettings | None) -> dict:
+        """The picture into sub-tab `target`, and the infotext's parameters (the size is the picture's own)."""
         updates = self.img2img.receive(target, image)
-        values = request_fields(parse_infotext(infotext)) if infotext else {}
-        if values.get("enable_hr"):
-            values.pop("denoising_strength", None)
-        values = display_values(values, image.size)
+        values = display_values(restored.fields if restored else {}, image.size)
         updates.update({component: values[name] for name, component in self.img2img.fields.items() if name in values})
         return updates
 
-    def model_updates(self, infotext: str | None) -> tuple[dict, str]:
-        """Switches to the checkpoint the infotext names; the model line's updates and a sentence."""
-        if not infotext:
-            return {}, ""
-        params = parse_infotext(infotext)
-        entry, message = self.services.checkpoint_for_infotext(params.get("Model hash"), params.get("Model"))
+    def model_updates(self, restored: PictureSettings) -> dict:
+        """Switches to the checkpoint and VAE the picture names (a failed switch joins the notice);
+        the model line's updates."""
         loaded = self.services.manager.loaded
+        entry = restored.checkpoint
         if entry is not None and (loaded is None or loaded.checkpoint != entry):
-            message = self.model_line.switch(entry.name) or message
-        missing = self.services.missing_networks(params.get("Prompt", ""), params)
-        if missing:
-            message = " ".join(part for part in (message, f"Not found here (the image used them): {', '.join(missing)}.") if part)
-        return dict(zip(self.model_line.components, self.model_line.refresh(None))), message
+            error = self.model_line.switch(entry.name)
+            if error:
+                restored.not_applied.insert(0, NotApplied("Model", entry.name, error))
+        if restored.vae is not None and restored.vae != self.services.manager.vae_choice:
+            try:
+                self.services.switch_vae(restored.vae)
+            except UserError as error:
+                restored.not_applied.insert(0, NotApplied("VAE", restored.vae, str(error)))
+        return dict(zip(self.model_line.components, self.model_line.refresh(None)))
 
-    # --- wiring ------------------------------------------------------------------------------------
-
-    def picture_updates(self, target: str, image: Image.Image, infotext: str | None) -> dict:
+    def picture_updates(self, target: str, image: Image.Image, restored: PictureSettings | None) -> dict:
         if target == "outpainting":
-            return self.outpainting.receive(image, infotext)
-        return self.img2img_updates(target, image, infotext)
+            updates = self.outpainting.receive(image, restored)
+        else:
+            updates = self.img2img_updates(target, image, restored)
+        updates[self.notice_component(target)] = notice_html(restored.not_applied if restored else [])
+        return updates
 
     def picture_outputs(self, target: str) -> list:
         if target == "outpainting":
-            return self.outpainting.receive_outputs()
-        return [*self.img2img.fields.values(), *self.img2img.receive_outputs(target)]
+            outputs = self.outpainting.receive_outputs()
+        else:
+            outputs = [*self.img2img.fields.values(), *self.img2img.receive_outputs(target)]
+        return [*outputs, self.notice_component(target)]
+
+    # --- wiring ------------------------------------------------------------------------------------
 
     def wire_gallery(self, buttons: dict[str, gr.Button], runs: SessionRuns, parameters_to: set[str]) -> None:
-        """A generation tab's gallery buttons; the infotext's values come along to `parameters_to`."""
+        """A generation tab's gallery buttons; the infotext's values come along to `parameters_to`
+        (the picture was made here: the model stays as it is)."""
         def handler(target: str):
             def send(request: gr.Request) -> dict:
                 outcome = runs.outcome(session_key(request))
@@ -115,7 +155,10 @@ class SendWiring:
                 if index is None:
                     return {}
                 infotext = outcome.infotexts[index] if target in parameters_to else None
-                return self.picture_updates(target, outcome.images[index], infotext)
+                restored = self.restore(target, infotext) if infotext else None
+                if restored is not None:
+                    restored.not_applied = [item for item in restored.not_applied if item.key not in ("Model", "VAE")]
+                return self.picture_updates(target, outcome.images[index], restored)
             return send
 
         for target, button in buttons.items():
@@ -125,26 +168,30 @@ class SendWiring:
         """PNG Info / History: the parameters to txt2img, or the image and them to img2img / inpaint."""
         def to_txt2img(infotext: str | None) -> dict:
             if not infotext:
-                return {source.message: "Nothing to send: this image carries no generation parameters."}
-            updates, message = self.model_updates(infotext)
-            updates.update(self.txt2img_updates(infotext))
-            updates[source.message] = html.escape(message)
+                return {source.message: error_html("Nothing to send: this image carries no generation parameters.")}
+            restored = self.restore("txt2img", infotext)
+            updates = self.model_updates(restored)
+            updates.update(self.txt2img_updates(restored))
+            updates[self.txt2img.prompt_row.notice] = notice_html(restored.not_applied)
+            updates[source.message] = ""
             return updates
 
         def to_img2img(target: str):
             def send(infotext: str | None, path: str | None) -> dict:
                 image, error = open_picture(path)
                 if image is None:
-                    return {source.message: f'<div class="easel-error" role="alert"><b>Error:</b> {html.escape(error)}</div>'}
-                updates, message = self.model_updates(infotext)
-                updates.update(self.picture_updates(target, image, infotext))
-                updates[source.message] = html.escape(message)
+                    return {source.message: error_html(error)}
+                restored = self.restore(target, infotext) if infotext else None
+                updates = self.model_updates(restored) if restored else {}
+                updates.update(self.picture_updates(target, image, restored))
+                updates[source.message] = ""
                 return updates
             return send
 
         model = {"concurrency_id": "model", "concurrency_limit": 1}
         source.buttons["txt2img"].click(
-            to_txt2img, source.infotext, [*self.txt2img.fields.values(), source.message, *self.model_line.components],
+            to_txt2img, source.infotext,
+            [*self.txt2img.fields.values(), self.txt2img.prompt_row.notice, source.message, *self.model_line.components],
             js=switch_tabs_js("txt2img"), **model,
         )
         for target in ("img2img", "inpaint", "outpainting"):
@@ -154,6 +201,36 @@ class SendWiring:
             source.buttons[target].click(
                 to_img2img(target), [source.infotext, source.image_path], outputs, js=switch_tabs_js(target), **model,
             )
+
+    def wire_paste(self, target: str, runs: SessionRuns) -> None:
+        """A1111's ↙️ button: the infotext typed or pasted into the prompt box, or (when it is empty)
+        the session's last generation's, goes into the tab's fields; the checkpoint it names is
+        switched to, and the notice says what was not applied."""
+        tab = self.tab(target)
+        outputs = [*tab.fields.values(), *(self.outpainting.settings.values() if target == "outpainting" else ())]
+
+        def paste(text: str | None, request: gr.Request) -> dict:
+            infotext = (text or "").strip()
+            if not infotext:
+                outcome = runs.outcome(session_key(request))
+                index = outcome.pick() if outcome else None
+                infotext = outcome.infotexts[index] if index is not None and outcome.infotexts else ""
+            if not infotext:
+                return {tab.prompt_row.notice: error_html("Nothing to read: paste a picture's parameters into the prompt box, or generate first.")}
+            restored = self.restore(target, infotext)
+            updates = self.model_updates(restored)
+            if target == "outpainting":
+                updates.update(self.outpainting.parameter_updates(restored))
+            else:
+                values = hires_display_values(restored.fields) if target == "txt2img" else display_values(restored.fields, None)
+                updates.update({component: values[name] for name, component in tab.fields.items() if name in values})
+            updates[tab.prompt_row.notice] = notice_html(restored.not_applied)
+            return updates
+
+        tab.prompt_row.paste.click(
+            paste, tab.fields["prompt"], [*outputs, tab.prompt_row.notice, *self.model_line.components],
+            concurrency_id="model", concurrency_limit=1, show_progress="hidden",
+        )
 
 
 # target -> (the page tab, the img2img sub-tab, an element to wait for before the request goes out)

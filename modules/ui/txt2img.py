@@ -16,7 +16,7 @@ import gradio as gr
 from modules.app_services import Services
 from modules.generation.request import GenerationRequest
 from modules.ui.generation_panel import (
-    Fields, GenerationPanel, build_batch_sliders, build_cfg_slider, build_output_column, build_prompt_row,
+    Fields, GenerationPanel, PromptRow, build_batch_sliders, build_cfg_slider, build_output_column, build_prompt_row,
     build_sampler_controls, build_seed_controls, build_size_sliders, wire_prompt_row,
 )
 from modules.ui.extra_networks import build_extra_networks
@@ -37,6 +37,7 @@ class Txt2ImgTab:
     send_buttons: dict[str, gr.Button]
     generations: list  # the Generate events, for the shell to refresh the model line after them
     fields: Fields  # GenerationRequest field -> its component
+    prompt_row: PromptRow  # its paste button and restore notice are wired by send_to.py
 
 
 def build_txt2img_tab(services: Services, runs: SessionRuns) -> Txt2ImgTab:
@@ -68,4 +69,5 @@ def build_txt2img_tab(services: Services, runs: SessionRuns) -> Txt2ImgTab:
 
     wire_prompt_row(services, prompt_row, fields, output.progress)
     generations = wire_generation(services, runs, panel, prepare, services.submit_txt2img, {*fields.values(), *scripts.components()}, "txt2img-images")
-    return Txt2ImgTab(gallery=output.gallery, prompt=fields["prompt"], send_buttons=output.send, generations=generations, fields=fields)
+    return Txt2ImgTab(gallery=output.gallery, prompt=fields["prompt"], send_buttons=output.send, generations=generations, fields=fields,
+                      prompt_row=prompt_row)

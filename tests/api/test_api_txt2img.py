@@ -128,6 +128,47 @@ def test_infotext_fills_the_fields_the_request_leaves_out(api):
     assert params["Clip skip"] == "2" and info["height"] == 64
 
 
+UNAPPLIABLE = ("a lighthouse\nSteps: 3, Sampler: Euler A Turbo, Schedule type: Kerras, CFG scale: 5, Seed: 1, Size: 64x64, "
+               "Model hash: 0123456789, Model: sdxl-unicorn, Denoising strength: 0.5, Hires upscale: 2, Hires upscaler: 4x-UltraSharp, "
+               "ADetailer model: face_yolov8n.pt, RP Active: True, Version: v1.10.1")
+
+
+def test_infotext_settings_easel_cannot_apply_are_a_422_naming_each(api):
+    client, services = api
+    response = client.post(f"{API}/txt2img", json={"infotext": UNAPPLIABLE})
+    assert response.status_code == 422, response.text
+    body = response.json()
+    assert body["error"] == "ApiInputError"
+    for named in ("Model: sdxl-unicorn [0123456789] (not among your checkpoints)",
+                  "Sampler: Euler A Turbo (unknown sampler 'Euler A Turbo')",
+                  "Schedule type: Kerras (unknown schedule type 'Kerras')",
+                  "Hires upscaler: 4x-UltraSharp (no upscaler named 4x-UltraSharp here; Easel has Latent",
+                  "ADetailer model: face_yolov8n.pt (a setting of ADetailer, which Easel does not have)",
+                  "RP Active: True (a setting of Regional Prompter, which Easel does not have)"):
+        assert named in body["detail"], named
+    assert "Version" not in body["detail"]
+
+
+def test_the_requests_own_fields_win_over_an_infotext_setting_easel_lacks(api):
+    client, services = api
+    text = UNAPPLIABLE.replace(", ADetailer model: face_yolov8n.pt, RP Active: True", "")
+    response = client.post(f"{API}/txt2img", json={
+        "infotext": text, "sampler_name": "Euler", "scheduler": "Karras", "hr_upscaler": "Latent", "hr_second_pass_steps": 1,
+        "override_settings": {"sd_model_checkpoint": "alpha"}})
+    assert response.status_code == 200, response.text
+    params = infotext_params(info_of(response)["infotexts"][0])
+    assert (params["Sampler"], params["Schedule type"], params["Hires upscaler"], params["Model"]) == ("Euler", "Karras", "Latent", "alpha")
+    assert params["Hires upscale"] == "2" and params["Seed"] == "1"  # the rest came from the infotext
+
+
+def test_the_checkpoint_an_infotext_names_is_used_for_that_request(api):
+    client, services = api
+    text = "a lighthouse\nSteps: 2, Sampler: Euler, CFG scale: 5, Seed: 8, Size: 64x64, Model: beta, Version: v1.10.1"
+    info = info_of(client.post(f"{API}/txt2img", json={"infotext": text}))
+    assert info["sd_model_name"] == "beta"
+    assert services.manager.loaded.checkpoint.name == "alpha.safetensors"  # put back after the job, as override_settings
+
+
 def test_send_images_false_and_save_images_with_grid(api):
     client, services = api
     written = lambda: sorted(services.paths.outputs_dir.rglob("*.png"))  # noqa: E731
@@ -198,7 +239,7 @@ def test_hires_fix_doubles_the_size(api):
         ({"seed": 2**40}, 422, "RequestError", ["seed must be -1"]),
         ({"steps": "many"}, 422, "RequestValidationError", ["steps"]),
         ({"hr_checkpoint_name": "beta", "enable_hr": True}, 422, "ApiInputError", ["hr_checkpoint_name"]),
-        ({"enable_hr": True, "hr_upscaler": "R-ESRGAN 4x+"}, 422, "RequestError", ["hr_upscaler must be one of", "Lanczos"]),
+        ({"enable_hr": True, "hr_upscaler": "R-ESRGAN 4x+"}, 422, "RequestError", ["Could not find upscaler named 'R-ESRGAN 4x+'", "hr_upscaler must be one of", "Lanczos"]),
         ({"script_name": "loopback wave"}, 422, "ApiInputError", ["Script 'loopback wave' not found", "x/y/z plot"]),
         ({"override_settings": {"CLIP_stop_at_last_layers": 40}}, 422, "ApiInputError", ["CLIP_stop_at_last_layers must be between 1 and 12"]),
     ],

@@ -6,20 +6,23 @@ Budgets: see tests/fuzz/fuzzing.py (EASEL_FUZZ_SCALE; bench/fuzz.py runs these f
 from __future__ import annotations
 
 import re
+from dataclasses import fields as dataclass_fields
 
 from hypothesis import assume, example, strategies as st
 
-from modules.generation.request import RNG_SOURCES, GenerationRequest
+from modules.generation.request import RNG_SOURCES, GenerationRequest, Img2ImgRequest
 from modules.infotext.create import CORE_KEYS, create_infotext, format_value, join_infotext, sampler_and_schedule
 from modules.infotext.parse import (
-    MISSING_DEFAULTS, PARAM_PATTERN, SIZE_PATTERN, find_parameters, outpaint_fields, parse_infotext, request_fields,
+    MISSING_DEFAULTS, PARAM_PATTERN, SIZE_PATTERN, find_parameters, parse_infotext,
 )
+from modules.infotext.restore import restore_outpaint, restore_request
 from modules.sampling.sampler_table import SAMPLERS, sampler_labels
 from modules.sampling.schedules import SCHEDULES
 from tests.fuzz.fuzzing import fuzz, timed
 
 _TRICKY_VALUES = ['"x"', '""', '"', '\\"', "\\", " lead", "trail ", "a, b", "k: v", "line\nbreak", "\r", "", "x" * 300,
                   "5x5", "05x007", "\u0663x\u0663", "\u65e5\u672c, \U0001f436", '{"a": [1, 2]}', "Steps: 3", ", ,", "\t"]
+EVERY_FIELD = {f.name for f in dataclass_fields(Img2ImgRequest)}
 texts = st.one_of(st.sampled_from(_TRICKY_VALUES), st.text(max_size=30))
 values = st.one_of(st.integers(-(2**63), 2**63), st.floats(allow_nan=False, allow_infinity=False), texts)
 EXTRA_KEYS = ["Hires upscale", "Hires resize", "Hires steps", "Hires upscaler", "Hires prompt", "Hires negative prompt",
@@ -80,7 +83,9 @@ def test_requests_written_are_read_back(prompt, negative, sampler, scheduler, st
         seed_resize_from_h=resize[1], clip_skip=clip_skip, eta_noise_seed_delta=ensd, rng_source=rng, tiling=tiling,
     ).validate()
     params = parse_infotext(create_infotext(request, seed, subseed, model_name=model, model_hash=model_hash))
-    fields = request_fields(params)
+    restored = restore_request(params, EVERY_FIELD)
+    assert restored.not_applied == []  # Easel's own infotext restores in full
+    fields = restored.fields
     label, schedule = sampler_and_schedule(sampler, scheduler)
     expected = {
         "enable_hr": False, "prompt": prompt, "negative_prompt": negative, "steps": steps, "sampler_name": label,
@@ -141,7 +146,7 @@ def test_any_text_parses_to_strings_and_request_fields_never_fail(text):
     params = parse_infotext(text)
     assert isinstance(params["Prompt"], str) and isinstance(params["Negative prompt"], str)
     assert all(isinstance(key, str) and isinstance(value, str) for key, value in params.items())
-    fields = request_fields(params)
+    fields = restore_request(params, EVERY_FIELD).fields
     for name in ("cfg_scale", "subseed_strength", "denoising_strength", "hr_scale"):
         assert name not in fields or fields[name] == fields[name] and abs(fields[name]) != float("inf")
-    outpaint_fields(params)
+    restore_outpaint(params)

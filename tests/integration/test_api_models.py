@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -18,6 +19,7 @@ from fastapi.testclient import TestClient  # noqa: E402
 from modules.app_services import build_services  # noqa: E402
 from modules.cmd_args import parse_args  # noqa: E402
 from modules.config import Settings  # noqa: E402
+from modules.generation.request import Img2ImgRequest  # noqa: E402
 from tools.make_test_models import write_test_checkpoint, write_test_vae  # noqa: E402
 from tests.dtypes import CPU_DTYPES  # noqa: E402
 from webui import create_app  # noqa: E402
@@ -214,3 +216,30 @@ def test_api_auth_guards_every_route(models, tmp_path):
         assert client.get(f"{API}/sd-models/", auth=("alice", "wrong")).status_code in (401, 404)
         ok = client.get(f"{API}/sd-models", auth=("bob", "hunter2"))
         assert ok.status_code == 200 and len(ok.json()) == 3
+
+
+EVERY_FIELD = {f.name for f in dataclasses.fields(Img2ImgRequest)}
+
+
+def test_a_pictures_checkpoint_and_vae_are_found_here_or_named(api, models):
+    """Restoring a picture looks its checkpoint up by hash, then by name, and its VAE by file name;
+    what is not here is named in the "not applied" list (modules/picture_restore.py)."""
+    client, services, _ = api
+    switch(client, "a.safetensors")
+    restorer = services.picture_restorer()
+    a_hash = sha256(models["sd"] / "a.safetensors")
+    v_hash = sha256(models["root"] / "VAE" / "v.safetensors")
+    line = "p\nSteps: 2, Sampler: Euler, Seed: 1, Size: 64x64"
+    by_hash = restorer.restore(f"{line}, Model hash: {a_hash[:10]}, Model: renamed-on-their-disk", EVERY_FIELD)
+    assert by_hash.checkpoint.name == "a.safetensors" and by_hash.not_applied == []
+    by_name = restorer.restore(f"{line}, Model hash: 0123456789, Model: a", EVERY_FIELD)
+    assert by_name.checkpoint.name == "a.safetensors"
+    assert [str(item) for item in by_name.not_applied] == [
+        f"Model: a [0123456789] (using a.safetensors, same name but its hash {a_hash[:10]} differs)"]
+    services.registry.sha256(services.registry.find_vae("v.safetensors"))  # hashed, as after its first use
+    vae = restorer.restore(f"{line}, VAE hash: {v_hash[:10]}, VAE: v.safetensors", EVERY_FIELD)
+    assert vae.vae == "v.safetensors" and vae.not_applied == []
+    missing = restorer.restore(f"{line}, Model hash: 0123456789, Model: sdxl-unicorn, VAE: sdxl_vae.safetensors", EVERY_FIELD)
+    assert (missing.checkpoint, missing.vae) == (None, None)
+    assert [str(item) for item in missing.not_applied] == ["Model: sdxl-unicorn [0123456789] (not among your checkpoints)",
+                                                           "VAE: sdxl_vae.safetensors (not among your VAEs)"]

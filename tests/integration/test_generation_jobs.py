@@ -3,6 +3,8 @@ checkpoint override restored, a failing job reported while the next one runs."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 
@@ -121,7 +123,8 @@ def test_img2img_and_hires_jobs_write_a1111_infotext_and_save_in_their_folders(s
 
     from modules.generation.request import Img2ImgRequest
     from modules.infotext.embed import read_infotext
-    from modules.infotext.parse import parse_infotext, request_fields
+    from modules.infotext.parse import parse_infotext
+    from modules.infotext.restore import restore_request
     from modules.outputs import OutputWriter
 
     service.outputs = OutputWriter(tmp_path / "outputs")
@@ -140,8 +143,9 @@ def test_img2img_and_hires_jobs_write_a1111_infotext_and_save_in_their_folders(s
         "Masked content: fill, Version: v1.10.1"
     )
     assert result.paths[0].parent.parent.name == "img2img-images" and read_infotext(result.paths[0]) == result.infotexts[0]
-    fields = request_fields(parse_infotext(result.infotexts[0]))
-    assert (fields["denoising_strength"], fields["inpainting_fill"], fields["inpaint_full_res"]) == (0.5, 0, True)
+    restored = restore_request(parse_infotext(result.infotexts[0]), {"denoising_strength", "inpainting_fill", "inpaint_full_res", "mask_blur",
+                                                                       "inpaint_full_res_padding", "prompt", "steps", "seed", "width", "height"})
+    assert (restored.fields["denoising_strength"], restored.fields["inpainting_fill"], restored.fields["inpaint_full_res"]) == (0.5, 0, True)
 
     hires = service.submit_txt2img(_request(seed=3, steps=3, enable_hr=True, hr_scale=1.5, hr_second_pass_steps=2, denoising_strength=0.55)).result(timeout=120)
     assert hires.images[0].size == (96, 96)
@@ -149,6 +153,9 @@ def test_img2img_and_hires_jobs_write_a1111_infotext_and_save_in_their_folders(s
         f"Steps: 3, Sampler: Euler a, Schedule type: Automatic, CFG scale: 7, Seed: 3, Size: 64x64, Model hash: {sha[:10]}, "
         "Model: a, Denoising strength: 0.55, Hires upscale: 1.5, Hires steps: 2, Hires upscaler: Latent, Version: v1.10.1"
     )
+    every_field = {f.name for f in dataclasses.fields(Img2ImgRequest)}
+    for text in (result.infotexts[0], hires.infotexts[0]):  # Easel's own pictures restore in full
+        assert restore_request(parse_infotext(text), every_field).not_applied == []
 
     with pytest.raises(UserError, match="needs an image"):
         service.submit_img2img(Img2ImgRequest(prompt="x", width=64, height=64))
@@ -164,7 +171,8 @@ def test_outpaint_job_saves_with_img2img_records_outpaint_and_its_infotext_resto
     from modules.generation.request import Img2ImgRequest
     from modules.history import HistoryStore
     from modules.infotext.embed import read_infotext
-    from modules.infotext.parse import outpaint_fields, parse_infotext
+    from modules.infotext.parse import parse_infotext
+    from modules.infotext.restore import restore_outpaint
     from modules.outputs import OutputWriter
 
     service.outputs = OutputWriter(tmp_path / "outputs")
@@ -185,7 +193,7 @@ def test_outpaint_job_saves_with_img2img_records_outpaint_and_its_infotext_resto
     params = parse_infotext(result.infotexts[0])
     assert params["Prompt"] == "a wall, vivid colours" and params["Negative prompt"] == "dull"  # the style applied
     assert (params["Size-1"], params["Size-2"], params["Seed"]) == ("128", "64", "4")
-    restored = outpaint_fields(params)
+    restored = restore_outpaint(params).fields
     assert {key: restored[key] for key in ("method", "directions", "pixels", "noise_q", "color_variation", "mask_blur")} == {
         "method": "Outpainting mk2", "directions": ("right", "up"), "pixels": 16, "noise_q": 1.25, "color_variation": 0.2, "mask_blur": 8}
     [entry] = service.history.search()

@@ -86,5 +86,7 @@ def test_the_panel_api_and_send_to_know_the_loras(services):
     write_test_lora(services.paths.models_dir / "Lora" / "fresh.safetensors", "sd1", "tiny", seed=23, rank=2)
     assert client.post("/sdapi/v1/refresh-loras").json() is None
     assert "fresh" in {item["name"] for item in client.get("/sdapi/v1/loras").json()}
-    missing = services.missing_networks("x <lora:crisp:1> <lora:gone:0.5>", {"Lora hashes": '"crisp: 1234, other: 99"', "TI hashes": "EasyNegative: abc"})
-    assert missing == ["LoRA gone", "LoRA other", "embedding EasyNegative"]
+    missing = services.picture_restorer().missing_networks(
+        "x <lora:crisp:1> <lora:gone:0.5>", {"Lora hashes": '"crisp: 1234, other: 99"', "TI hashes": "EasyNegative: abc"})
+    assert [str(item) for item in missing] == ["LoRA: gone (not in Lora/)", "LoRA: other (not in Lora/)",
+                                               "Embedding: EasyNegative (not among your embeddings)"]

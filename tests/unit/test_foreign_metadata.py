@@ -277,11 +277,12 @@ def test_novelai_legacy_png_reads_as_a1111_converts_it():
     found = read_image_parameters(png(chunks, size=(64, 48)))
     assert found.source == "NovelAI"
     assert (found.prompt, found.negative_prompt) == ("masterpiece, 1girl, cherry blossoms", "lowres, bad anatomy")
-    assert core(found) == {"Steps": "28", "Sampler": "Euler a", "CFG scale": "11", "Seed": "3316087364",
+    # Numbers as written ("scale": 11.0 -> "11.0"), as A1111's conversion formats the JSON values.
+    assert core(found) == {"Steps": "28", "Sampler": "Euler a", "CFG scale": "11.0", "Seed": "3316087364",
                            "Size-1": "64", "Size-2": "48"}
     assert (found.params["Clip skip"], found.params["ENSD"]) == ("2", "31337")
     assert found.infotext == ("masterpiece, 1girl, cherry blossoms\nNegative prompt: lowres, bad anatomy\nSteps: 28, "
-                              "Sampler: Euler a, CFG scale: 11, Seed: 3316087364, Size: 64x48, Clip skip: 2, ENSD: 31337")
+                              "Sampler: Euler a, CFG scale: 11.0, Seed: 3316087364, Size: 64x48, Clip skip: 2, ENSD: 31337")
     other = dict(NOVELAI_COMMENT, sampler="k_dpmpp_2m")
     assert read_image_parameters(png(dict(chunks, Comment=json.dumps(other)))).params["Sampler"] == "DPM++ 2M"
     unknown = dict(NOVELAI_COMMENT, sampler="nai_smea_dyn")

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import io
-from dataclasses import asdict
+from dataclasses import asdict, fields
 
 import piexif
 import pytest
 from PIL import Image
 
 from modules.errors import UserError
-from modules.generation.request import GenerationRequest
+from modules.generation.request import GenerationRequest, Img2ImgRequest
 from modules.infotext import (
     A1111_VERSION,
     ImageSaveError,
@@ -19,9 +19,17 @@ from modules.infotext import (
     image_bytes_with_infotext,
     parse_infotext,
     read_infotext,
-    request_fields,
+    restore_request,
 )
 from modules.infotext.create import sampler_and_schedule
+
+EVERY_FIELD = {f.name for f in fields(Img2ImgRequest)}
+
+
+def request_fields(params: dict) -> dict:
+    """What restoring `params` sets when every request field is there to take it."""
+    return restore_request(params, EVERY_FIELD).fields
+
 
 SD15 = dict(model_name="v1-5-pruned-emaonly", model_hash="6ce0161689b3853acaa03779ec93eafe75a02f4ced659bee03f50797806fa2fa")
 
@@ -233,7 +241,8 @@ def test_request_fields_reads_img2img_and_hires_keys():
         "hr_resize_x": 1024, "hr_resize_y": 768, "hr_second_pass_steps": 10, "hr_upscaler": "Latent (bicubic)",
         "hr_sampler_name": "Euler a", "hr_scheduler": None, "hr_prompt": "a blue hat",
     }
-    # An upscaler Easel does not have (an ESRGAN model) is left at the user's choice, not guessed.
+    # An upscaler Easel does not have (an ESRGAN model) is left at the user's choice, not guessed (and
+    # the user is told: tests/unit/test_restore.py).
     assert "hr_upscaler" not in request_fields(parse_infotext("p\nSteps: 20, Seed: 1, Sampler: Euler, Hires upscaler: 4x-UltraSharp"))
 
 

@@ -7,7 +7,8 @@ import numpy as np
 from PIL import Image
 
 from modules.generation.outpaint.canvas import Expansion, canvas_preview
-from modules.infotext.parse import outpaint_fields, parse_infotext
+from modules.infotext.parse import parse_infotext
+from modules.infotext.restore import restore_outpaint
 from modules.ui.outpainting import plan_canvas, settings_display_values
 
 POOR_MANS = (
@@ -40,10 +41,10 @@ def test_plan_canvas_says_the_sizes_and_the_rounding():
 
 def test_an_outpainted_infotext_restores_its_settings_as_the_controls_show_them():
     params = parse_infotext(POOR_MANS)
-    shown = settings_display_values(outpaint_fields(params))
+    shown = settings_display_values(restore_outpaint(params).fields)
     assert shown == {"method": "Poor man's outpainting", "directions": ["left", "down"], "pixels": 64, "mask_blur": 4,
                      "inpainting_fill": "latent noise"}
-    assert outpaint_fields(parse_infotext("a lake\nSteps: 20, Seed: 3, Mask blur: 4")) == {}  # inpainted, not outpainted
+    assert restore_outpaint(parse_infotext("a lake\nSteps: 20, Seed: 3, Mask blur: 4")).fields == {}  # inpainted, not outpainted
     odd = settings_display_values({"method": "Magic", "directions": ("sideways",), "pixels": 4000, "inpainting_fill": 2})
     assert odd == {"pixels": 512}  # unknown method and directions left out, pixels clamped, fill of no method dropped
     assert "inpainting_fill" not in settings_display_values({"method": "Easel fill", "inpainting_fill": 1})

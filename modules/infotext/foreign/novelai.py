@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
+
 from modules.errors import UserError
 from modules.sampling.sampler_table import parse_sampler_name
 from modules.infotext.foreign.common import (
@@ -21,15 +23,15 @@ class NovelAIReader:
         if info.get("Software") != "NovelAI" or comment is None:
             return None
         params: dict[str, str] = {}
-        _put(params, "Steps", _number(comment.get("steps")))
+        _put(params, "Steps", _as_written(comment.get("steps")))
         sampler = _text(comment.get("sampler"))
         if sampler is not None:
             try:
                 params["Sampler"] = parse_sampler_name(sampler)[0].label
             except UserError:
                 params["Sampler"] = "Euler a"  # A1111's fallback for NovelAI samplers it lacks
-        _put(params, "CFG scale", _number(comment.get("scale")))
-        _put(params, "Seed", _number(comment.get("seed")))
+        _put(params, "CFG scale", _as_written(comment.get("scale")))
+        _put(params, "Seed", _as_written(comment.get("seed")))
         size = info.get(IMAGE_SIZE_KEY)
         _put_size(params, *(size if isinstance(size, tuple) else (comment.get("width"), comment.get("height"))))
         params["Clip skip"], params["ENSD"] = "2", "31337"
@@ -38,3 +40,11 @@ class NovelAIReader:
 
 
 # Fooocus first: its "a1111" scheme writes infotext that the A1111 reader would claim.
+
+
+def _as_written(value: Any) -> str | None:
+    """A JSON number as A1111's NovelAI conversion writes it: Python's text of the decoded value, so
+    `"scale": 11.0` stays "11.0" (A1111 formats the JSON values into its infotext unchanged)."""
+    if isinstance(value, float) and math.isfinite(value) or isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    return _number(value)

@@ -1,0 +1,117 @@
+"""Restoring a picture in this Easel: its parameters, and the models it names looked up here.
+
+`modules/infotext/restore.py` turns an infotext's values into request fields and names the settings
+Easel has no place for. This adds what needs the model folders: the checkpoint (by hash, then name),
+the VAE (by file name), the LoRAs and embeddings. Whatever is not here joins the same "not applied"
+list, so the UI's notice and the API's error name every missing piece in one place.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Collection
+
+from modules.errors import UserError
+from modules.generation.request import HIRES_UPSCALERS
+from modules.infotext.parse import parse_infotext
+from modules.infotext.restore import NotApplied, not_applied_sentence, restore_request
+
+if TYPE_CHECKING:
+    from modules.checkpoints.registry import ModelFile, ModelRegistry
+    from modules.lora.files import LoraLibrary
+    from modules.prompts.embeddings import EmbeddingLibrary
+
+
+@dataclass
+class PictureSettings:
+    """What restoring a picture does here: the request fields to set, the checkpoint and VAE to
+    switch to (None: keep the current one), and every setting that could not be applied."""
+
+    params: dict[str, str]
+    fields: dict[str, Any] = field(default_factory=dict)
+    checkpoint: "ModelFile | None" = None
+    vae: str | None = None
+    not_applied: list[NotApplied] = field(default_factory=list)
+
+    def summary(self) -> str:
+        """"Not applied: key: value (reason); ..." or "" when everything was applied."""
+        return not_applied_sentence(self.not_applied)
+
+
+class PictureRestorer:
+    """Restores pictures against the models this Easel has."""
+
+    def __init__(self, registry: "ModelRegistry", loras: "LoraLibrary | None", embeddings: "EmbeddingLibrary | None",
+                 upscalers: Collection[str] = HIRES_UPSCALERS):
+        self.registry, self.loras, self.embeddings, self.upscalers = registry, loras, embeddings, upscalers
+
+    def restore(self, infotext: str, settable: Collection[str], *, hires_in_picture: bool = False) -> PictureSettings:
+        """The picture's settings for a target that takes the fields `settable` (see restore_request)."""
+        params = parse_infotext(infotext)
+        restored = restore_request(params, settable, upscalers=self.upscalers, hires_in_picture=hires_in_picture)
+        settings = PictureSettings(params, restored.fields)
+        settings.checkpoint, model_issue = self.checkpoint(params.get("Model hash"), params.get("Model"))
+        settings.vae, vae_issue = self.vae(params.get("VAE"), params.get("VAE hash"))
+        settings.not_applied = [*(issue for issue in (model_issue, vae_issue) if issue), *restored.not_applied,
+                                *self.missing_networks(params.get("Prompt", ""), params)]
+        return settings
+
+    def checkpoint(self, model_hash: str | None, model_name: str | None) -> tuple["ModelFile | None", NotApplied | None]:
+        """The checkpoint a picture names, by its hash first, then by name; what to tell the user
+        when it is not here, or only its name matched."""
+        if model_hash:
+            wanted = model_hash.strip().lower()
+            for entry in self.registry.checkpoints:
+                known = self.registry.known_sha256(entry)
+                if known is not None and known.startswith(wanted):
+                    return entry, None
+        named = " ".join(part for part in (model_name or "", f"[{model_hash}]" if model_hash else "") if part)
+        if model_name:
+            try:
+                entry = self.registry.find_checkpoint(model_name)
+            except UserError:
+                entry = None
+            if entry is not None:
+                known = self.registry.known_sha256(entry)
+                if model_hash and known is not None and not known.startswith(model_hash.strip().lower()):
+                    return entry, NotApplied("Model", named, f"using {entry.name}, same name but its hash {known[:10]} differs")
+                return entry, None
+        if not named:
+            return None, None
+        return None, NotApplied("Model", named, "not among your checkpoints")
+
+    def vae(self, name: str | None, vae_hash: str | None) -> tuple[str | None, NotApplied | None]:
+        """The VAE a picture names (its file name), or what to tell the user when it is not here."""
+        if not name:
+            return None, None
+        try:
+            entry = self.registry.find_vae(name)
+        except UserError:
+            entry = None
+        if entry is None or entry.name != name and entry.path.name != name:
+            return None, NotApplied("VAE", name, "not among your VAEs")
+        known = self.registry.known_sha256(entry)
+        if vae_hash and known is not None and not known.startswith(vae_hash.strip().lower()):
+            return entry.name, NotApplied("VAE", name, f"using {entry.name}, same name but its hash {known[:10]} differs")
+        return entry.name, None
+
+    def missing_networks(self, prompt: str, params: dict[str, str]) -> list[NotApplied]:
+        """The LoRAs (tags in `prompt`, "Lora hashes") and embeddings ("TI hashes") a picture names
+        that are not here."""
+        from modules.prompts.extra_networks import extract_extra_networks
+
+        missing: list[NotApplied] = []
+        if self.loras is not None:
+            wanted = {call.positional[0] for call in extract_extra_networks(prompt)[1] if call.kind == "lora" and call.positional}
+            wanted |= set(hash_names(params.get("Lora hashes", "")))
+            have = {e.name for e in self.loras.entries()} | {e.alias for e in self.loras.entries()}
+            missing += [NotApplied("LoRA", name, f"not in {self.loras.folder.name}/") for name in sorted(wanted - have)]
+        if self.embeddings is not None:
+            wanted = set(hash_names(params.get("TI hashes", "")))
+            missing += [NotApplied("Embedding", name, "not among your embeddings") for name in sorted(wanted - set(self.embeddings.embeddings))]
+        return missing
+
+
+def hash_names(value: str) -> list[str]:
+    """The names of an infotext's "name: hash, name2: hash" value (Lora hashes, TI hashes)."""
+    return [part.rsplit(":", 1)[0].strip() for part in value.strip().strip('"').split(",") if ":" in part]
