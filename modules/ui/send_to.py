@@ -67,11 +67,17 @@ class SendSource:
 
 
 def notice_html(items: list[NotApplied]) -> str:
-    """The notice beside the restored fields: every setting of the picture that was not applied."""
+    """The notice beside the restored fields: every setting of the picture that was not applied,
+    one line per reason (an extension's eight settings share one line)."""
     if not items:
         return ""
+    by_reason: dict[str, list[NotApplied]] = {}
+    for item in items:
+        by_reason.setdefault(item.reason, []).append(item)
     rows = "".join(
-        f"<li><code>{html.escape(item.key)}: {html.escape(item.value)}</code> — {html.escape(item.reason)}</li>" for item in items
+        "<li>" + ", ".join(f"<code>{html.escape(item.key)}: {html.escape(item.value)}</code>" for item in group)
+        + f" — {html.escape(reason)}</li>"
+        for reason, group in by_reason.items()
     )
     return (f'<div class="easel-restore-notice" role="status"><b>Restored from the picture, except {len(items)} '
             f'setting{"s" if len(items) != 1 else ""}:</b><ul>{rows}</ul></div>')
@@ -250,18 +256,30 @@ def switch_tabs_js(target: str) -> str:
     tab, sub_tab, ready = TAB_BUTTONS[target]
     steps = [f"(await shown('#{tab}-button'))?.click();"]
     if sub_tab:
-        steps.append(f"(await shown('#{sub_tab}-button'))?.click();")
+        steps.append(f"await select('#{sub_tab}-button');")
     if ready:
         steps.append(f"await shown('{ready}');")
+    if sub_tab:  # a sub-tab drawn for the first time can put its Tabs' first tab back: select it again
+        steps.append(f"await select('#{sub_tab}-button');")
     return (
         "async (...args) => {\n"
+        "  const pause = (ms) => new Promise((done) => setTimeout(done, ms));\n"
         "  const shown = async (selector) => {\n"
         "    for (let i = 0; i < 500; i++) {\n"
         "      const element = document.querySelector(selector);\n"
         "      if (element && element.getClientRects().length) return element;\n"
-        "      await new Promise((done) => setTimeout(done, 20));\n"
+        "      await pause(20);\n"
         "    }\n"
         "    return null;\n"
+        "  };\n"
+        "  const select = async (selector) => {\n"
+        "    for (let i = 0; i < 20; i++) {\n"
+        "      const button = await shown(selector);\n"
+        "      if (!button) return;\n"
+        "      if (button.getAttribute('aria-selected') !== 'true') button.click();\n"
+        "      await pause(100);\n"
+        "      if (button.getAttribute('aria-selected') === 'true') return;\n"
+        "    }\n"
         "  };\n"
         + "".join(f"  {step}\n" for step in steps)
         + "  return args;\n}"
