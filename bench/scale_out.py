@@ -4,7 +4,7 @@
     .venv/bin/python bench/scale_out.py --jobs 16 --size medium --gpus-per-replica 1   # on a GPU machine
 
 Two test checkpoints (a, b) are written; jobs alternate between them (the same seeds every run) and
-are submitted all at once through `RayGenerationService`, as concurrent users would. For each replica
+are submitted all at once through the Ray backend's `RayRunner`, as concurrent users would. For each replica
 count a local Ray instance (loopback only, one CPU per replica, one torch thread each) is started,
 every replica is warmed up (both checkpoints loaded: --models-per-replica 2, so no run pays for a
 switch), then the wall time of all jobs is measured (--repeats times; the best run counts). An
@@ -34,7 +34,8 @@ from modules.checkpoints.manager import ManagerOptions, ModelManager  # noqa: E4
 from modules.checkpoints.registry import ModelRegistry  # noqa: E402
 from modules.config import Settings  # noqa: E402
 from modules.generation.request import GenerationRequest  # noqa: E402
-from modules.generation.service import GenerationService  # noqa: E402
+from modules.app import Submitter, in_process_generation  # noqa: E402
+from modules.app.results import ResultRecorder  # noqa: E402
 from modules.jobs import JobQueue  # noqa: E402
 from tools.make_test_models import write_test_checkpoint  # noqa: E402
 
@@ -44,7 +45,7 @@ def requests(jobs: int, size: int, steps: int) -> list[GenerationRequest]:
                               sampler_name="Euler a", checkpoint="ab"[i % 2]) for i in range(jobs)]
 
 
-def run_all(service: GenerationService, batch: list[GenerationRequest]) -> tuple[float, list]:
+def run_all(service: Submitter, batch: list[GenerationRequest]) -> tuple[float, list]:
     started = time.perf_counter()
     jobs = [service.submit_txt2img(request) for request in batch]
     results = [job.result(timeout=1800) for job in jobs]
@@ -57,7 +58,7 @@ def in_process(models: Path, work: Path, batch: list[GenerationRequest], repeats
     manager = ModelManager(registry, torch.device("cpu"), torch.float32, work / "tokenizers", ManagerOptions(checkpoint_cache_size=2))
     queue = JobQueue(max_pending=0)
     queue.start()
-    service = GenerationService(manager, queue, settings=Settings(samples_save=False))
+    service = in_process_generation(manager, queue, settings=Settings(samples_save=False))
     try:
         run_all(service, batch[:2])  # both checkpoints read and cached
         return [run_all(service, batch)[0] for _ in range(repeats)]
@@ -66,7 +67,7 @@ def in_process(models: Path, work: Path, batch: list[GenerationRequest], repeats
 
 
 def on_ray(replicas: int, args: argparse.Namespace, models_root: Path, work: Path, batch: list[GenerationRequest]) -> tuple[list[float], dict[str, int]]:
-    from modules.backends.ray_serve import RayBackendConfig, RayGenerationService, RayServeBackend
+    from modules.backends.ray_serve import RayBackendConfig, RayRunner, RayServeBackend
     from modules.backends.ray_worker import WorkerConfig
 
     worker = WorkerConfig(models_root, work / f"node-cache-{replicas}", device=args.device, dtype="fp32", threads=args.threads,
@@ -78,7 +79,9 @@ def on_ray(replicas: int, args: argparse.Namespace, models_root: Path, work: Pat
     manager = ModelManager(registry, torch.device("cpu"), torch.float32, work / "tokenizers")
     queue = JobQueue(max_pending=0, devices=backend.slots)
     queue.start()
-    service = RayGenerationService(manager, queue, settings=Settings(samples_save=False), backend=backend)
+    settings = Settings(samples_save=False)
+    runner = RayRunner(backend, registry, ResultRecorder(registry, settings), settings, None, lambda: None)
+    service = Submitter(queue, runner, settings)
     try:
         warmed: set[str] = set()
         for _ in range(10 * replicas):  # every replica holds both checkpoints before timing

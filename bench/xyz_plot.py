@@ -4,7 +4,7 @@
     .venv/bin/python bench/xyz_plot.py           # + SD1.5-shaped random weights at 256x256 (run model_switch.py first)
 
 The plot: X = CFG 4, 7, 10; Y = sampler Euler, Euler a; 6 cells, the same seed, steps and size.
-- "easel": the built-in xyz-plot extension run as a script job by GenerationService on the model
+- "easel": the built-in xyz-plot extension run as a script job (modules/app/script_jobs.py) on the model
   the ModelManager holds (prompt conditioning cached on the model across cells), labelled grid
   included;
 - "diffusers": a loop over the cells calling StableDiffusionPipeline on the very same modules,
@@ -35,7 +35,7 @@ from modules.checkpoints.registry import ModelRegistry  # noqa: E402
 from modules.config import Settings  # noqa: E402
 from modules.extensions.loader import load_extensions  # noqa: E402
 from modules.generation.request import GenerationRequest  # noqa: E402
-from modules.generation.service import GenerationService  # noqa: E402
+from modules.app import in_process_generation  # noqa: E402
 from modules.jobs import JobQueue  # noqa: E402
 
 PROMPT = "a red circle on a blue background, soft light, detailed"
@@ -51,7 +51,7 @@ def measure(path: Path, work: Path, size: int, steps: int, repeats: int) -> dict
     queue = JobQueue(max_pending=4)
     queue.start()
     extensions = load_extensions(ROOT / "extensions", {}, lambda key: None)
-    service = GenerationService(manager, queue, settings=Settings(samples_save=False), extensions=extensions)
+    service = in_process_generation(manager, queue, settings=Settings(samples_save=False), extensions=extensions)
     script = extensions.find_script("X/Y/Z plot", "txt2img")
     values = script.values_from(["CFG Scale", ", ".join(f"{c:g}" for c in CFGS), "Sampler", ", ".join(SAMPLERS)])
     request = GenerationRequest(prompt=PROMPT, negative_prompt=NEGATIVE, steps=steps, width=size, height=size, seed=1,

@@ -31,7 +31,9 @@ from modules.extensions.loader import load_extensions
 from modules.extensions.registry import ExtensionRegistry
 from modules.generation.outpaint import OutpaintRequest
 from modules.generation.request import GenerationRequest, Img2ImgRequest
-from modules.generation.service import GenerationService
+from modules.app import ResultRecorder, Submitter
+from modules.backends import RunnerParts
+from modules.generation.previews import PreviewChooser
 from modules.history import HistorySchemaError, HistoryStore
 from modules.jobs import Job, JobQueue
 from modules.outputs import OutputWriter
@@ -146,10 +148,11 @@ class Services:
     registry: ModelRegistry
     manager: ModelManager
     queue: JobQueue
-    generation: GenerationService
+    generation: Submitter
     styles: StyleStore
     history: HistoryStore
     extensions: ExtensionRegistry = field(default_factory=ExtensionRegistry)
+    outputs: OutputWriter | None = None
     last_checkpoint: ModelFile | None = None  # the one `reload_checkpoint` brings back after an unload
 
     @property
@@ -267,8 +270,8 @@ class Services:
         removed = self.history.prune_missing()
         if removed:
             log.info("History: forgot %d image(s) whose files were deleted.", removed)
-        if self.generation.outputs is not None:  # after a kill: the half-written temporary files of its saves
-            leftovers = self.generation.outputs.remove_leftovers()
+        if self.outputs is not None:  # after a kill: the half-written temporary files of its saves
+            leftovers = self.outputs.remove_leftovers()
             if leftovers:
                 log.info("Outputs: removed %d temporary file(s) left by an interrupted save.", len(leftovers))
 
@@ -469,13 +472,16 @@ def build_services(args: Args, load_now: bool = True) -> Services:
         history = HistoryStore(":memory:", outputs_root=paths.outputs_dir)
     extensions = load_extensions_for(args, store)
     manager.on_loaded.append(lambda model: extensions.fire("on_model_loaded", ModelLoaded(model.checkpoint.model_name, model.spec.family.name, model)))
-    generation = backend.generation_service(
-        manager, queue, paths.preview_factors_file, styles, settings=settings, outputs=OutputWriter(paths.outputs_dir),
-        vae_approx_dir=paths.vae_approx_dir, history=history, extensions=extensions, loras=loras,
-    )
-    services = Services(args, paths, store, registry, manager, queue, generation, styles, history, extensions)
-    generation.ensure_model = services.ensure_model
-    backend.bind(services)
+    outputs = OutputWriter(paths.outputs_dir)
+    recorder = ResultRecorder(registry, settings, outputs, history)
+    built: list[Services] = []  # the runner asks the services for the start-up model (one step later)
+    runner = backend.runner(RunnerParts(
+        manager, recorder, settings, PreviewChooser(paths.vae_approx_dir, paths.preview_factors_file), extensions, loras,
+        ensure_model=lambda: built[0].ensure_model(), default_checkpoint=lambda: built[0].startup_name(),
+    ))
+    generation = Submitter(queue, runner, settings, styles, loras)
+    services = Services(args, paths, store, registry, manager, queue, generation, styles, history, extensions, outputs=outputs)
+    built.append(services)
     _restore_vae_choice(services)
     log.info("%d checkpoint(s), %d VAE(s) found.", len(registry.checkpoints), len(registry.vaes))
     queue.start()

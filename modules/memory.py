@@ -5,7 +5,7 @@ RSS stays as high as before (measured: 4.16 GB with one 2.13 GB model cached, 2.
 `malloc_trim`). Trimming makes the memory available to other programs and makes RSS mean something.
 
 A job that runs out of memory (:func:`is_out_of_memory`) is reported as :class:`OutOfMemoryError`
-with a sentence, after :func:`free_memory` has given back what it held (modules/generation/service.py).
+with a sentence, after :func:`free_memory` has given back what it held (modules/app/runner.py).
 """
 
 from __future__ import annotations

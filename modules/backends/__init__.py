@@ -1,28 +1,44 @@
 """Where generation runs: in this process (the default) or on Ray Serve replicas (`--backend ray`).
 
 `open_backend(args)` returns an object with the JobQueue's worker slots and a factory for the
-GenerationService; build_services uses both, so the UI and the API see the same services and the
-same Job objects whichever backend runs the jobs. Ray is imported only for `--backend ray`.
+`JobRunner` (modules/app/runner.py) that runs each queued job; build_services uses both, so the UI
+and the API see the same services and the same Job objects whichever backend runs the jobs. Ray is
+imported only for `--backend ray`.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Callable
 
+from modules.app.results import ResultRecorder
+from modules.app.runner import InProcessRunner, JobRunner
 from modules.errors import UserError
-from modules.generation.service import GenerationService
+from modules.generation.previews import PreviewChooser
+
+if TYPE_CHECKING:
+    from modules.checkpoints.manager import ModelManager
+    from modules.config import Settings
+    from modules.extensions.registry import ExtensionRegistry
+    from modules.lora.files import LoraLibrary
 
 BACKENDS = ("inprocess", "ray")
 RAY_INSTALL_HINT = "pip install -r requirements-ray.txt"
 
 
-class Backend(Protocol):
-    slots: tuple[str, ...]
+@dataclass(frozen=True)
+class RunnerParts:
+    """What a runner is built from (by build_services, once the model controls exist)."""
 
-    def generation_service(self, *args: Any, **kwargs: Any) -> GenerationService: ...
-
-    def bind(self, services: Any) -> None: ...
+    manager: "ModelManager"
+    recorder: ResultRecorder
+    settings: "Settings"
+    previews: PreviewChooser
+    extensions: "ExtensionRegistry | None"
+    loras: "LoraLibrary | None"
+    ensure_model: Callable[[], object]  # loads the start-up checkpoint when none is loaded
+    default_checkpoint: Callable[[], str | None]  # the checkpoint a request without one uses
 
 
 class InProcessBackend:
@@ -30,11 +46,9 @@ class InProcessBackend:
 
     slots = ("default",)
 
-    def generation_service(self, *args: Any, **kwargs: Any) -> GenerationService:
-        return GenerationService(*args, **kwargs)
-
-    def bind(self, services: Any) -> None:
-        """Nothing to connect: the service already uses the local model."""
+    def runner(self, parts: RunnerParts) -> JobRunner:
+        return InProcessRunner(parts.manager, parts.recorder, parts.settings, parts.previews, parts.extensions, parts.loras,
+                               parts.ensure_model)
 
 
 class RayBackend:
@@ -44,13 +58,11 @@ class RayBackend:
         self.serve_backend = serve_backend
         self.slots = serve_backend.slots
 
-    def generation_service(self, *args: Any, **kwargs: Any) -> GenerationService:
-        from modules.backends.ray_serve import RayGenerationService
+    def runner(self, parts: RunnerParts) -> JobRunner:
+        from modules.backends.ray_serve import RayRunner
 
-        return RayGenerationService(*args, backend=self.serve_backend, **kwargs)
-
-    def bind(self, services: Any) -> None:
-        services.generation.default_checkpoint = services.startup_name
+        return RayRunner(self.serve_backend, parts.manager.registry, parts.recorder, parts.settings, parts.extensions,
+                         parts.default_checkpoint)
 
 
 def open_backend(args: Any) -> InProcessBackend | RayBackend:

@@ -4,12 +4,12 @@
 HTTP proxy (the UI node calls the deployment through its handle) and deploys
 `modules.backends.ray_worker.GenerationWorker` with one replica per GPU (or per CPU slot).
 
-`RayGenerationService` is a `GenerationService` whose job body runs remotely: the local `JobQueue`
-still owns the job (one worker slot per replica), so the UI, `/sdapi/v1/progress`, Interrupt and
-Skip work on the same `Job` objects as in-process. The body resolves the request's checkpoint to
-its sha256, calls the deployment with `multiplexed_model_id=<sha256>` as a streaming request,
-reports each streamed `ProgressEvent` to the job, forwards Interrupt/Skip to the replica through
-`JobSignals`, then saves the images and history rows here, on the UI node.
+`RayRunner` is the `JobRunner` (modules/app/runner.py) whose job body runs remotely: the local
+`JobQueue` still owns the job (one worker slot per replica), so the UI, `/sdapi/v1/progress`,
+Interrupt and Skip work on the same `Job` objects as in-process. The body resolves the request's
+checkpoint to its sha256, calls the deployment with `multiplexed_model_id=<sha256>` as a streaming
+request, reports each streamed `ProgressEvent` to the job, forwards Interrupt/Skip to the replica
+through `JobSignals`, then saves the images and history rows here, on the UI node.
 """
 
 from __future__ import annotations
@@ -23,13 +23,16 @@ from typing import Any, Callable
 import ray
 from ray import serve
 
+from modules.app.results import ResultRecorder
+from modules.app.runner import JobSpec
 from modules.backends.ray_worker import GenerationWorker, JobSignals, Outcome, RemoteCall, WorkerConfig
-from modules.checkpoints.registry import ModelFile
+from modules.checkpoints.registry import ModelFile, ModelRegistry
+from modules.config import Settings
 from modules.errors import UserError
 from modules.extensions.job_hooks import JobHooks
+from modules.extensions.registry import ExtensionRegistry
 from modules.generation.engine import GenerationResult
 from modules.generation.request import GenerationRequest
-from modules.generation.service import GenerationService
 from modules.jobs import JobContext, ProgressEvent
 
 log = logging.getLogger(__name__)
@@ -155,47 +158,43 @@ class RayServeBackend:
                 self.signals.send.remote(ctx.job_id, "skip")
 
 
-@dataclass(frozen=True)
-class _CheckpointOnly:
-    """What `GenerationService._save` reads of a model: its checkpoint (the model itself is remote)."""
+class RayRunner:
+    """A JobRunner whose jobs run on Ray Serve replicas: the local JobQueue still owns each job (one
+    worker slot per replica); the replica's own InProcessRunner makes the pictures, and the
+    infotexts it wrote come back; saving and history happen here, on the UI node."""
 
-    checkpoint: ModelFile
-
-
-class RayGenerationService(GenerationService):
-    """GenerationService whose jobs run on Ray Serve replicas; validation, styles, saving and
-    history are the in-process ones (they run here, on the UI node)."""
-
-    def __init__(self, *args: Any, backend: RayServeBackend, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+    def __init__(self, backend: RayServeBackend, registry: ModelRegistry, recorder: ResultRecorder, settings: Settings,
+                 extensions: ExtensionRegistry | None, default_checkpoint: Callable[[], str | None]) -> None:
         self.backend = backend
-        # The checkpoint a request without one uses (the UI's selection); set by build_services.
-        self.default_checkpoint: Callable[[], str | None] = lambda: None
+        self.registry = registry
+        self.recorder = recorder
+        self.settings = settings
+        self.extensions = extensions
+        self.default_checkpoint = default_checkpoint  # the checkpoint a request without one uses (the UI's selection)
 
-    def submit_script(self, request, script, values, job_id=None):  # type: ignore[override]
-        raise UserError(f"The script {script.title!r} switches models inside one job, which the Ray backend does not do yet: "
-                        "start Easel without --backend ray to use it.")
+    def check(self, spec: JobSpec) -> None:
+        if spec.script is not None:
+            raise UserError(f"The script {spec.script.script.title!r} switches models inside one job, which the Ray backend "
+                            "does not do yet: start Easel without --backend ray to use it.")
 
     def checkpoint_for(self, request: GenerationRequest) -> ModelFile:
         """The request's checkpoint, else the selected one; UserError when there is none."""
         query = request.checkpoint or self.default_checkpoint()
         if not query:
             raise UserError("No checkpoint is selected: put a .safetensors file in models/Stable-diffusion and select it.")
-        return self.manager.registry.find_checkpoint(query)
+        return self.registry.find_checkpoint(query)
 
-    def _run(self, ctx: JobContext, request: GenerationRequest, task, task_name: str, history_task: str | None = None) -> GenerationResult:
+    def run(self, ctx: JobContext, spec: JobSpec) -> GenerationResult:
         """The job body: generate on a replica (by the checkpoint's sha256), then save here."""
-        entry = self.checkpoint_for(request)
+        entry = self.checkpoint_for(spec.request)
         ctx.report(ProgressEvent(textinfo=f"Waiting for a Ray Serve replica with {entry.name}"))
-        sha256 = self.manager.registry.sha256(entry)
-        call = RemoteCall(ctx.job_id, f"{task_name}: {request.prompt[:60]}", replace(request, checkpoint=None), task, task_name,
-                          history_task, self.settings)
+        sha256 = self.registry.sha256(entry)
+        call = RemoteCall(ctx.job_id, spec.summary, replace(spec, request=replace(spec.request, checkpoint=None)), self.settings)
         outcome = self.backend.run(ctx, sha256, call)
         where = dict(replica_id=outcome.replica.replica_id, node_id=outcome.replica.node_id, checkpoint_loaded=outcome.loaded_checkpoint)
         if outcome.result is None:  # interrupted before it began
             return ServedResult(interrupted=True, **where)
         served = ServedResult(**{f.name: getattr(outcome.result, f.name) for f in fields(GenerationResult)}, **where)
         served.paths, served.grid_path = [], None  # the replica saved nothing; the files are written here
-        hooks = JobHooks(self.extensions, history_task or task_name)
-        self._save(_CheckpointOnly(entry), request, served, task_name, hooks)  # type: ignore[arg-type]
+        self.recorder.save(entry, spec.request, served, spec.outputs, JobHooks(self.extensions, spec.history_task))
         return served

@@ -4,7 +4,7 @@ Each replica is one GPU (or one CPU slot). It finds checkpoints by sha256 in its
 folder and keeps the most recently used ones loaded, through Ray Serve model multiplexing keyed
 by that hash: the router sends a request to a replica that already holds its checkpoint. Each held
 checkpoint is a :class:`HeldCheckpoint`: its own `ModelManager` (that checkpoint loaded) and a
-one-slot `JobQueue` running the same `GenerationService` job body as the in-process backend, so
+one-slot `JobQueue` running the same `InProcessRunner` job body as the in-process backend, so
 the pixels are the same. `generate` streams the job's progress events (with previews), then one
 :class:`Outcome`. Interrupt and Skip come through :class:`JobSignals`, a small Ray actor the UI
 node writes and each replica watches for the jobs it runs.
@@ -34,7 +34,8 @@ from modules.checkpoints.registry import ModelFile, ModelRegistry
 from modules.config import Settings
 from modules.devices import choose_device, choose_dtype
 from modules.errors import ModelNotFoundError, UserError
-from modules.generation.service import GenerationService
+from modules.app import Submitter, in_process_generation
+from modules.app.runner import InProcessRunner, JobSpec
 from modules.jobs import JobQueue, ProgressEvent
 from modules.lora.files import LoraLibrary
 from modules.prompts.embeddings import EmbeddingLibrary
@@ -67,15 +68,12 @@ class ReplicaInfo:
 
 @dataclass(frozen=True)
 class RemoteCall:
-    """One job as the UI node sends it: the arguments of `GenerationService._run` (the request,
-    the task function and its names), the job id, and the UI node's settings."""
+    """One job as the UI node sends it: its JobSpec (the request and the task's run), the job id,
+    and the UI node's settings."""
 
     job_id: str
     description: str
-    request: Any
-    task: Any
-    task_name: str
-    history_task: str | None
+    spec: JobSpec
     settings: Settings
 
 
@@ -118,11 +116,11 @@ class JobSignals:
 class HeldCheckpoint:
     """One checkpoint loaded on a replica, with the queue and service that run jobs on it."""
 
-    def __init__(self, sha256: str, entry: ModelFile, manager: ModelManager, service: GenerationService) -> None:
+    def __init__(self, sha256: str, entry: ModelFile, manager: ModelManager, generation: Submitter) -> None:
         self.sha256 = sha256
         self.entry = entry
         self.manager = manager
-        self.service = service
+        self.generation = generation
         self._closed = False
 
     def close(self) -> None:
@@ -130,7 +128,7 @@ class HeldCheckpoint:
         if self._closed:
             return
         self._closed = True
-        self.service.queue.close()
+        self.generation.queue.close()
         self.manager.unload()
         log.info("Unloaded %s (%s)", self.entry.name, self.sha256[:10])
 
@@ -185,11 +183,12 @@ class GenerationWorker:
         loras = LoraLibrary(self.config.models_dir / "Lora")
         loras.refresh()
         queue = JobQueue(max_pending=0, devices=(self.info.replica_id,))
-        service = GenerationService(manager, queue, cache / "preview_factors.json", vae_approx_dir=self.config.models_dir / "VAE-approx",
-                                    loras=loras)
+        # No outputs and no history: the replica describes its pictures; the UI node saves them.
+        generation = in_process_generation(manager, queue, preview_cache=cache / "preview_factors.json",
+                                           vae_approx_dir=self.config.models_dir / "VAE-approx", loras=loras)
         queue.start()
         self.loads += 1
-        return HeldCheckpoint(sha256, entry, manager, service)
+        return HeldCheckpoint(sha256, entry, manager, generation)
 
     async def generate(self, call: RemoteCall) -> AsyncIterator[ProgressEvent | Outcome]:
         """Streams the job's progress events, then its Outcome. The checkpoint is the request's
@@ -217,21 +216,22 @@ class GenerationWorker:
                     return
                 yield item
         except asyncio.CancelledError:  # the UI node went away: stop the job instead of finishing it for no one
-            held.service.queue.interrupt(call.job_id)
+            held.generation.queue.interrupt(call.job_id)
             raise
 
     def _run_job(self, held: HeldCheckpoint, call: RemoteCall, loop: asyncio.AbstractEventLoop, out: asyncio.Queue) -> None:
         """Runs the job on the held checkpoint's queue (in this thread's company); forwards events."""
-        service, queue = held.service, held.service.queue
+        generation, queue = held.generation, held.generation.queue
 
         def put(item: Any) -> None:
             loop.call_soon_threadsafe(out.put_nowait, item)
 
         try:
-            service.settings = call.settings  # one job at a time per replica (max_ongoing_requests=1)
+            runner = generation.runner
+            assert isinstance(runner, InProcessRunner)
+            runner.use_settings(call.settings)  # one job at a time per replica (max_ongoing_requests=1)
             with held.manager.lock:  # the job waits for the model until we are subscribed: no event lost
-                job = queue.submit(lambda ctx: service._run(ctx, call.request, call.task, call.task_name, call.history_task),
-                                   call.description, job_id=call.job_id)
+                job = queue.submit(lambda ctx: runner.run(ctx, call.spec), call.description, job_id=call.job_id)
                 subscription = queue.subscribe(job.id, maxsize=256)
         except Exception as error:  # noqa: BLE001 - reported to the UI node, which raises it there
             put(self._failure(error))

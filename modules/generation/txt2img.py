@@ -39,8 +39,8 @@ from modules.generation.hires import hires_parameters, hires_pass, hires_steps, 
 from modules.generation.previews import PreviewMethod
 from modules.generation.request import GenerationRequest
 from modules.generation.text import build_prompt_encoder, step_conditions, ti_hashes
-from modules.infotext.create import sampler_and_schedule
 from modules.sampling import noise as noise_mod
+from modules.sampling.labels import sampler_and_schedule
 from modules.sampling.sampler_table import sigmas_for
 
 

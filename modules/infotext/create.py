@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any, Mapping
 
-from modules.sampling.sampler_table import SamplerSpec, parse_sampler_name, schedule_label
+from modules.sampling.labels import resolve_sampler_and_schedule, sampler_and_schedule  # noqa: F401  (part of this module's API)
 
 if TYPE_CHECKING:
     from modules.generation.request import GenerationRequest
@@ -93,21 +93,6 @@ def format_parameters(params: Mapping[str, Any]) -> str:
     return ", ".join(parts)
 
 
-def sampler_and_schedule(sampler_name: str, scheduler: str | None) -> tuple[str, str]:
-    """The "Sampler" and "Schedule type" values for a request's sampler and scheduler.
-
-    A name that carries a schedule ("DPM++ 2M Karras") is split, and its schedule wins over the
-    scheduler field, as in A1111. "Automatic" becomes the sampler's default schedule (Karras for
-    DPM++ 2M); samplers without one keep "Automatic". Raises UserError for an unknown sampler."""
-    row, schedule = _resolve_sampler(sampler_name, scheduler)
-    return row.label, schedule
-
-
-def _resolve_sampler(sampler_name: str, scheduler: str | None) -> tuple[SamplerSpec, str]:
-    row, carried = parse_sampler_name(sampler_name)
-    return row, schedule_label(row, carried if carried is not None else scheduler)
-
-
 def _short_hash(value: str | None) -> str | None:
     return value[:HASH_LENGTH] if value else None
 
@@ -123,7 +108,7 @@ def request_parameters(
     vae_hash: str | None = None,
 ) -> dict[str, Any]:
     """The core keys a request gives, in A1111's order, None where A1111 leaves a key out."""
-    row, schedule = _resolve_sampler(request.sampler_name, request.scheduler)
+    row, schedule = resolve_sampler_and_schedule(request.sampler_name, request.scheduler)
     varied = request.subseed_strength > 0
     resized = request.seed_resize_from_w > 0 and request.seed_resize_from_h > 0
     return {

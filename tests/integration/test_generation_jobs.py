@@ -13,7 +13,7 @@ from modules.checkpoints.manager import ManagerOptions, ModelManager
 from modules.checkpoints.registry import ModelRegistry
 from modules.errors import UserError
 from modules.generation.request import GenerationRequest
-from modules.generation.service import GenerationService
+from modules.app import in_process_generation
 from modules.jobs import JobQueue
 from modules.prompts.styles import StyleStore
 from tools.make_test_models import write_test_checkpoint
@@ -31,7 +31,7 @@ def service(tmp_path, tokenizer_cache):
     (tmp_path / "styles.csv").write_text("name,prompt,negative_prompt\nvivid,\"{prompt}, vivid colours\",dull\n")
     styles = StyleStore(tmp_path / "styles.csv")
     styles.load()
-    yield GenerationService(manager, queue, tmp_path / "factors.json", styles)
+    yield in_process_generation(manager, queue, preview_cache=tmp_path / "factors.json", styles=styles)
     queue.close()
 
 
@@ -40,7 +40,7 @@ def _request(**changes):
 
 
 def test_events_with_previews_then_the_result(service):
-    with service.manager.lock:  # the job waits for the model until we are subscribed
+    with service.runner.manager.lock:  # the job waits for the model until we are subscribed
         job = service.submit_txt2img(_request())
         subscription = service.queue.subscribe(job.id)
     events = list(subscription)
@@ -53,7 +53,7 @@ def test_events_with_previews_then_the_result(service):
 
 
 def test_interrupt_stops_within_a_step(service):
-    with service.manager.lock:
+    with service.runner.manager.lock:
         job = service.submit_txt2img(_request(n_iter=3))
         subscription = service.queue.subscribe(job.id)
     seen = []
@@ -71,7 +71,7 @@ def test_interrupt_stops_within_a_step(service):
 def test_checkpoint_override_is_restored(service):
     job = service.submit_txt2img(_request(checkpoint="b", steps=2))
     job.result(timeout=60)
-    assert service.manager.loaded.checkpoint.stem == "a"
+    assert service.runner.manager.loaded.checkpoint.stem == "a"
 
 
 def test_bad_request_fails_before_queueing_and_a_failing_job_does_not_stop_the_next(service):
@@ -96,9 +96,9 @@ def test_each_image_gets_its_infotext_and_is_saved_with_it(service, tmp_path):
     from modules.infotext.embed import read_infotext
     from modules.outputs import OutputWriter
 
-    service.outputs = OutputWriter(tmp_path / "outputs")
+    service.runner.recorder.outputs = OutputWriter(tmp_path / "outputs")
     result = service.submit_txt2img(_request(seed=40, batch_size=2, steps=3, sampler_name="Euler a", eta=0.5)).result(timeout=120)
-    sha = service.manager.registry.sha256(service.manager.loaded.checkpoint)
+    sha = service.runner.manager.registry.sha256(service.runner.manager.loaded.checkpoint)
     assert [text.splitlines()[-1] for text in result.infotexts] == [
         f"Steps: 3, Sampler: Euler a, Schedule type: Automatic, CFG scale: 7, Seed: {seed}, Size: 64x64, "
         f"Model hash: {sha[:10]}, Model: a, Eta: 0.5, Version: v1.10.1"
@@ -127,8 +127,8 @@ def test_img2img_and_hires_jobs_write_a1111_infotext_and_save_in_their_folders(s
     from modules.infotext.restore import restore_request
     from modules.outputs import OutputWriter
 
-    service.outputs = OutputWriter(tmp_path / "outputs")
-    sha = service.manager.registry.sha256(service.manager.loaded.checkpoint)
+    service.runner.recorder.outputs = OutputWriter(tmp_path / "outputs")
+    sha = service.runner.manager.registry.sha256(service.runner.manager.loaded.checkpoint)
     picture = Image.new("RGB", (64, 64), (40, 120, 200))
     mask = Image.new("L", (64, 64), 0)
     ImageDraw.Draw(mask).rectangle((16, 16, 40, 40), fill=255)
@@ -175,8 +175,8 @@ def test_outpaint_job_saves_with_img2img_records_outpaint_and_its_infotext_resto
     from modules.infotext.restore import restore_outpaint
     from modules.outputs import OutputWriter
 
-    service.outputs = OutputWriter(tmp_path / "outputs")
-    service.history = HistoryStore(tmp_path / "history.sqlite3")
+    service.runner.recorder.outputs = OutputWriter(tmp_path / "outputs")
+    service.runner.recorder.history = HistoryStore(tmp_path / "history.sqlite3")
     picture = Image.new("RGB", (64, 48), (200, 60, 30))
     base = Img2ImgRequest(prompt="a wall", steps=3, width=64, height=64, seed=4, sampler_name="Euler", init_images=[picture],
                           denoising_strength=0.9, styles=["vivid"])
@@ -196,7 +196,7 @@ def test_outpaint_job_saves_with_img2img_records_outpaint_and_its_infotext_resto
     restored = restore_outpaint(params).fields
     assert {key: restored[key] for key in ("method", "directions", "pixels", "noise_q", "color_variation", "mask_blur")} == {
         "method": "Outpainting mk2", "directions": ("right", "up"), "pixels": 16, "noise_q": 1.25, "color_variation": 0.2, "mask_blur": 8}
-    [entry] = service.history.search()
+    [entry] = service.runner.recorder.history.search()
     assert entry.task == "outpaint" and (entry.width, entry.height) == (128, 64)
 
     with pytest.raises(UserError, match="at least one direction"):

@@ -27,12 +27,12 @@ pytest.importorskip("ray.serve")
 from fastapi.testclient import TestClient  # noqa: E402
 
 from modules.app_services import build_services  # noqa: E402
-from modules.backends.ray_serve import RayGenerationService, ServedResult  # noqa: E402
+from modules.backends.ray_serve import RayRunner, ServedResult  # noqa: E402
 from modules.checkpoints.manager import ManagerOptions, ModelManager  # noqa: E402
 from modules.cmd_args import parse_args  # noqa: E402
 from modules.errors import UserError  # noqa: E402
 from modules.generation.request import GenerationRequest  # noqa: E402
-from modules.generation.service import GenerationService  # noqa: E402
+from modules.app import in_process_generation  # noqa: E402
 from modules.jobs import JobQueue  # noqa: E402
 from tests.api.api_helpers import API, decode  # noqa: E402
 from tools.make_test_models import write_test_checkpoint  # noqa: E402
@@ -62,12 +62,12 @@ def cluster(tmp_path_factory):
     started = time.perf_counter()
     services = build_services(args)
     print(f"Ray + 2 replicas up in {time.perf_counter() - started:.1f}s")
-    assert isinstance(services.generation, RayGenerationService) and len(services.queue._devices) == 2
+    assert isinstance(services.generation.runner, RayRunner) and len(services.queue._devices) == 2
     client = TestClient(create_app(services, args), raise_server_exceptions=False)
     yield SimpleNamespace(services=services, service=services.generation, client=client, registry=services.registry,
                           tokenizers=services.paths.tokenizer_cache)
     services.close()
-    services.generation.backend.close()
+    services.generation.runner.backend.close()
 
 
 def _reference(registry, tokenizers, checkpoint: str, request: GenerationRequest):
@@ -79,7 +79,7 @@ def _reference(registry, tokenizers, checkpoint: str, request: GenerationRequest
     queue = JobQueue(max_pending=0)
     queue.start()
     try:
-        return GenerationService(manager, queue).submit_txt2img(request).result(timeout=120)
+        return in_process_generation(manager, queue).submit_txt2img(request).result(timeout=120)
     finally:
         queue.close()
         torch.set_num_threads(threads)
@@ -121,7 +121,7 @@ def test_concurrent_clients_get_their_pixels_and_seeds_from_the_replica_holding_
         assert f"Seed: {seed}," in result.infotexts[0] and f"Model hash: {short}" in result.infotexts[0]
         assert result.paths and result.paths[0] is not None and result.paths[0].is_file()  # saved on the UI node
         assert str(cluster.services.paths.outputs_dir) in str(result.paths[0])
-    assert service.history.count() >= 8  # 2 warm-up + 6 jobs, recorded here
+    assert cluster.services.history.count() >= 8  # 2 warm-up + 6 jobs, recorded here
     for name, seed in (("a", 12), ("b", 21)):  # pixels equal an in-process run with the same seed
         reference = _reference(registry, tokenizers, name, _request(seed=seed))
         assert np.array_equal(np.asarray(results[(name, seed)].images[0]), np.asarray(reference.images[0]))

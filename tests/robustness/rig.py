@@ -13,7 +13,7 @@ from modules.checkpoints.manager import ManagerOptions, ModelManager
 from modules.checkpoints.registry import ModelRegistry
 from modules.config import Settings
 from modules.generation.request import GenerationRequest
-from modules.generation.service import GenerationService
+from modules.app import Submitter, in_process_generation
 from modules.history import HistoryStore
 from modules.jobs import JobQueue
 from modules.outputs import OutputWriter
@@ -24,7 +24,7 @@ from tools.make_test_models import write_test_checkpoint
 class Rig:
     root: Path
     models: Path
-    service: GenerationService
+    service: Submitter
     queue: JobQueue
     history: HistoryStore
     outputs: Path
@@ -44,7 +44,8 @@ def make_rig(root: Path, tokenizer_cache: Path, outputs: Path | None = None) -> 
     outputs = outputs if outputs is not None else root / "outputs"
     history = HistoryStore(root / "history.sqlite3", outputs_root=outputs)
     settings = Settings(grid_save=False)
-    service = GenerationService(manager, queue, root / "factors.json", settings=settings, outputs=OutputWriter(outputs), history=history)
+    service = in_process_generation(manager, queue, preview_cache=root / "factors.json", settings=settings, outputs=OutputWriter(outputs),
+                                    history=history)
     return Rig(root, models, service, queue, history, outputs)
 
 

@@ -37,7 +37,7 @@ def _break(path, how: str) -> None:
 
 @pytest.mark.parametrize("how", list(BREAKS))
 def test_switching_to_a_broken_checkpoint_keeps_the_old_model(rig, how):
-    manager = rig.service.manager
+    manager = rig.service.runner.manager
     name = "beta.ckpt" if how.startswith("ckpt") else "beta.safetensors"
     if name == "beta.ckpt":
         (rig.models / "beta.safetensors").unlink()
@@ -62,7 +62,7 @@ def test_switching_to_a_broken_checkpoint_keeps_the_old_model(rig, how):
 
 
 def test_the_active_checkpoint_truncated_on_disk_keeps_working_and_a_reload_fails_cleanly(rig):
-    manager = rig.service.manager
+    manager = rig.service.runner.manager
     before = rig.service.submit_txt2img(request(seed=78)).result(timeout=120)
     _break(rig.models / "alpha.safetensors", "truncated")
 

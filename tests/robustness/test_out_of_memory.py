@@ -53,9 +53,9 @@ def test_out_of_memory_is_reported_freed_and_the_next_job_runs(rig, kind):
     reference = service.submit_txt2img(wanted).result(timeout=120)
 
     hook = FailOnCall(3, FAULTS[kind])
-    handle = service.manager.loaded.unet.register_forward_pre_hook(hook, with_kwargs=True)
+    handle = service.runner.manager.loaded.unet.register_forward_pre_hook(hook, with_kwargs=True)
     try:
-        with service.manager.lock:  # both jobs queued before either runs: the queue must go on
+        with service.runner.manager.lock:  # both jobs queued before either runs: the queue must go on
             failing = service.submit_txt2img(request(seed=7, width=96, height=64, batch_size=2))
             following = service.submit_txt2img(wanted)
         after = following.result(timeout=120)
@@ -77,13 +77,13 @@ def test_out_of_memory_is_reported_freed_and_the_next_job_runs(rig, kind):
     assert following.state is JobState.DONE
     assert len(after.images) == 1 and after.image_seeds == [4321]
     assert pixels(after.images[0]) == pixels(reference.images[0])  # the model was left as it was
-    assert service.manager.loaded.checkpoint.stem == "alpha"
+    assert service.runner.manager.loaded.checkpoint.stem == "alpha"
 
 
 def test_out_of_memory_in_a_later_batch_names_the_hires_size(rig):
     service = rig.service
     hook = FailOnCall(6, lambda: torch.OutOfMemoryError(CUDA_TEXT))  # 4 first-pass steps, then the hires pass
-    handle = service.manager.loaded.unet.register_forward_pre_hook(hook, with_kwargs=True)
+    handle = service.runner.manager.loaded.unet.register_forward_pre_hook(hook, with_kwargs=True)
     try:
         job = service.submit_txt2img(request(enable_hr=True, hr_scale=2.0, denoising_strength=0.5, batch_size=3))
         with pytest.raises(OutOfMemoryError, match=r"^Out of memory at 64x64 \(hires fix to 128x128\), batch 3: "):
@@ -95,7 +95,7 @@ def test_out_of_memory_in_a_later_batch_names_the_hires_size(rig):
 
 def test_other_runtime_errors_are_not_called_out_of_memory(rig):
     hook = FailOnCall(1, lambda: RuntimeError("mat1 and mat2 shapes cannot be multiplied (2x3 and 4x5)"))
-    handle = rig.service.manager.loaded.unet.register_forward_pre_hook(hook, with_kwargs=True)
+    handle = rig.service.runner.manager.loaded.unet.register_forward_pre_hook(hook, with_kwargs=True)
     try:
         job = rig.service.submit_txt2img(request())
         with pytest.raises(RuntimeError, match="shapes cannot be multiplied"):
@@ -106,15 +106,15 @@ def test_other_runtime_errors_are_not_called_out_of_memory(rig):
 
 
 def test_out_of_memory_while_loading_the_model_says_so(rig):
-    service, manager = rig.service, rig.service.manager
+    service, manager = rig.service, rig.service.runner.manager
     manager.unload()
 
     def load_fails() -> None:  # the start-up load, as the app passes it in, running out of RAM
         raise MemoryError()
 
-    service.ensure_model = load_fails
+    service.runner.ensure_model = load_fails
     job = service.submit_txt2img(request())
     with pytest.raises(OutOfMemoryError, match=r"^Out of memory while loading the model: close other programs using the memory"):
         job.result(timeout=120)
-    service.ensure_model = lambda: manager.switch_checkpoint("alpha")
+    service.runner.ensure_model = lambda: manager.switch_checkpoint("alpha")
     assert service.submit_txt2img(request()).result(timeout=120).image_seeds == [11]

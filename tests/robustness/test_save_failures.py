@@ -49,7 +49,7 @@ def files_under(folder: Path) -> list[Path]:
 def test_disk_full_mid_image_returns_the_images_says_why_and_leaves_nothing(rig):
     service = rig.service
     reference = service.submit_txt2img(request(seed=31, batch_size=2, save_samples=False)).result(timeout=120)
-    service.outputs = writer = DiskFillsUp(rig.outputs)
+    service.runner.recorder.outputs = writer = DiskFillsUp(rig.outputs)
 
     job = service.submit_txt2img(request(seed=31, batch_size=2))
     result = job.result(timeout=120)
@@ -86,7 +86,7 @@ def test_outputs_folder_that_cannot_be_created(tmp_path, tokenizer_cache):
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root writes into a read-only folder anyway; the other tests cover it")
 def test_read_only_outputs_folder(rig):
-    folder = rig.service.outputs.folder("txt2img", __import__("datetime").datetime.now())
+    folder = rig.service.runner.recorder.outputs.folder("txt2img", __import__("datetime").datetime.now())
     folder.mkdir(parents=True)
     folder.chmod(0o555)
     try:

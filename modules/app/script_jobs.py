@@ -1,0 +1,123 @@
+"""A selectable script's job (X/Y/Z plot, Prompt matrix...): the script makes its images through
+`ScriptRun.generate` on the model the job holds.
+
+Each cell is validated, may switch the checkpoint or VAE (a LoRA patch is taken off before any
+weight swap and put back after), runs txt2img or img2img with the job's step callback and preview,
+and gets its infotext. Whatever the script switched to is put back when it ends, success or not.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from modules.checkpoints.manager import VAE_AUTOMATIC, VAE_NONE
+from modules.errors import UserError
+from modules.extensions.api import Script, ScriptRun
+from modules.extensions.job_hooks import JobHooks
+from modules.generation.engine import GenerationResult, Interrupted, Skipped
+from modules.generation.loras import RequestLoras, request_loras
+from modules.generation.request import GenerationRequest
+from modules.generation.tasks import TaskContext, run_task
+from modules.jobs import JobContext, ProgressEvent
+from modules.memory import is_out_of_memory
+from modules.sampling.sampler_table import parse_sampler_name
+from modules.sampling.schedules import find_schedule
+
+if TYPE_CHECKING:
+    from modules.app.runner import InProcessRunner
+    from modules.checkpoints.manager import ModelManager
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ScriptCall:
+    """A selectable script's job: the script, its values and the task its cells run."""
+
+    script: Script
+    values: dict[str, Any]
+    task: str  # "txt2img" | "img2img"
+
+
+@dataclass
+class _Stopped:
+    interrupted: bool = False  # a cell came back interrupted: the script stops making more
+
+
+def run_script(runner: "InProcessRunner", ctx: JobContext, call: ScriptCall, request: GenerationRequest, task_ctx: TaskContext) -> GenerationResult:
+    """Runs `call.script` on `runner`'s held model; puts the model back afterwards."""
+    manager = runner.manager
+    original, original_vae = manager.loaded.checkpoint if manager.loaded else None, manager.vae_choice
+    stopped = _Stopped()
+    loras = request_loras(runner.loras, request)  # applied by the runner; again after a model switch
+
+    def generate(cell: GenerationRequest) -> GenerationResult:
+        cell.validate()
+        switch_checkpoint = cell.checkpoint and (
+            manager.loaded is None or manager.loaded.checkpoint != manager.registry.find_checkpoint(cell.checkpoint))
+        switch_vae = cell.vae and cell.vae != manager.vae_choice
+        if switch_checkpoint or switch_vae:
+            runner.lora_patcher.restore()  # never swap weights under a patch
+            if switch_checkpoint:
+                manager.switch_checkpoint(cell.checkpoint)  # the model stays for the next cell; put back at the end
+            if switch_vae:
+                manager.switch_vae(cell.vae)
+            runner.apply_loras(manager.loaded, RequestLoras(loras.uses))
+        model = manager.loaded
+        hooks = JobHooks(runner.extensions, call.task)
+        hooks.request = cell
+        cell_ctx = TaskContext(task_ctx.on_step, task_ctx.preview, hooks.engine(), task_ctx.fix_steps)
+        result = run_task(call.task, model, cell, cell_ctx)
+        result.extra_parameters.update(runner.lora_infotext(loras))
+        runner.recorder.describe(model, cell, result, hooks)
+        stopped.interrupted |= result.interrupted
+        return result
+
+    def show(images: list, text: str, fraction: float = 1.0) -> None:
+        done = round(1000 * min(max(fraction, 0.0), 1.0))
+        ctx.report(ProgressEvent(textinfo=text, step=max(done, 1), steps=1000, preview=images[-1] if images else None))
+
+    script = call.script
+    run = ScriptRun(call.task, request, call.values, generate, manager.switch_checkpoint, manager.switch_vae, show,
+                    lambda: stopped.interrupted or ctx.interrupt_requested, lambda kind, text: canonical_name(manager, kind, text))
+    try:
+        result = script.run(run)  # type: ignore[misc]
+    except (Interrupted, Skipped, UserError):
+        raise
+    except Exception as error:
+        if is_out_of_memory(error):  # not the script's bug: reported as out of memory by the runner
+            raise
+        if isinstance(error, ValueError):  # the API's way for a script to refuse its input: shown as it is
+            raise UserError(f"{script.title}: {error}") from error
+        log.exception("Script %r of extension %r failed", script.title, script.extension)
+        raise UserError(f"The script {script.title!r} (extension {script.extension!r}) failed: {type(error).__name__}: {error}") from error
+    finally:
+        runner.lora_patcher.restore()
+        try:
+            if original is not None and (manager.loaded is None or manager.loaded.checkpoint != original):
+                manager.switch_checkpoint(original)
+            if manager.vae_choice != original_vae:
+                manager.switch_vae(original_vae)
+        except Exception:
+            log.exception("Could not put the model back after the script %r", script.title)
+    if not isinstance(result, GenerationResult):
+        raise UserError(f"The script {script.title!r} (extension {script.extension!r}) returned no images.")
+    return result
+
+
+def canonical_name(manager: "ModelManager", kind: str, text: str) -> str:
+    """The name Easel uses for a sampler, schedule, checkpoint or VAE given as `text` (a script's
+    axis value); UserError naming it when there is none."""
+    if kind == "sampler":
+        return parse_sampler_name(text)[0].label
+    if kind == "schedule":
+        return find_schedule(text).label
+    if kind == "checkpoint":
+        return manager.registry.find_checkpoint(text).name
+    if kind == "vae":
+        if text.strip().lower() in (VAE_AUTOMATIC.lower(), VAE_NONE.lower()):
+            return VAE_AUTOMATIC if text.strip().lower() == VAE_AUTOMATIC.lower() else VAE_NONE
+        return manager.registry.find_vae(text).name
+    raise ValueError(f"unknown kind {kind!r}")
