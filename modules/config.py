@@ -10,11 +10,11 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
-import tempfile
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
+
+from modules.files import move_aside, write_atomically
 
 log = logging.getLogger(__name__)
 
@@ -93,9 +93,8 @@ class SettingsStore:
             if not isinstance(data, dict):
                 raise ValueError("not a JSON object")
         except (OSError, ValueError) as error:  # not JSON, not UTF-8, not an object, empty...
-            aside = self._aside_path()
             try:
-                os.replace(self.path, aside)
+                aside = move_aside(self.path)  # config.json.corrupt, .corrupt.1 ...: earlier ones kept
                 log.warning("Settings file %s is unreadable (%s); moved it to %s and started with the defaults.", self.path, error, aside)
             except OSError as move_error:
                 log.warning("Settings file %s is unreadable (%s) and could not be moved aside (%s); using the defaults.",
@@ -112,14 +111,6 @@ class SettingsStore:
                 log.warning("Setting ignored, using the default: %s", error)
         return settings
 
-    def _aside_path(self) -> Path:
-        """`config.json.corrupt`, or `.corrupt-N` when an earlier damaged file is already there (kept)."""
-        candidate, number = self.path.with_name(self.path.name + ".corrupt"), 1
-        while candidate.exists():
-            candidate = self.path.with_name(f"{self.path.name}.corrupt-{number}")
-            number += 1
-        return candidate
-
     def update(self, values: dict[str, Any]) -> None:
         """Validates all values first, then applies and saves them (all or nothing)."""
         checked = {key: self.settings.validate(key, value) for key, value in values.items()}
@@ -128,13 +119,6 @@ class SettingsStore:
         self.save()
 
     def save(self) -> None:
+        """Writes the settings and the unknown keys (a crash or a full disk leaves the old file whole)."""
         data = {**self.extra, **{f.name: getattr(self.settings, f.name) for f in fields(Settings)}}
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".config.", suffix=".json")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                json.dump(data, f, indent=2)
-            os.replace(tmp, self.path)
-        except BaseException:  # a full disk: the old file stays whole and no temporary file is left
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        write_atomically(self.path, json.dumps(data, indent=2))

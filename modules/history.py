@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from modules.errors import UserError
+from modules.files import move_aside
 
 log = logging.getLogger(__name__)
 
@@ -121,16 +122,6 @@ def _is_corrupt(error: sqlite3.DatabaseError) -> bool:
     return isinstance(error, _FailedCheck) or getattr(error, "sqlite_errorcode", None) in _CORRUPT_CODES
 
 
-def _aside_path(path: Path) -> Path:
-    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-    candidate = path.with_name(f"{path.name}.corrupt-{stamp}")
-    number = 1
-    while candidate.exists():
-        candidate = path.with_name(f"{path.name}.corrupt-{stamp}-{number}")
-        number += 1
-    return candidate
-
-
 class HistoryStore:
     """The generation history in one SQLite file; safe to call from any thread.
 
@@ -179,12 +170,11 @@ class HistoryStore:
             conn.close()
             if not _is_corrupt(error):
                 raise
-            aside = _aside_path(self.path)
+            aside = move_aside(self.path, f".corrupt-{datetime.now():%Y%m%d-%H%M%S}")  # earlier ones kept
             log.warning(
                 "The history database %s is damaged (%s); moved it to %s and started a new, empty history.",
                 self.path, error, aside.name,
             )
-            os.replace(self.path, aside)
             for suffix in ("-wal", "-shm"):  # a stale WAL must not be replayed into the new file
                 side = self.path.with_name(self.path.name + suffix)
                 if side.exists():

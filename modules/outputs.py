@@ -6,9 +6,10 @@ starts a file name in that folder (A1111's ``get_next_sequence_number``); the re
 name pattern (``[seed]`` by default) with its tags expanded (:data:`TAGS`). Unknown tags stay as
 written, as in A1111.
 
-Every file is written to a temporary name in the same folder and then renamed, so a crash never
-leaves a half-written image under a real name. The number is claimed by creating ``NNNNN.tmp``
-exclusively, so two jobs (or two Easel processes) saving at once never get the same number.
+Every file is written to a temporary name in the same folder and then renamed (modules/files.py),
+so a crash never leaves a half-written image under a real name. The number is claimed by creating
+``NNNNN.tmp`` exclusively, so two jobs (or two Easel processes) saving at once never get the same
+number; that file is then the image's temporary name.
 """
 
 from __future__ import annotations
@@ -22,12 +23,13 @@ import time
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, BinaryIO, Callable
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from PIL import Image
 
 from modules.errors import UserError
+from modules.files import NEW_FILE_MODE, write_atomically
 from modules.infotext.create import format_value
 from modules.infotext.embed import image_bytes_with_infotext, image_format
 
@@ -217,25 +219,18 @@ class OutputWriter:
         data = image_bytes_with_infotext(image, infotext, fmt, quality)
         decoration = expand_pattern(pattern, self._fields(image, seed, prompt, model_name, model_hash, when, request))
 
-        # 2. Claim a number, write the bytes under the temporary name, then rename into place.
+        # 2. Claim a number (its NNNNN.tmp), write the bytes through that file, then rename it into place.
         folder.mkdir(parents=True, exist_ok=True)
         with self._lock:
-            number, temp_path, descriptor = self._claim(folder)
+            number, temp_path = self._claim(folder)
         final_path = folder / _bounded_name(number, decoration, extension)
-        try:
-            self._write(descriptor, data)
-            os.replace(temp_path, final_path)
-        except BaseException:  # a full disk or a kill: the temporary file goes, no real name is half-written
-            temp_path.unlink(missing_ok=True)
-            raise
+        # A full disk or a kill: the temporary file goes, no real name is half-written.
+        write_atomically(final_path, lambda file: self._write(file, data), fsync=True, temporary=temp_path)
         return final_path
 
-    def _write(self, descriptor: int, data: bytes) -> None:
-        """Writes an image's bytes to its claimed temporary file (and closes it), synced to disk."""
-        with os.fdopen(descriptor, "wb") as file:
-            file.write(data)
-            file.flush()
-            os.fsync(file.fileno())
+    def _write(self, file: BinaryIO, data: bytes) -> None:
+        """Writes an image's bytes to its open temporary file (apart, so a test can fill the disk half-way)."""
+        file.write(data)
 
     def remove_leftovers(self, older_than_s: float = LEFTOVER_AGE_S) -> list[Path]:
         """Deletes the temporary files (``NNNNN.tmp``) a killed save left in the outputs folders and
@@ -283,7 +278,7 @@ class OutputWriter:
         )
 
     @staticmethod
-    def _claim(folder: Path) -> tuple[int, Path, int]:
+    def _claim(folder: Path) -> tuple[int, Path]:
         """The next free number, with ``NNNNN.tmp`` created exclusively as its claim.
 
         A number counts as taken while any file starting with it exists; the temporary file keeps
@@ -293,24 +288,18 @@ class OutputWriter:
         while True:
             temp_path = folder / f"{number:05}{TEMP_SUFFIX}"
             try:
-                descriptor = os.open(temp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+                os.close(os.open(temp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, NEW_FILE_MODE))
             except FileExistsError:
                 number += 1
                 continue
             if any(_number_of(entry) == number for entry in os.listdir(folder) if entry != temp_path.name):
-                os.close(descriptor)
                 temp_path.unlink(missing_ok=True)
                 number = next_number(folder)
                 continue
-            return number, temp_path, descriptor
+            return number, temp_path
 
 
 def write_text_atomically(path: Path, text: str) -> None:
-    """A sidecar file (the image's infotext as .txt), written to a temporary name then renamed."""
-    temp = path.with_name(path.name + TEMP_SUFFIX)
-    try:
-        temp.write_text(text, encoding="utf-8")
-        os.replace(temp, path)
-    except BaseException:  # a full disk must not leave half a file behind
-        temp.unlink(missing_ok=True)
-        raise
+    """A sidecar file (the image's infotext as .txt), written through ``<name>.tmp`` (a name
+    :meth:`OutputWriter.remove_leftovers` knows) and renamed into place."""
+    write_atomically(path, text, temporary=path.with_name(path.name + TEMP_SUFFIX))

@@ -11,10 +11,10 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
-import tempfile
 import threading
 from pathlib import Path
+
+from modules.files import move_aside, write_atomically
 
 log = logging.getLogger(__name__)
 
@@ -67,12 +67,12 @@ class HashCache:
                 raise ValueError("'hashes' is not an object")
             return hashes
         except (OSError, ValueError, AttributeError) as error:
-            aside = self.path.with_suffix(".json.corrupt")
-            log.warning("Hash cache %s is unreadable (%s); moved to %s and starting afresh.", self.path, error, aside)
             try:
-                os.replace(self.path, aside)
-            except OSError:
-                pass
+                aside = move_aside(self.path)  # cache.json.corrupt, .corrupt.1 ...: earlier ones kept
+                log.warning("Hash cache %s is unreadable (%s); moved it to %s and starting afresh.", self.path, error, aside)
+            except OSError as move_error:  # a damaged cache must not stop start-up: it is rewritten on the next hash
+                log.warning("Hash cache %s is unreadable (%s) and could not be moved aside (%s); starting afresh.",
+                            self.path, error, move_error)
             return {}
 
     @staticmethod
@@ -103,8 +103,4 @@ class HashCache:
         return value
 
     def _write(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".cache.", suffix=".json")
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump({"hashes": self._data}, f, indent=1)
-        os.replace(tmp, self.path)
+        write_atomically(self.path, json.dumps({"hashes": self._data}, indent=1))

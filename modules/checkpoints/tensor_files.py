@@ -11,14 +11,14 @@ import json
 import os
 import pickle
 import struct
-import tempfile
 import zipfile
 from pathlib import Path
-from typing import Iterable, Mapping, Protocol
+from typing import BinaryIO, Iterable, Mapping, Protocol
 
 import torch
 
 from modules.errors import ModelLoadError, UnsafeCheckpointError
+from modules.files import write_atomically
 
 _SAFETENSORS_DTYPES: dict[str, torch.dtype] = {
     "F64": torch.float64,
@@ -217,19 +217,12 @@ def write_safetensors(path: Path, tensors: Iterable[tuple[str, torch.Tensor]], m
         offset += nbytes
     encoded = json.dumps(header, separators=(",", ":")).encode()
     encoded += b" " * (-len(encoded) % 8)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
-    try:
-        with os.fdopen(fd, "wb") as out:
-            out.write(struct.pack("<Q", len(encoded)))
-            out.write(encoded)
-            for _, t in items:
-                if t.numel():
-                    out.write(t.reshape(-1).view(torch.uint8).numpy().tobytes())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; a model file should read like any other
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+
+    def write(out: BinaryIO) -> None:
+        out.write(struct.pack("<Q", len(encoded)))
+        out.write(encoded)
+        for _, t in items:
+            if t.numel():
+                out.write(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+
+    write_atomically(path, write)  # a new model file reads like any other (not mkstemp's 0600)

@@ -19,12 +19,11 @@ import gzip
 import importlib.util
 import json
 import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from modules.errors import ModelLoadError
+from modules.files import write_atomically
 
 if TYPE_CHECKING:  # transformers is imported lazily: importing this module must stay cheap.
     from transformers import CLIPTokenizer
@@ -154,45 +153,36 @@ def _is_complete(folder: Path) -> bool:
     return all((folder / name).is_file() for name in _FILE_NAMES)
 
 
-def _write_files(folder: Path, pad_token: str) -> None:
+def _file_texts(pad_token: str) -> dict[str, str]:
+    """The tokenizer folder's files (name -> text) for `pad_token`."""
     merges = read_merges(bpe_vocab_path())
-    vocab = build_vocab(merges)
-    (folder / "vocab.json").write_text(json.dumps(vocab, ensure_ascii=False), encoding="utf-8")
     merge_lines = "\n".join(f"{a} {b}" for a, b in merges)
-    (folder / "merges.txt").write_text(f"#version: 0.2\n{merge_lines}\n", encoding="utf-8")
-    (folder / "tokenizer_config.json").write_text(json.dumps(tokenizer_config(pad_token), indent=2), encoding="utf-8")
     special = {"bos_token": BOS_TOKEN, "eos_token": EOS_TOKEN, "unk_token": EOS_TOKEN, "pad_token": pad_token}
-    (folder / "special_tokens_map.json").write_text(json.dumps(special, indent=2), encoding="utf-8")
+    return {
+        "vocab.json": json.dumps(build_vocab(merges), ensure_ascii=False),
+        "merges.txt": f"#version: 0.2\n{merge_lines}\n",
+        "tokenizer_config.json": json.dumps(tokenizer_config(pad_token), indent=2),
+        "special_tokens_map.json": json.dumps(special, indent=2),
+    }
 
 
 def ensure_tokenizer_files(cache_dir: Path, pad_token: str) -> Path:
     """Write the tokenizer folder for `pad_token` under `cache_dir` once; return the folder.
 
-    The files go to a temporary folder that is renamed into place when complete, so a crash or a
-    concurrent writer never leaves a half-written folder that a later call would use. A complete
-    folder from an earlier call is reused as is.
+    Each file is written atomically and the folder counts as complete only when all of them are
+    there, so a crash or a concurrent writer (who writes the same bytes) never leaves a half-written
+    file that a later call would use; a later call completes an incomplete folder. A complete folder
+    from an earlier call is reused as is.
     """
     folder = Path(cache_dir) / _style_folder(pad_token)
     if _is_complete(folder):
         return folder
+    texts = _file_texts(pad_token)
     try:
-        folder.parent.mkdir(parents=True, exist_ok=True)
-        if folder.exists():  # incomplete (written by hand or by an older, non-atomic writer)
-            shutil.rmtree(folder)
-        staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+        for name, text in texts.items():
+            write_atomically(folder / name, text)
     except OSError as error:
         raise ModelLoadError(f"Cannot write the CLIP tokenizer files under {cache_dir}: {error}.") from error
-    try:
-        _write_files(staging, pad_token)
-        os.replace(staging, folder)
-    except OSError as error:
-        shutil.rmtree(staging, ignore_errors=True)
-        if _is_complete(folder):  # another process finished first: its folder is as good as ours
-            return folder
-        raise ModelLoadError(f"Cannot write the CLIP tokenizer files under {cache_dir}: {error}.") from error
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     return folder
 
 

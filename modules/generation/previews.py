@@ -25,6 +25,7 @@ import torch
 from PIL import Image
 
 from modules.config import PREVIEW_METHODS
+from modules.files import write_atomically
 from modules.errors import UserError
 from modules.generation.taesd import TaesdCache
 
@@ -210,10 +211,7 @@ class LinearFactorCache:
         if self.path is None:
             return
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = self.path.with_suffix(".tmp")
-            tmp.write_text(json.dumps(self._memory))
-            tmp.replace(self.path)
+            write_atomically(self.path, json.dumps(self._memory))
         except OSError as error:
             log.warning("Could not save preview factors to %s: %s", self.path, error)
 

@@ -21,13 +21,13 @@ import csv
 import io
 import os
 import shutil
-import tempfile
 import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
 
 from modules.errors import UserError
+from modules.files import write_atomically
 
 PLACEHOLDER = "{prompt}"
 FIELDS = ("name", "prompt", "negative_prompt")
@@ -220,21 +220,10 @@ class StyleStore:
             if not self._loaded and self.path.exists():
                 raise StyleFileError(f"{self.path.name} was not saved: it exists but was never loaded, so saving would lose its styles.")
             text = format_styles_csv(list(self._styles.values()), self._extra_columns)
-            self.path.parent.mkdir(parents=True, exist_ok=True)
             if self.path.exists():
                 shutil.copyfile(self.path, self.path.with_name(self.path.name + ".bak"))
-            handle, temporary = tempfile.mkstemp(prefix=self.path.name + ".", suffix=".tmp", dir=self.path.parent)
-            try:
-                mode = self.path.stat().st_mode & 0o777 if self.path.exists() else 0o644
-                with os.fdopen(handle, "w", encoding="utf-8-sig", newline="") as file:
-                    os.fchmod(file.fileno(), mode)  # mkstemp makes 0600; keep what the file had
-                    file.write(text)
-                    file.flush()
-                    os.fsync(file.fileno())
-                os.replace(temporary, self.path)
-            except BaseException:
-                Path(temporary).unlink(missing_ok=True)
-                raise
+            # fsync: a power cut right after a save must not lose the user's styles; the file's mode is kept.
+            write_atomically(self.path, text.encode("utf-8-sig"), fsync=True)
 
     def apply_styles(self, prompt: str, negative_prompt: str, names: Sequence[str]) -> tuple[str, str]:
         """The prompt and negative prompt with the named styles applied in order."""

@@ -43,7 +43,7 @@ def test_a_second_damaged_settings_file_does_not_overwrite_the_first(tmp_path: P
     path.write_text("{second")
     SettingsStore(path)
     assert (tmp_path / "config.json.corrupt").read_text() == "{first"
-    assert (tmp_path / "config.json.corrupt-1").read_text() == "{second"
+    assert (tmp_path / "config.json.corrupt.1").read_text() == "{second"  # modules/files.move_aside's numbering
 
 
 def test_valid_json_with_wrong_types_and_non_finite_numbers_falls_back_per_setting(tmp_path: Path, caplog):

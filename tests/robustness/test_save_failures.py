@@ -15,6 +15,7 @@ import errno
 import json
 import os
 from pathlib import Path
+from typing import BinaryIO
 
 import pytest
 
@@ -31,13 +32,12 @@ class DiskFillsUp(OutputWriter):
         self.full = True
         self.partial_writes = 0
 
-    def _write(self, descriptor: int, data: bytes) -> None:
+    def _write(self, file: BinaryIO, data: bytes) -> None:
         if not self.full:
-            return super()._write(descriptor, data)
-        temp_name = os.readlink(f"/proc/self/fd/{descriptor}")
-        with os.fdopen(descriptor, "wb") as file:
-            file.write(data[: len(data) // 2])
-            file.flush()
+            return super()._write(file, data)
+        temp_name = os.readlink(f"/proc/self/fd/{file.fileno()}")
+        file.write(data[: len(data) // 2])
+        file.flush()
         self.partial_writes += 1
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), temp_name)
 
