@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from fastapi import FastAPI
 
-    from modules.app_services import Services
+    from modules.services import Services
     from modules.cmd_args import Args
 
 log = logging.getLogger("easel")
@@ -82,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import uvicorn
 
-    from modules.app_services import build_services
+    from modules.services import build_services
     from modules.errors import UserError
 
     try:

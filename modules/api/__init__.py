@@ -22,7 +22,7 @@ from modules.api.generation_routes import add_generation_routes
 from modules.api.misc_routes import add_fallback_route, add_misc_routes
 from modules.api.models_routes import add_model_routes
 from modules.api.options_routes import add_options_routes
-from modules.app_services import Services
+from modules.services import Services
 from modules.errors import UserError
 
 API_PREFIX = "/sdapi/v1"

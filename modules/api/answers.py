@@ -15,7 +15,7 @@ from typing import Any
 
 from modules.api.images import encode_image
 from modules.api.request_mapping import ApiJobPlan
-from modules.app_services import Services
+from modules.services import Services
 from modules.checkpoints.manager import LoadedModel
 from modules.generation.engine import GenerationResult
 from modules.infotext.create import A1111_VERSION

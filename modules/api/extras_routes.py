@@ -26,7 +26,7 @@ from modules.api.list_schemas import (
 )
 from modules.api.misc_routes import UPSCALER_NONE, UPSCALERS
 from modules.api.schemas import ApiModel, PngInfoRequest, PngInfoResponse
-from modules.app_services import Services
+from modules.services import Services
 from modules.infotext.create import format_parameters
 from modules.infotext.embed import PARAMETERS_KEY, infotext_from_image
 from modules.infotext.foreign import image_info, read_info

@@ -24,7 +24,7 @@ from modules.api.answers import SeenModel, generation_answer
 from modules.api.images import encode_image
 from modules.api.request_mapping import ApiJobPlan, img2img_plan, txt2img_plan
 from modules.api.schemas import GenerationResponse, Img2ImgRequest, ProgressResponse, Txt2ImgRequest
-from modules.app_services import Services
+from modules.services import Services
 from modules.jobs import Job, JobState
 
 POLL_SECONDS = 0.03
@@ -68,8 +68,8 @@ def _submit(services: Services, plan: ApiJobPlan) -> Job:
         assert plan.script.queue is not None  # find_script only returns runnable scripts
         return plan.script.queue(services, plan.script_request, plan.job_id)
     if plan.kind == "img2img":
-        return services.submit_img2img(plan.request, job_id=plan.job_id)  # type: ignore[arg-type]
-    return services.submit_txt2img(plan.request, job_id=plan.job_id)
+        return services.generation.submit_img2img(plan.request, job_id=plan.job_id)  # type: ignore[arg-type]
+    return services.generation.submit_txt2img(plan.request, job_id=plan.job_id)
 
 
 def _finish(services: Services, plan: ApiJobPlan, job: Job, model: SeenModel | None) -> dict[str, Any]:
@@ -81,10 +81,10 @@ def _finish(services: Services, plan: ApiJobPlan, job: Job, model: SeenModel | N
 
 def _keep_settings(services: Services, values: dict[str, Any]) -> None:
     """override_settings_restore_afterwards false: the overrides become the settings."""
-    services.save_extra_options({k: v for k, v in values.items() if k in COMPAT_OPTIONS})
+    services.config.save_extra({k: v for k, v in values.items() if k in COMPAT_OPTIONS})
     rest = {k: v for k, v in values.items() if k not in COMPAT_OPTIONS}
     if rest:
-        services.set_options(rest)
+        services.config.apply(rest)
 
 
 def add_generation_routes(router: APIRouter, services: Services) -> None:

@@ -24,7 +24,7 @@ from modules.api.list_schemas import (
     UpscalerItem,
 )
 from modules.api.scripts import available_scripts, extension_script_info
-from modules.app_services import Services
+from modules.services import Services
 from modules.generation.request import IMAGE_UPSCALERS, LATENT_UPSCALE_MODES
 from modules.sampling.sampler_table import SAMPLERS, SamplerSpec
 from modules.sampling.schedules import SCHEDULES

@@ -13,7 +13,7 @@ from typing import Any
 from fastapi import APIRouter
 
 from modules.api.list_schemas import SDModelItem, SDVaeItem
-from modules.app_services import Services
+from modules.services import Services
 from modules.checkpoints.registry import ModelFile
 
 log = logging.getLogger(__name__)
@@ -45,16 +45,16 @@ def add_model_routes(router: APIRouter, services: Services) -> None:
 
     @router.post("/refresh-checkpoints")
     def refresh_checkpoints() -> None:
-        services.refresh()
+        services.models.refresh()
 
     @router.post("/refresh-vae")
     def refresh_vae() -> None:
-        services.refresh()
+        services.models.refresh()
 
     @router.post("/unload-checkpoint")
     def unload_checkpoint() -> None:
-        services.unload_checkpoint()
+        services.models.unload_checkpoint()
 
     @router.post("/reload-checkpoint")
     def reload_checkpoint() -> None:
-        services.reload_checkpoint()
+        services.models.reload_checkpoint()

@@ -17,7 +17,7 @@ from pydantic import ConfigDict, Field, create_model
 
 from modules.api.a1111_options import COMPAT_OPTIONS, compat_defaults
 from modules.api.errors import ApiInputError
-from modules.app_services import Services
+from modules.services import Services
 from modules.config import Settings
 from modules.errors import UserError
 
@@ -68,10 +68,10 @@ def add_options_routes(router: APIRouter, services: Services) -> None:
     @router.get("/options", response_model=OptionsModel)
     def get_options() -> dict[str, Any]:
         """Every setting: Easel's own, the active checkpoint's title and hash, and A1111's options Easel keeps."""
-        values = services.options()
+        values = services.config.values()
         if services.manager.loaded is None:  # starting up or unloaded: the one the next job loads (A1111 shows a title)
-            values["sd_model_checkpoint"] = services.startup_title() or values.get("sd_model_checkpoint", "")
-        values.update(compat_defaults(services.config_store.extra))
+            values["sd_model_checkpoint"] = services.models.startup_title() or values.get("sd_model_checkpoint", "")
+        values.update(compat_defaults(services.config.store.extra))
         return values
 
     @router.post("/options")
@@ -87,8 +87,8 @@ def add_options_routes(router: APIRouter, services: Services) -> None:
                 except ApiInputError as error:
                     raise UserError(str(error)) from error
         rest = {k: v for k, v in values.items() if k not in COMPAT_OPTIONS}
-        ignored = services.set_options(rest) if rest else []  # it waits for a running job (the model lock)
-        services.save_extra_options(compat)
+        ignored = services.config.apply(rest) if rest else []  # it waits for a running job (the model lock)
+        services.config.save_extra(compat)
         if ignored:
             log.info("POST /options ignored unknown settings: %s", ", ".join(sorted(ignored)))
         return None

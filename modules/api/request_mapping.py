@@ -25,7 +25,7 @@ from modules.api.errors import ApiInputError
 from modules.api.images import decode_image
 from modules.api.schemas import GenerationFields, Img2ImgRequest as ApiImg2Img, Txt2ImgRequest as ApiTxt2Img
 from modules.api.scripts import SelectableScript, find_script
-from modules.app_services import Services
+from modules.services import Services
 from modules.checkpoints.manager import VAE_AUTOMATIC, VAE_NONE
 from modules.config import Settings
 from modules.generation.request import GenerationRequest, Img2ImgRequest
@@ -80,7 +80,7 @@ def apply_infotext(services: Services, body: GenerationFields) -> tuple[Generati
     given = body.model_fields_set
     given_options = set(body.override_settings or {})
     img2img = isinstance(body, ApiImg2Img)
-    restored = services.picture_restorer().restore(body.infotext, {*type(body).model_fields, *_INFOTEXT_OVERRIDES}, hires_in_picture=img2img)
+    restored = services.models.picture_restorer().restore(body.infotext, {*type(body).model_fields, *_INFOTEXT_OVERRIDES}, hires_in_picture=img2img)
     update: dict[str, Any] = {}
     overrides: dict[str, Any] = {}
     for name, value in restored.fields.items():
@@ -116,7 +116,7 @@ def _schedule_label(name: str | None) -> str:
 
 
 def _stored(services: Services, name: str) -> Any:
-    return compat_value(services.config_store.extra, name)
+    return compat_value(services.config.store.extra, name)
 
 
 def _settings_overrides(services: Services, overrides: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from modules.api.errors import ApiInputError
-from modules.app_services import Services
+from modules.services import Services
 from modules.generation.outpaint import DIRECTIONS, OutpaintRequest
 from modules.generation.request import MASKED_CONTENT, Img2ImgRequest
 from modules.jobs import Job
@@ -105,7 +105,7 @@ def _poor_mans(base: Img2ImgRequest, named: dict[str, Any]) -> OutpaintRequest:
 
 
 def _queue_outpaint(services: Services, request: OutpaintRequest, job_id: str | None) -> Job:
-    return services.submit_outpaint(request, job_id=job_id)
+    return services.generation.submit_outpaint(request, job_id=job_id)
 
 
 PIXELS, BLUR, DIRECTION, MASKED = "Pixels to expand", "Mask blur", "Outpainting direction", "Masked content"

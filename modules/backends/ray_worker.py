@@ -176,9 +176,10 @@ class GenerationWorker:
     def _load_blocking(self, sha256: str) -> HeldCheckpoint:
         entry = self.find_by_hash(sha256)
         cache = self.config.cache_dir
-        manager = ModelManager(self.registry, self.device, self.dtype, cache / "tokenizers", ManagerOptions(checkpoint_cache_size=1))
-        manager.embeddings = EmbeddingLibrary(self.config.models_dir / "embeddings")
-        manager.embeddings.refresh()
+        embeddings = EmbeddingLibrary(self.config.models_dir / "embeddings")
+        embeddings.refresh()
+        manager = ModelManager(self.registry, self.device, self.dtype, cache / "tokenizers", ManagerOptions(checkpoint_cache_size=1),
+                               embeddings=embeddings)
         manager.switch_checkpoint(entry)
         loras = LoraLibrary(self.config.models_dir / "Lora")
         loras.refresh()

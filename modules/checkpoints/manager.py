@@ -18,7 +18,7 @@ from collections import OrderedDict
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Callable, Generic, Iterator, TypeVar
+from typing import TYPE_CHECKING, Callable, Generic, Iterator, TypeVar
 
 import torch
 
@@ -30,6 +30,9 @@ from modules.checkpoints.weights import Tensors, WeightSet, build_module, read_v
 from modules.errors import ModelBusyError, ModelLoadError, UserError
 from modules.memory import release_freed_memory
 from modules.performance import ComponentPlacer, Optimizations
+
+if TYPE_CHECKING:
+    from modules.prompts.embeddings import EmbeddingLibrary
 
 log = logging.getLogger(__name__)
 
@@ -102,7 +105,7 @@ class LoadedModel:
     timings: dict[str, float] = field(default_factory=dict)
     # Per-model caches of the generation engine (e.g. encoded prompts); they go with the model.
     caches: dict[str, object] = field(default_factory=dict)
-    embeddings: object | None = None  # the manager's EmbeddingLibrary (textual inversion), if any
+    embeddings: "EmbeddingLibrary | None" = None  # the manager's textual-inversion embeddings, if any
     optimizations: Optimizations | None = None  # what the engine applies per pass
     placer: ComponentPlacer | None = None  # model CPU offload: modules live in RAM, the engine brings each to `device`
 
@@ -146,6 +149,8 @@ class ModelManager:
         dtype: torch.dtype,
         tokenizer_cache: Path,
         options: ManagerOptions | None = None,
+        embeddings: "EmbeddingLibrary | None" = None,
+        on_loaded: list[Callable[["LoadedModel"], None]] | None = None,
     ):
         self.registry = registry
         self.device = device
@@ -162,8 +167,8 @@ class ModelManager:
         self._active_key: str | None = None  # cache key (path, size, mtime) of the active weights
         # Called with the new LoadedModel after every checkpoint or VAE activation (the extensions'
         # on_model_loaded); a listener must not raise.
-        self.on_loaded: list[Callable[[LoadedModel], None]] = []
-        self.embeddings: object | None = None  # an EmbeddingLibrary the prompt encoders use (set by the app)
+        self.on_loaded: list[Callable[[LoadedModel], None]] = list(on_loaded or [])
+        self.embeddings = embeddings  # the textual-inversion embeddings the prompt encoders use
         # Model CPU offload (the "offload" memory plan): modules are built in RAM and the engine
         # brings one at a time to `device`; otherwise they are built on `device`.
         offload = self.options.optimizations is not None and self.options.optimizations.offload

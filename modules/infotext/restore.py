@@ -17,7 +17,7 @@ setting without the user being told:
    already in the picture).
 
 The checkpoint, VAE, LoRAs and embeddings a picture names are looked up in the model folders by the
-caller (`modules/app_services.py`), which adds what it cannot find to the same list.
+caller (`modules/picture_restore.py`), which adds what it cannot find to the same list.
 """
 
 from __future__ import annotations

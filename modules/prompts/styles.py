@@ -207,6 +207,17 @@ class StyleStore:
         with self._lock:
             self._styles[style.name] = style
 
+    def save_new(self, name: str, prompt: str, negative_prompt: str) -> None:
+        """Saves the prompt and negative prompt as the style `name` (replacing one of that name);
+        UserError for an empty name or two empty prompts."""
+        name = (name or "").strip()
+        if not name:
+            raise UserError("Type a name for the style first.")
+        if not prompt.strip() and not negative_prompt.strip():
+            raise UserError("The prompt and negative prompt are both empty: nothing to save as a style.")
+        self.put(PromptStyle(name, prompt, negative_prompt))
+        self.save()
+
     def delete(self, name: str) -> bool:
         """Removes a style; False when there was none of that name. Call `save()` to write."""
         with self._lock:

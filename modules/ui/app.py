@@ -14,7 +14,7 @@ from fastapi import FastAPI
 from gradio.routes import App as GradioApp
 from starlette.routing import Mount
 
-from modules.app_services import Services
+from modules.services import Services
 from modules.errors import UserError
 from modules.ui.access import PageGate
 from modules.ui.history_tab import build_history_tab
@@ -55,7 +55,7 @@ KEYBOARD_JS = """
 def status_text(services: Services, error: str | None = None) -> str:
     """One line about the active model (name, family, VAE), then the error of the last action."""
     loaded = services.manager.loaded
-    waiting = services.startup_title() if loaded is None else None
+    waiting = services.models.startup_title() if loaded is None else None
     if loaded is None and waiting is not None:
         line = f"**{html.escape(waiting)}** loads with the first generation (or when picked above)."
     elif loaded is None:
@@ -86,33 +86,33 @@ def _run(action, *args) -> str | None:
 
 def build_ui(services: Services) -> gr.Blocks:
     def checkpoint_dropdown() -> gr.Dropdown:
-        return gr.Dropdown(choices=services.checkpoint_choices(), value=services.startup_name())
+        return gr.Dropdown(choices=services.models.checkpoint_choices(), value=services.models.startup_name())
 
     def vae_dropdown() -> gr.Dropdown:
-        return gr.Dropdown(choices=services.vae_choices(), value=services.manager.vae_choice)
+        return gr.Dropdown(choices=services.models.vae_choices(), value=services.manager.vae_choice)
 
     def current(error: str | None = None):
         return checkpoint_dropdown(), vae_dropdown(), status_text(services, error)
 
     def on_checkpoint(title: str | None):
-        return current(_run(services.switch_checkpoint, title) if title else None)
+        return current(_run(services.models.switch_checkpoint, title) if title else None)
 
     def on_vae(choice: str | None):
-        return current(_run(services.switch_vae, choice) if choice else None)
+        return current(_run(services.models.switch_vae, choice) if choice else None)
 
     def on_refresh():
-        return current(_run(services.refresh))
+        return current(_run(services.models.refresh))
 
     txt2img_runs, img2img_runs, outpaint_runs = SessionRuns(), SessionRuns(), SessionRuns()  # each tab's jobs and outcomes per session
     with gr.Blocks(title="Easel", analytics_enabled=False) as demo:
         with gr.Row(equal_height=True):
             gr.Markdown("# Easel", elem_id="easel-title")
             checkpoint = gr.Dropdown(
-                label="Stable Diffusion checkpoint", choices=services.checkpoint_choices(), value=services.startup_name(),
+                label="Stable Diffusion checkpoint", choices=services.models.checkpoint_choices(), value=services.models.startup_name(),
                 interactive=True, scale=4, elem_id="easel-checkpoint",
             )
             vae = gr.Dropdown(
-                label="SD VAE", choices=services.vae_choices(), value=services.manager.vae_choice,
+                label="SD VAE", choices=services.models.vae_choices(), value=services.manager.vae_choice,
                 interactive=True, scale=2, elem_id="easel-vae",
             )
             refresh = gr.Button("Refresh", scale=0, min_width=100, elem_id="easel-refresh")
@@ -134,7 +134,7 @@ def build_ui(services: Services) -> gr.Blocks:
             with gr.Tab("Settings", id="Settings", elem_id="tab-settings"):
                 settings_tab = build_settings_tab(services)
 
-        model_line = ModelLine([checkpoint, vae, status], current, lambda name: _run(services.switch_checkpoint, name))
+        model_line = ModelLine([checkpoint, vae, status], current, lambda name: _run(services.models.switch_checkpoint, name))
         sending = SendWiring(services, model_line, txt2img, img2img, outpainting)
         sending.wire_gallery(txt2img.send_buttons, txt2img_runs, parameters_to={"img2img", "inpaint", "outpainting"})
         sending.wire_gallery(img2img.send_buttons, img2img_runs, parameters_to={"outpainting"})

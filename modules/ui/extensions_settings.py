@@ -9,7 +9,7 @@ from typing import Any
 
 import gradio as gr
 
-from modules.app_services import Services
+from modules.services import Services
 from modules.errors import UserError
 
 
@@ -55,10 +55,10 @@ def build_extensions_section(services: Services) -> ExtensionsSection:
     def on_apply(values: dict[Any, Any]) -> str:
         chosen = set(values[enabled] or [])
         try:
-            changed = services.set_extensions_enabled({name: name in chosen for name in usable})
+            changed = services.config.set_extensions_enabled({name: name in chosen for name in usable})
             for (name, key), component in settings.items():
                 if values[component] != services.extensions.get(name).api.setting(key):
-                    services.set_extension_setting(name, key, values[component])
+                    services.config.set_extension_setting(name, key, values[component])
         except UserError as error:
             return f'<div class="easel-error" role="alert"><b>Error:</b> {html.escape(str(error))}</div>'
         if changed:

@@ -12,7 +12,8 @@ from dataclasses import dataclass
 import gradio as gr
 from PIL import Image, ImageDraw, ImageFont
 
-from modules.app_services import ExtraNetwork, Services
+from modules.app.models import ExtraNetwork
+from modules.services import Services
 from modules.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -70,7 +71,7 @@ class ExtraNetworksPanel:
 
 def build_extra_networks(services: Services, prefix: str, prompt: gr.Textbox) -> ExtraNetworksPanel:
     def listing() -> tuple[list, list[ExtraNetwork], str]:
-        entries = services.extra_networks()
+        entries = services.models.extra_networks()
         items = [(card_image(e), f"{e.name} [{e.short_hash}]" if e.short_hash else e.name) for e in entries]
         note = "" if entries else (f"No embeddings in {services.paths.embeddings_dir} and no LoRAs in "
                                    f"{services.paths.models_dir / 'Lora'}.")
@@ -92,7 +93,7 @@ def build_extra_networks(services: Services, prefix: str, prompt: gr.Textbox) ->
 
     def on_refresh_networks():
         try:
-            services.refresh()
+            services.models.refresh()
         except UserError as error:
             return gr.skip(), gr.skip(), f'<div class="easel-error"><b>Error:</b> {html.escape(str(error))}</div>'
         return listing()

@@ -15,7 +15,8 @@ from dataclasses import dataclass
 
 import gradio as gr
 
-from modules.app_services import GenerationDefaults, Services
+from modules.services import Services
+from modules.demo_model import GenerationDefaults
 from modules.errors import UserError
 from modules.sampling.sampler_table import sampler_labels
 from modules.sampling.schedules import schedule_labels
@@ -72,7 +73,7 @@ def token_html(services: Services, text: str) -> str:
     if not text:
         return EMPTY_TOKENS_HTML
     try:
-        used, limit = services.count_tokens(text or "")
+        used, limit = services.models.count_tokens(text or "")
     except UserError as error:  # a prompt syntax error, or the tokenizer still loading
         return f'<span class="easel-tokens" title="{html.escape(str(error))}">…/75</span>'
     except Exception:  # the counter is a hint: never a pop-up error while typing
@@ -182,7 +183,7 @@ def wire_prompt_row(services: Services, row: PromptRow, fields: Fields, message:
 
     def on_save_style(name: str, prompt: str, negative: str) -> tuple:
         try:
-            services.save_style(name, prompt or "", negative or "")
+            services.styles.save_new(name, prompt or "", negative or "")
         except UserError as error:
             return gr.skip(), progress_view.error_html(str(error))
         return gr.Dropdown(choices=services.styles.names), progress_view.done_html(f"Saved style {name.strip()!r} to styles.csv")

@@ -14,7 +14,7 @@ from typing import Any, Callable, Iterator
 
 import gradio as gr
 
-from modules.app_services import Services
+from modules.services import Services
 from modules.errors import UserError
 from modules.generation.request import GenerationRequest
 from modules.jobs import Job, JobState

@@ -14,7 +14,7 @@ from typing import Any
 import gradio as gr
 from PIL import Image
 
-from modules.app_services import Services
+from modules.services import Services
 from modules.generation.request import INPAINT_AREAS, MASK_MODES, MASKED_CONTENT, RESIZE_MODES, Img2ImgRequest
 from modules.ui.generation_panel import (
     Fields, GenerationPanel, PromptRow, build_batch_sliders, build_cfg_slider, build_output_column, build_prompt_row,
@@ -136,7 +136,7 @@ def _build_inpaint_controls(fields: Fields) -> gr.Column:
 
 def build_img2img_tab(services: Services, runs: SessionRuns) -> Img2ImgTab:
     fields: Fields = {}
-    defaults = services.generation_defaults()  # the demo model's size and CFG when Easel starts on it
+    defaults = services.models.generation_defaults()  # the demo model's size and CFG when Easel starts on it
     prompt_row = build_prompt_row(services, PREFIX, fields)
     build_extra_networks(services, PREFIX, fields["prompt"])
     with gr.Row():
@@ -183,7 +183,7 @@ def build_img2img_tab(services: Services, runs: SessionRuns) -> Img2ImgTab:
     resize_by_tab.select(lambda: True, None, resize_by, show_progress="hidden")
     wire_prompt_row(services, prompt_row, fields, output.progress)
     inputs = {*fields.values(), *pictures.values(), upload_mask, source, resize_by, scale, *scripts.components()}
-    generations = wire_generation(services, runs, panel, prepare, services.submit_img2img, inputs, "img2img-images")
+    generations = wire_generation(services, runs, panel, prepare, services.generation.submit_img2img, inputs, "img2img-images")
     return Img2ImgTab(
         fields=fields, pictures=pictures, sizes=sizes, source=source, inpaint_controls=inpaint_controls,
         gallery=output.gallery, progress=output.progress, send_buttons=output.send, generations=generations, prompt_row=prompt_row,

@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import gradio as gr
 from PIL import Image
 
-from modules.app_services import GenerationDefaults, Services
+from modules.services import Services
+from modules.demo_model import GenerationDefaults
 from modules.errors import UserError
 from modules.generation.image_ops import to_rgb
 from modules.generation.outpaint import DIRECTIONS, OUTPAINT_METHODS, OutpaintRequest, resolve
@@ -137,7 +138,7 @@ def _build_settings(settings: Fields, defaults: GenerationDefaults) -> tuple[gr.
 
 def build_outpainting_tab(services: Services, runs: SessionRuns) -> OutpaintingTab:
     fields: Fields = {}
-    defaults = services.generation_defaults()  # the demo model's size, CFG and pixels to expand when Easel starts on it
+    defaults = services.models.generation_defaults()  # the demo model's size, CFG and pixels to expand when Easel starts on it
     settings: Fields = {}
     prompt_row = build_prompt_row(services, PREFIX, fields)
     with gr.Row():
@@ -189,6 +190,6 @@ def build_outpainting_tab(services: Services, runs: SessionRuns) -> OutpaintingT
           concurrency_limit=None, trigger_mode="always_last")
     wire_prompt_row(services, prompt_row, fields, output.progress)
     inputs = {*fields.values(), *settings.values(), image}
-    generations = wire_generation(services, runs, panel, prepare, services.submit_outpaint, inputs, "img2img-images")
+    generations = wire_generation(services, runs, panel, prepare, services.generation.submit_outpaint, inputs, "img2img-images")
     return OutpaintingTab(fields=fields, settings=settings, image=image, gallery=output.gallery, progress=output.progress,
                           send_buttons=output.send, generations=generations, prompt_row=prompt_row)

@@ -33,7 +33,7 @@ from typing import Any, Callable
 import gradio as gr
 from PIL import Image
 
-from modules.app_services import Services
+from modules.services import Services
 from modules.errors import UserError
 from modules.infotext.restore import NotApplied
 from modules.picture_restore import PictureSettings
@@ -94,7 +94,7 @@ class SendWiring:
 
     def restore(self, target: str, infotext: str) -> PictureSettings:
         """The infotext's settings for `target` ("txt2img", "img2img", "inpaint", "outpainting")."""
-        restorer = self.services.picture_restorer()
+        restorer = self.services.models.picture_restorer()
         if target == "txt2img":
             return restorer.restore(infotext, set(self.txt2img.fields))
         if target == "outpainting":
@@ -129,7 +129,7 @@ class SendWiring:
                 restored.not_applied.insert(0, NotApplied("Model", entry.name, error))
         if restored.vae is not None and restored.vae != self.services.manager.vae_choice:
             try:
-                self.services.switch_vae(restored.vae)
+                self.services.models.switch_vae(restored.vae)
             except UserError as error:
                 restored.not_applied.insert(0, NotApplied("VAE", restored.vae, str(error)))
         return dict(zip(self.model_line.components, self.model_line.refresh(None)))

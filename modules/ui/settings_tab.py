@@ -12,7 +12,8 @@ from typing import Any, Callable
 
 import gradio as gr
 
-from modules.app_services import RESTART_SETTINGS, Services
+from modules.services import Services
+from modules.app.settings_control import RESTART_SETTINGS
 from modules.config import Settings
 from modules.errors import UserError
 from modules.ui.extensions_settings import build_extensions_section
@@ -92,7 +93,7 @@ def build_settings_tab(services: Services) -> SettingsTab:
         if not changed:
             return '<span class="easel-settings-result">Nothing changed.</span>'
         try:
-            services.set_options(changed)
+            services.config.apply(changed)
         except UserError as error:
             return f'<div class="easel-error" role="alert"><b>Error:</b> {html.escape(str(error))}</div>'
         later = [name for name in changed if name in RESTART_SETTINGS]

@@ -13,7 +13,7 @@ from typing import Any
 
 import gradio as gr
 
-from modules.app_services import Services
+from modules.services import Services
 from modules.generation.request import GenerationRequest
 from modules.ui.generation_panel import (
     Fields, GenerationPanel, PromptRow, build_batch_sliders, build_cfg_slider, build_output_column, build_prompt_row,
@@ -42,7 +42,7 @@ class Txt2ImgTab:
 
 def build_txt2img_tab(services: Services, runs: SessionRuns) -> Txt2ImgTab:
     fields: Fields = {}
-    defaults = services.generation_defaults()  # the demo model's size and CFG when Easel starts on it
+    defaults = services.models.generation_defaults()  # the demo model's size and CFG when Easel starts on it
     prompt_row = build_prompt_row(services, PREFIX, fields)
     build_extra_networks(services, PREFIX, fields["prompt"])
     with gr.Row():
@@ -68,6 +68,6 @@ def build_txt2img_tab(services: Services, runs: SessionRuns) -> Txt2ImgTab:
         return Prepared(request, script=script)
 
     wire_prompt_row(services, prompt_row, fields, output.progress)
-    generations = wire_generation(services, runs, panel, prepare, services.submit_txt2img, {*fields.values(), *scripts.components()}, "txt2img-images")
+    generations = wire_generation(services, runs, panel, prepare, services.generation.submit_txt2img, {*fields.values(), *scripts.components()}, "txt2img-images")
     return Txt2ImgTab(gallery=output.gallery, prompt=fields["prompt"], send_buttons=output.send, generations=generations, fields=fields,
                       prompt_row=prompt_row)

@@ -53,7 +53,7 @@ def infotext_params(text: str) -> dict[str, str]:
 
 
 def make_client(models: Path, data_dir: Path, *flags: str) -> tuple[TestClient, object]:
-    from modules.app_services import build_services
+    from modules.services import build_services
     from modules.cmd_args import parse_args
     from webui import create_app
 

@@ -16,7 +16,7 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 from fastapi.testclient import TestClient  # noqa: E402
 
-from modules.app_services import build_services  # noqa: E402
+from modules.services import build_services  # noqa: E402
 from modules.cmd_args import parse_args  # noqa: E402
 from modules.config import Settings  # noqa: E402
 from modules.generation.request import Img2ImgRequest  # noqa: E402
@@ -226,7 +226,7 @@ def test_a_pictures_checkpoint_and_vae_are_found_here_or_named(api, models):
     what is not here is named in the "not applied" list (modules/picture_restore.py)."""
     client, services, _ = api
     switch(client, "a.safetensors")
-    restorer = services.picture_restorer()
+    restorer = services.models.picture_restorer()
     a_hash = sha256(models["sd"] / "a.safetensors")
     v_hash = sha256(models["root"] / "VAE" / "v.safetensors")
     line = "p\nSteps: 2, Sampler: Euler, Seed: 1, Size: 64x64"

@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -43,16 +44,25 @@ def write_embeddings(folder: Path) -> dict[str, torch.Tensor]:
     return made
 
 
+@dataclass(frozen=True)
+class Embedded:
+    """The app in one CPU dtype, with each file's vectors as written and as the text encoder gets
+    them (cast to that dtype)."""
+
+    app: Any
+    files: dict[str, torch.Tensor]
+    made: dict[str, torch.Tensor]
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.app, name)  # the services' parts, as `services.embeddings`
+
+
 @pytest.fixture(scope="module")
 def services(tmp_path_factory, tokenizer_cache, dtype_name):
-    """The app in each CPU dtype; `made` holds each file's vectors as the text encoder gets them
-    (cast to that dtype)."""
     root = tmp_path_factory.mktemp("embeddings")
-    made = write_embeddings(root / "models" / "embeddings")
+    files = write_embeddings(root / "models" / "embeddings")
     built = make_services(root, "--dtype", dtype_name, extensions=root / "no-extensions")
-    built.files = made
-    built.made = {name: tensor.to(CPU_DTYPES[dtype_name]) for name, tensor in made.items()}
-    yield built
+    yield Embedded(built, files, {name: tensor.to(CPU_DTYPES[dtype_name]) for name, tensor in files.items()})
     built.queue.close()
 
 
@@ -112,11 +122,11 @@ def test_an_embedding_is_never_split_across_chunks(services):
 def test_the_infotext_records_ti_hashes_and_the_image_changes(services):
     request = GenerationRequest(prompt="a cat, glowy", negative_prompt="sparkle", steps=3, width=64, height=64, seed=5,
                                 sampler_name="Euler", preview_every=0)
-    result = services.submit_txt2img(request).result(timeout=120)
+    result = services.generation.submit_txt2img(request).result(timeout=120)
     library = services.embeddings.embeddings
     expected = f"glowy: {library['glowy'].shorthash}, sparkle: {library['sparkle'].shorthash}"
     assert parse_infotext(result.infotexts[0])["TI hashes"] == expected
-    plain = services.submit_txt2img(replace(request, prompt="a cat, glowz", negative_prompt="sparklf")).result(timeout=120)
+    plain = services.generation.submit_txt2img(replace(request, prompt="a cat, glowz", negative_prompt="sparklf")).result(timeout=120)
     assert "TI hashes" not in plain.infotexts[0]
     assert not np.array_equal(np.asarray(result.images[0]), np.asarray(plain.images[0]))
 

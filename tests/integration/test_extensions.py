@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from modules.app_services import build_services
+from modules.services import build_services
 from modules.cmd_args import parse_args
 from modules.errors import UserError
 from modules.generation.request import GenerationRequest
@@ -69,7 +69,7 @@ def test_discovery_loads_the_good_ones_and_says_why_the_others_are_out(services)
 
 
 def test_every_hook_fires_in_order_with_its_arguments(services, calls):
-    result = services.submit_txt2img(request(batch_size=2, n_iter=2, save_samples=True)).result(timeout=120)
+    result = services.generation.submit_txt2img(request(batch_size=2, n_iter=2, save_samples=True)).result(timeout=120)
     order = [name for name, _ in calls if name != "on_step"]
     assert order == ["before_job", "before_batch", "before_batch", *["after_image"] * 4, *["on_image_saved"] * 4, "after_job"]
     start = calls[0][1]
@@ -89,18 +89,18 @@ def test_every_hook_fires_in_order_with_its_arguments(services, calls):
 
 
 def test_the_step_hook_changes_the_picture_and_before_job_the_request(services, calls):
-    plain = services.submit_txt2img(request()).result(timeout=120)
-    scaled = services.submit_txt2img(request(script_values={"recorder": {"latent_scale": 0.5}})).result(timeout=120)
+    plain = services.generation.submit_txt2img(request()).result(timeout=120)
+    scaled = services.generation.submit_txt2img(request(script_values={"recorder": {"latent_scale": 0.5}})).result(timeout=120)
     difference = np.abs(np.asarray(plain.images[0], dtype=int) - np.asarray(scaled.images[0], dtype=int)).mean()
     assert difference > 5
-    again = services.submit_txt2img(request(script_values={"recorder": {"latent_scale": 0.5}})).result(timeout=120)
+    again = services.generation.submit_txt2img(request(script_values={"recorder": {"latent_scale": 0.5}})).result(timeout=120)
     assert np.array_equal(np.asarray(again.images[0]), np.asarray(scaled.images[0]))  # deterministic
-    shouted = services.submit_txt2img(request(script_values={"recorder": {"shout": True}})).result(timeout=120)
+    shouted = services.generation.submit_txt2img(request(script_values={"recorder": {"shout": True}})).result(timeout=120)
     assert parse_infotext(shouted.infotexts[0])["Prompt"] == "A RED CIRCLE"
     # The step hook may swap the conditioning: guided by the negative prompt alone, the picture is
     # the one an empty prompt makes.
-    dropped = services.submit_txt2img(request(script_values={"recorder": {"drop_prompt": True}})).result(timeout=120)
-    empty = services.submit_txt2img(request(prompt="")).result(timeout=120)
+    dropped = services.generation.submit_txt2img(request(script_values={"recorder": {"drop_prompt": True}})).result(timeout=120)
+    empty = services.generation.submit_txt2img(request(prompt="")).result(timeout=120)
     assert np.array_equal(np.asarray(dropped.images[0]), np.asarray(empty.images[0]))
     assert not np.array_equal(np.asarray(dropped.images[0]), np.asarray(plain.images[0]))
 
@@ -111,23 +111,23 @@ def test_a_failing_extension_is_named_once_and_the_job_goes_on(tmp_path, tokeniz
     shutil.copytree(FIXTURES / "broken-hooks", tmp_path / "extensions" / "broken-hooks")
     own = make_services(tmp_path, extensions=tmp_path / "extensions")
     try:
-        result = own.submit_txt2img(request()).result(timeout=120)
+        result = own.generation.submit_txt2img(request()).result(timeout=120)
         assert len(result.images) == 1 and len(result.infotexts) == 1
         failed = [n for n in result.notes if "broken-hooks" in n]
         assert [n.split(" failed in ")[1].split(" (")[0] for n in failed] == [
             "on_model_loaded", "before_job", "before_batch", "on_step", "after_image", "on_image_saved", "after_job"]
         assert "(RuntimeError: broken in on_step); the job went on without it" in failed[3]
-        again = own.submit_txt2img(request()).result(timeout=120)
+        again = own.generation.submit_txt2img(request()).result(timeout=120)
         assert len(again.images) == 1 and not again.notes  # shown once; still logged every time
     finally:
         own.queue.close()
 
 
 def test_model_loaded_hook_and_a_selectable_script_job(services, calls):
-    services.switch_checkpoint("beta")
+    services.models.switch_checkpoint("beta")
     loaded = [arg for name, arg in calls if name == "on_model_loaded"]
     assert [(m.name, m.family) for m in loaded] == [("beta", "sd1")]
-    services.switch_checkpoint("alpha")
+    services.models.switch_checkpoint("alpha")
     script = services.extensions.find_script("Seed walk", "txt2img")
     values = script.values_from([3])
     assert values == {"count": 3, "mood": "calm"}
@@ -142,13 +142,13 @@ def test_model_loaded_hook_and_a_selectable_script_job(services, calls):
 
 
 def test_enabling_and_disabling_takes_effect_at_the_next_start(services):
-    changed = services.set_extensions_enabled({"recorder": False, "off-by-default": False})
+    changed = services.config.set_extensions_enabled({"recorder": False, "off-by-default": False})
     assert changed == ["recorder"]
     with pytest.raises(UserError, match="no extension named 'nope'"):
-        services.set_extensions_enabled({"nope": True})
-    services.set_extension_setting("recorder", "greeting", "hi")
+        services.config.set_extensions_enabled({"nope": True})
+    services.config.set_extension_setting("recorder", "greeting", "hi")
     with pytest.raises(UserError, match="Greeting must be one of hello, hi"):
-        services.set_extension_setting("recorder", "greeting", "yo")
+        services.config.set_extension_setting("recorder", "greeting", "yo")
     assert services.extensions.get("recorder").api.setting("greeting") == "hi"
     root = services.paths.data_dir.parent
     restarted = make_services(root)  # the same data dir: the next start
@@ -157,7 +157,7 @@ def test_enabling_and_disabling_takes_effect_at_the_next_start(services):
         assert restarted.extensions.scripts("txt2img") == []
     finally:
         restarted.queue.close()
-    services.set_extensions_enabled({"recorder": True})
+    services.config.set_extensions_enabled({"recorder": True})
     restarted = make_services(root)
     try:
         assert restarted.extensions.get("recorder").status == "loaded"
@@ -214,8 +214,8 @@ def test_the_readme_example_works_as_documented(tmp_path, tokenizer_cache):
     (folder / "extension.py").write_text(code)
     own = make_services(tmp_path, extensions=tmp_path / "extensions")
     try:
-        plain = own.submit_txt2img(request()).result(timeout=120)
-        warm = own.submit_txt2img(request(script_values={"warm tint": {"amount": 0.5}})).result(timeout=120)
+        plain = own.generation.submit_txt2img(request()).result(timeout=120)
+        warm = own.generation.submit_txt2img(request(script_values={"warm tint": {"amount": 0.5}})).result(timeout=120)
         red = lambda result: np.asarray(result.images[0].convert("RGB"), dtype=float)[..., 0].mean()  # noqa: E731
         assert red(warm) > red(plain) * 1.2
         assert parse_infotext(warm.infotexts[0])["Warm tint"] == "0.5" and "Warm tint" not in plain.infotexts[0]

@@ -67,7 +67,7 @@ REQUESTS: dict[str, tuple[str, dict]] = {
 
 @pytest.fixture(scope="module")
 def app(tmp_path_factory):
-    from modules.app_services import build_services
+    from modules.services import build_services
     from modules.cmd_args import parse_args
     from tools.make_test_models import write_test_checkpoint
     from webui import create_app

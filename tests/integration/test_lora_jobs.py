@@ -33,7 +33,7 @@ def request(prompt: str) -> GenerationRequest:
 
 
 def run(services, prompt: str):
-    return services.submit_txt2img(request(prompt)).result(timeout=120)
+    return services.generation.submit_txt2img(request(prompt)).result(timeout=120)
 
 
 def weights(services) -> dict[str, torch.Tensor]:
@@ -70,7 +70,7 @@ def test_an_unknown_lora_is_noted_and_a_bad_tag_refused(services):
     assert any("LoRA 'nowhere' is not in Lora/" in note for note in missing.notes)
     assert "Lora hashes" not in missing.infotexts[0]
     with pytest.raises(UserError, match="lora"):
-        services.submit_txt2img(request("a red cat <lora:crisp:lots>"))
+        services.generation.submit_txt2img(request("a red cat <lora:crisp:lots>"))
 
 
 def test_the_panel_api_and_send_to_know_the_loras(services):
@@ -78,7 +78,7 @@ def test_the_panel_api_and_send_to_know_the_loras(services):
 
     from webui import create_app
 
-    cards = {(e.kind, e.name): e.tag for e in services.extra_networks()}
+    cards = {(e.kind, e.name): e.tag for e in services.models.extra_networks()}
     assert cards[("lora", "crisp")] == "<lora:crisp:1>" and cards[("lora", "warm")] == "<lora:warm:1>"
     client = TestClient(create_app(services, replace(services.args, api=True, nowebui=True)), raise_server_exceptions=False)
     listed = {item["name"]: item for item in client.get("/sdapi/v1/loras").json()}
@@ -86,7 +86,7 @@ def test_the_panel_api_and_send_to_know_the_loras(services):
     write_test_lora(services.paths.models_dir / "Lora" / "fresh.safetensors", "sd1", "tiny", seed=23, rank=2)
     assert client.post("/sdapi/v1/refresh-loras").json() is None
     assert "fresh" in {item["name"] for item in client.get("/sdapi/v1/loras").json()}
-    missing = services.picture_restorer().missing_networks(
+    missing = services.models.picture_restorer().missing_networks(
         "x <lora:crisp:1> <lora:gone:0.5>", {"Lora hashes": '"crisp: 1234, other: 99"', "TI hashes": "EasyNegative: abc"})
     assert [str(item) for item in missing] == ["LoRA: gone (not in Lora/)", "LoRA: other (not in Lora/)",
                                                "Embedding: EasyNegative (not among your embeddings)"]

@@ -26,7 +26,7 @@ pytest.importorskip("ray.serve")
 
 from fastapi.testclient import TestClient  # noqa: E402
 
-from modules.app_services import build_services  # noqa: E402
+from modules.services import build_services  # noqa: E402
 from modules.backends.ray_serve import RayRunner, ServedResult  # noqa: E402
 from modules.checkpoints.manager import ManagerOptions, ModelManager  # noqa: E402
 from modules.cmd_args import parse_args  # noqa: E402

@@ -42,9 +42,9 @@ def test_a_full_queue_refuses_with_503_and_the_accepted_jobs_complete(api):
     assert services.queue.max_pending == 2 and client.get("/sdapi/v1/options").json()["max_queued_jobs"] == 2
     try:
         with services.manager.lock:  # the worker takes a job and waits for the model: the rest queue up
-            accepted = [services.submit_txt2img(request(seed=seed, prompt=f"job {seed}")) for seed in (1, 2)]
+            accepted = [services.generation.submit_txt2img(request(seed=seed, prompt=f"job {seed}")) for seed in (1, 2)]
             wait_until(lambda: services.queue.running())
-            accepted.append(services.submit_txt2img(request(seed=3, prompt="job 3")))
+            accepted.append(services.generation.submit_txt2img(request(seed=3, prompt="job 3")))
             assert len(services.queue.pending()) == 2
 
             answer: dict = {}  # in a thread, so that a server that queues instead of refusing fails fast, not hangs
@@ -53,7 +53,7 @@ def test_a_full_queue_refuses_with_503_and_the_accepted_jobs_complete(api):
             poster.join(timeout=30)
             answered_at_once = not poster.is_alive()
             with pytest.raises(QueueFullError, match=r"^the queue is full \(2 waiting\)"):
-                services.submit_txt2img(request(seed=4))
+                services.generation.submit_txt2img(request(seed=4))
 
         poster.join(timeout=120)
         assert answered_at_once, "the API waited for room instead of refusing the job"
@@ -66,7 +66,7 @@ def test_a_full_queue_refuses_with_503_and_the_accepted_jobs_complete(api):
 
         results = [job.result(timeout=120) for job in accepted]
         assert [r.image_seeds for r in results] == [[1], [2], [3]]
-        reference = services.submit_txt2img(request(seed=3, prompt="job 3", save_samples=False)).result(timeout=120)
+        reference = services.generation.submit_txt2img(request(seed=3, prompt="job 3", save_samples=False)).result(timeout=120)
         assert pixels(results[2].images[0]) == pixels(reference.images[0])
 
         again = client.post("/sdapi/v1/txt2img", json=TXT2IMG)  # room again

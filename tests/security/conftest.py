@@ -97,7 +97,7 @@ def site(tmp_path_factory: pytest.TempPathFactory):
     """The app with --api, --gradio-auth and --api-auth, serving on 127.0.0.1 (uvicorn thread)."""
     import uvicorn
 
-    from modules.app_services import build_services
+    from modules.services import build_services
     from modules.cmd_args import parse_args
     from webui import create_app
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 from PIL import Image
 
-from modules.app_services import DEMO_DEFAULTS
+from modules.demo_model import DEMO_DEFAULTS
 from modules.checkpoints.hashing import HashCache
 from modules.checkpoints.manager import LoadedModel, ManagerOptions, ModelManager
 from modules.checkpoints.registry import ModelRegistry

@@ -8,7 +8,8 @@ import os
 import pytest
 from PIL import Image
 
-from modules.app_services import build_services, first_checkpoint
+from modules.services import build_services
+from modules.demo_model import first_checkpoint
 from modules.checkpoints.registry import ModelFile
 from modules.cmd_args import DEMO_CHECKPOINT, parse_args
 from modules.errors import UserError
@@ -33,9 +34,9 @@ def test_a_fresh_install_loads_the_demo_and_draws_the_prompt(tmp_path):
     try:
         assert [entry.path for entry in services.registry.checkpoints] == [DEMO_CHECKPOINT]
         assert services.manager.loaded is not None and services.manager.loaded.checkpoint.path == DEMO_CHECKPOINT
-        defaults = services.generation_defaults()  # what the tabs open with: the demo's size and CFG
+        defaults = services.models.generation_defaults()  # what the tabs open with: the demo's size and CFG
         assert (defaults.width, defaults.height, defaults.cfg_scale) == (64, 64, 2.5) and "demo" in defaults.note
-        job = services.submit_txt2img(GenerationRequest(
+        job = services.generation.submit_txt2img(GenerationRequest(
             prompt="a yellow square on a blue background", seed=3, batch_size=3, steps=20, width=defaults.width, height=defaults.height,
             cfg_scale=defaults.cfg_scale, sampler_name="Euler a", save_samples=False,
         ))
@@ -50,8 +51,8 @@ def test_a_user_checkpoint_replaces_the_demo(tmp_path):
     services = services_for(tmp_path)
     try:
         assert [entry.name for entry in services.registry.checkpoints] == ["mine.safetensors"]
-        assert services.startup_name() == "mine.safetensors"
-        defaults = services.generation_defaults()  # A1111's, for any model of the user's
+        assert services.models.startup_name() == "mine.safetensors"
+        defaults = services.models.generation_defaults()  # A1111's, for any model of the user's
         assert (defaults.width, defaults.height, defaults.cfg_scale, defaults.note, defaults.outpaint_pixels) == (512, 512, 7.0, "", 128)
     finally:
         services.close()
@@ -66,7 +67,7 @@ def test_the_user_checkpoint_is_chosen_before_a_listed_demo(tmp_path):
     services = services_for(tmp_path, "--ckpt-dir", str(extra))
     try:
         assert [entry.name for entry in services.registry.checkpoints] == [DEMO_CHECKPOINT.name, "zzz.safetensors"]
-        assert services.startup_name() == "zzz.safetensors"
+        assert services.models.startup_name() == "zzz.safetensors"
     finally:
         services.close()
     demo_only = [ModelFile("checkpoint", DEMO_CHECKPOINT, DEMO_CHECKPOINT.name)]
@@ -78,7 +79,7 @@ def test_no_demo_model_flag_leaves_a_fresh_install_without_a_model(tmp_path):
     try:
         assert services.registry.checkpoints == [] and services.manager.loaded is None
         with pytest.raises(UserError, match="No checkpoint found"):
-            services.ensure_model()
+            services.models.ensure_model()
     finally:
         services.close()
 
