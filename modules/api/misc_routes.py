@@ -46,7 +46,7 @@ def sampler_options(row: SamplerSpec) -> dict[str, str]:
 
 
 def samplers() -> list[dict[str, Any]]:
-    return [{"name": row.label, "aliases": list(row.aliases), "options": sampler_options(row)} for row in SAMPLERS if row.available]
+    return [{"name": row.label, "aliases": list(row.aliases), "options": sampler_options(row)} for row in SAMPLERS]
 
 
 def schedulers() -> list[dict[str, Any]]:

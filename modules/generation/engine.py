@@ -134,6 +134,12 @@ class MaskedDenoiser:
     def __call__(self, x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
         return blend(self.inner(x, sigma), self.init_latent, self.keep)
 
+    @property
+    def last_uncond_x0(self) -> torch.Tensor | None:
+        """The unconditional x0 held like the guided one (DDIM CFG++ then steps as DDIM where `keep` is 1)."""
+        x0 = self.inner.last_uncond_x0
+        return None if x0 is None else blend(x0, self.init_latent, self.keep)
+
 
 class HookedDenoiser:
     """Calls `hook` with the model's inputs before every evaluation of `denoiser`; the hook may
@@ -148,6 +154,10 @@ class HookedDenoiser:
         self.hook(call)
         self.guided.conds, self.guided.unconds = call.conds, call.unconds
         return self.denoiser(call.x, sigma)
+
+    @property
+    def last_uncond_x0(self) -> torch.Tensor | None:
+        return self.denoiser.last_uncond_x0
 
 
 def on_device(model: LoadedModel, *modules: torch.nn.Module) -> None:
@@ -219,7 +229,9 @@ def _sample(model: LoadedModel, request: GenerationRequest, plan: SamplingPass, 
     # arithmetic) and the denoiser's sigma grid goes to the latent's device (sigma -> timestep is
     # then device arithmetic): so a step never waits for the GPU to report a number back.
     inner = model_denoiser(model, plan.time_ids, plan.image_conditioning, unet).to(plan.x.device)
-    guided = GuidedDenoiser(inner, plan.conds, plan.unconds, request.cfg_scale, inner.sigma_min, inner.sigma_max)
+    # DDIM CFG++ runs at A1111's CFG scale / 12.5 and steps along the unconditional x0 (see its row).
+    cfg_scale = request.cfg_scale * plan.sampler.cfg_scale_multiplier
+    guided = GuidedDenoiser(inner, plan.conds, plan.unconds, cfg_scale, inner.sigma_min, inner.sigma_max, keep_uncond=plan.sampler.needs_uncond)
     denoiser = guided if plan.keep is None else MaskedDenoiser(guided, plan.init_latent, plan.keep)
     done_steps = {"steps": 0}
     if progress.hooks is not None and progress.hooks.before_denoise is not None:

@@ -60,7 +60,10 @@ class UNetEps:
 
 
 class GuidedDenoiser:
-    """x0 with classifier-free guidance; the sampler calls it like any Denoiser."""
+    """x0 with classifier-free guidance; the sampler calls it like any Denoiser.
+
+    With `keep_uncond` (samplers flagged `needs_uncond`: DDIM CFG++) it is an `UncondDenoiser`: it
+    always runs the negative prompt, even at scale 1, and keeps its x0 as `last_uncond_x0`."""
 
     def __init__(
         self,
@@ -70,6 +73,7 @@ class GuidedDenoiser:
         cfg_scale: float,
         sigma_min: float,
         sigma_max: float,
+        keep_uncond: bool = False,
     ):
         self.denoise = denoise  # (x, sigma, hidden=..., pooled=...) -> x0
         self.conds = conds
@@ -77,6 +81,8 @@ class GuidedDenoiser:
         self.cfg_scale = cfg_scale
         self.sigma_min = sigma_min
         self.sigma_max = sigma_max
+        self.keep_uncond = keep_uncond
+        self.last_uncond_x0: torch.Tensor | None = None
         # Counted per model call from 0, as A1111's CFGDenoiser does (second-order samplers call
         # twice a step).
         self.step = 0
@@ -90,11 +96,13 @@ class GuidedDenoiser:
         self.step += 1
         batch = x.shape[0]
         sigma = sigma.reshape(-1).expand(batch) if sigma.numel() == 1 else sigma
-        if self.cfg_scale == 1.0 and len(conds) == 1:
+        if self.cfg_scale == 1.0 and len(conds) == 1 and not self.keep_uncond:
             return self._run(x, sigma, [conds[0][0]])[0]
         entries = [c for c, _ in conds] + [uncond]
         outputs = self._run(x, sigma, entries)
         uncond_x0 = outputs[-1]
+        if self.keep_uncond:
+            self.last_uncond_x0 = uncond_x0
         result = uncond_x0.clone()
         for (_, weight), cond_x0 in zip(conds, outputs[:-1]):
             result += (cond_x0 - uncond_x0) * (weight * self.cfg_scale)

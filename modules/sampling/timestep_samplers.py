@@ -1,4 +1,4 @@
-"""A1111's timestep samplers (DDIM, PLMS, UniPC) and LCM, rewritten in k-diffusion's sigma space.
+"""A1111's timestep samplers (DDIM, DDIM CFG++, PLMS, UniPC) and LCM, rewritten in k-diffusion's sigma space.
 
 A1111 1.10.1 runs DDIM, PLMS and UniPC on the CompVis variance-preserving latent ``x_vp`` with an eps
 model called at integer (DDIM, PLMS) or continuous (UniPC) timesteps (`sd_samplers_timesteps_impl.py`,
@@ -10,6 +10,11 @@ VP updates translate exactly:
 - DDIM, eta 0: ``x_prev = sqrt(a_prev) * x0 + sqrt(1 - a_prev) * eps`` is, divided by ``sqrt(a_prev)``,
   ``x0 + sigma_next * eps`` - Euler's step. DDIM's eta noise is the ancestral split
   ``sigma_up = eta * sigma_next * sqrt(1 - sigma_next^2 / sigma^2)``.
+- DDIM CFG++ (Chung et al. 2024, "CFG++: Manifold-constrained Classifier Free Guidance"): the same
+  step with the guided x0 but the *unconditional* eps, ``x0 + sigma_next * eps_uncond``. Its model is
+  an :class:`~modules.sampling.types.UncondDenoiser` (``eps_uncond = (x - last_uncond_x0) / sigma``),
+  and its guidance scale is A1111's CFG scale divided by 12.5 (0..12.5 maps to 0..1): the sampler
+  row's ``cfg_scale_multiplier``, which the engine applies when it builds the guidance.
 - PLMS: Adams-Bashforth on eps over those same Euler steps, with A1111's improved-Euler first step.
 - UniPC: the data-prediction B(h) update in ``lambda = -log(sigma)``; the k-space forms of
   ``sigma_t / sigma_s * x`` and ``alpha_t * h_phi_1`` lose their alphas.
@@ -28,10 +33,6 @@ k-space is ``noise * sqrt(1 + sigmas[0]^2)``, not the contract's ``noise * sigma
 t=951); at ``end_at_zero=False`` the result is still a k-space latent at the last sigma, which A1111
 decodes as ``x / sqrt(1 + sigma^2)`` (0.1% less at t=1).
 
-Left out: DDIM CFG++. It steps along the *unconditional* eps and needs the CFG scale divided by 12.5
-inside the denoiser; a :class:`Denoiser` returns only the combined x0, so it cannot be written against
-this contract without widening it (e.g. a denoiser that also returns the unconditional x0 and takes a
-scale multiplier).
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ import math
 
 import torch
 
-from modules.sampling.types import Denoiser, DiscreteSchedule, SamplerContext, StepInfo
+from modules.sampling.types import Denoiser, DiscreteSchedule, SamplerContext, StepInfo, UncondDenoiser
 
 UNIPC_VARIANTS = ("bh1", "bh2")
 
@@ -153,13 +154,40 @@ def sample_ddim(model: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, ctx: Sam
     ``eta * sigma_next * sqrt(1 - sigma_next^2 / sigma^2)``; the deterministic part keeps the rest
     of ``sigma_next`` along the predicted eps.
     """
+    return _ddim(model, x, sigmas, ctx, along_uncond=False)
+
+
+@torch.no_grad()
+def sample_ddim_cfgpp(model: UncondDenoiser, x: torch.Tensor, sigmas: torch.Tensor, ctx: SamplerContext) -> torch.Tensor:
+    """A1111's DDIM CFG++: DDIM's step from the guided x0, continued along the unconditional eps.
+
+    ``model`` must keep the unconditional x0 of each call (``last_uncond_x0``), and its guidance
+    scale is the user's CFG scale divided by 12.5 (the sampler row says both; the engine does them).
+    Eta works as in DDIM. With the same prompt as negative prompt this is DDIM.
+    """
+    return _ddim(model, x, sigmas, ctx, along_uncond=True)
+
+
+def _uncond_x0(model: Denoiser, x: torch.Tensor) -> torch.Tensor:
+    """The unconditional x0 the model kept from its latest call, or a TypeError saying what is missing."""
+    x0 = getattr(model, "last_uncond_x0", None)
+    if x0 is None or x0.shape != x.shape:
+        raise TypeError(
+            f"DDIM CFG++ steps along the unconditional prediction, but {type(model).__name__} kept none for this "
+            "call: its model must be an UncondDenoiser (the engine's guidance built for a row with needs_uncond)."
+        )
+    return x0
+
+
+def _ddim(model: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, ctx: SamplerContext, along_uncond: bool) -> torch.Tensor:
+    """DDIM's loop; ``along_uncond``: CFG++, the step's direction is the unconditional eps."""
     sig = sigmas.tolist()
     n = len(sig) - 1
     for i in range(n):
         sigma, sigma_next = sig[i], sig[i + 1]
         denoised = _denoise(model, x, sigmas, i)
         _report(ctx, sigmas, i, x, denoised)
-        eps = (x - denoised) / sigma
+        eps = (x - (_uncond_x0(model, x) if along_uncond else denoised)) / sigma
         sigma_up = 0.0
         if ctx.eta > 0 and sigma_next > 0:
             sigma_up = min(sigma_next, ctx.eta * sigma_next * math.sqrt(max(1.0 - sigma_next**2 / sigma**2, 0.0)))

@@ -5,7 +5,9 @@ k-diffusion where every sampler has the same signature:
 
 - ``model`` is a :class:`Denoiser`: it maps a noisy latent and its noise level to the predicted
   clean latent x0. The engine has already folded classifier-free guidance, the prompt schedule
-  and inpainting masks into it, so a sampler only ever sees "x0 for this x at this sigma".
+  and inpainting masks into it, so a sampler only ever sees "x0 for this x at this sigma". The one
+  exception is CFG++ (DDIM CFG++), which steps along the unconditional prediction: its model is an
+  :class:`UncondDenoiser`, which also keeps the unconditional x0 of its latest call.
 - ``x`` is the starting latent, already multiplied by ``sigmas[0]`` (for txt2img: unit noise
   times sigma_max; for img2img: the encoded image plus noise at the first sigma).
 - ``sigmas`` is a 1-D float tensor of descending noise levels; it ends with 0 (A1111's KL Optimal
@@ -40,6 +42,19 @@ class Denoiser(Protocol):
     sigma_max: float
 
     def __call__(self, x: Tensor, sigma: Tensor) -> Tensor: ...
+
+
+@runtime_checkable
+class UncondDenoiser(Denoiser, Protocol):
+    """A :class:`Denoiser` under classifier-free guidance that also keeps, after every call, the
+    *unconditional* (negative prompt) x0 prediction of that call as ``last_uncond_x0``.
+
+    Samplers that step along the unconditional prediction (DDIM CFG++, flagged ``needs_uncond`` in
+    the sampler table) need it; the engine's guidance keeps it for them. It is ``None`` before the
+    first call.
+    """
+
+    last_uncond_x0: Tensor | None
 
 
 @runtime_checkable

@@ -96,13 +96,26 @@ def test_a_chunked_body_over_the_limit_gets_413(site, api_auth):
 
 
 def test_a_body_under_the_limit_still_works(site, api_auth):
-    from PIL import Image
     import io
 
+    from PIL import Image, PngImagePlugin
+
+    infotext = "a lighthouse at dusk\nNegative prompt: fog\nSteps: 12, Sampler: Euler a, CFG scale: 6.5, Seed: 4242, Size: 16x16"
+    chunks = PngImagePlugin.PngInfo()
+    chunks.add_text("parameters", infotext)
+    chunks.add_text("Comment", "made by hand")
     buffer = io.BytesIO()
-    Image.new("RGB", (16, 16), (1, 2, 3)).save(buffer, format="PNG")
+    Image.new("RGB", (16, 16), (1, 2, 3)).save(buffer, format="PNG", pnginfo=chunks)
     answer = httpx.post(site.url + API + "/png-info", json={"image": base64.b64encode(buffer.getvalue()).decode()}, auth=api_auth)
     assert answer.status_code == 200, answer.text
+    result = answer.json()
+    assert result["info"] == infotext and result["items"] == {"Comment": "made by hand"}
+    parameters = result["parameters"]
+    assert (parameters["Prompt"], parameters["Negative prompt"]) == ("a lighthouse at dusk", "fog")
+    # as A1111's /png-info: every value a string, the defaults it fills in for keys the text lacks
+    assert {key: parameters[key] for key in ("Steps", "Sampler", "CFG scale", "Seed", "Size-1", "Size-2")} == {
+        "Steps": "12", "Sampler": "Euler a", "CFG scale": "6.5", "Seed": "4242", "Size-1": "16", "Size-2": "16"}
+    assert parameters["Clip skip"] == "1" and parameters["Schedule type"] == "Automatic"
 
 
 def test_a_page_upload_over_the_limit_gets_413(site):
@@ -113,14 +126,14 @@ def test_a_page_upload_over_the_limit_gets_413(site):
     assert "--max-upload-mb" in answer.text
 
 
-def page_function(site, elem_id: str, name: str) -> str:
-    """The api name of the page event `name` whose first input is the component `elem_id`."""
+def page_function(site, elem_id: str, name: str, position: int = 0) -> str:
+    """The api name of the page event `name` whose input number `position` is the component `elem_id`."""
     from gradio.routes import App
     from starlette.routing import Mount
 
     page = next(r.app for r in site.app.routes if isinstance(r, Mount) and isinstance(r.app, App))
     for fn in page.get_blocks().fns.values():
-        if fn.name == name and fn.inputs and getattr(fn.inputs[0], "elem_id", None) == elem_id:
+        if fn.name == name and len(fn.inputs) > position and getattr(fn.inputs[position], "elem_id", None) == elem_id:
             return "/" + fn.api_name
     raise AssertionError(f"no event {name} on {elem_id}")
 
@@ -146,13 +159,16 @@ def test_img2img_picture_refuses_the_bomb(site, page_client, bomb, elem_id):
 
 
 def test_img2img_picture_under_the_limit_still_works(site, page_client, tmp_path):
+    """The picture is decoded and its size kept (a gr.State, which the client does not return): the
+    "Resize by" line, which reads that state in the same session, shows it."""
     from gradio_client import handle_file
     from PIL import Image
 
     small = tmp_path / "small.png"
     Image.new("RGB", (24, 16), (9, 9, 9)).save(small)
-    # Its output is a gr.State (the client returns nothing for it): no error is the proof.
     page_client.predict(handle_file(str(small)), api_name=page_function(site, "img2img-image", "image_size"))
+    line = page_client.predict(4.0, api_name=page_function(site, "img2img-scale", "line", position=1))
+    assert 'from <span class="resolution">24x16</span> to <span class="resolution">96x64</span>' in line, line
 
 
 def test_png_info_tab_refuses_the_bomb_with_a_sentence(site, page_client, bomb):

@@ -1,7 +1,9 @@
-"""DDIM, PLMS, UniPC and LCM in k-space do what A1111's timestep samplers do, on a tiny seeded UNet.
+"""DDIM, DDIM CFG++, PLMS, UniPC and LCM in k-space do what A1111's timestep samplers do, on a tiny
+seeded UNet.
 
-References written here: Euler (DDIM with eta 0 must equal it), A1111's own VP-space DDIM and PLMS
-loops (`sd_samplers_timesteps_impl.py`, transcribed), and diffusers' UniPCMultistepScheduler.
+References written here: Euler (DDIM with eta 0 must equal it), A1111's own VP-space DDIM, DDIM CFG++
+and PLMS loops (`sd_samplers_timesteps_impl.py` with the CFG of `sd_samplers_cfg_denoiser.py`,
+transcribed), and diffusers' UniPCMultistepScheduler.
 """
 
 from __future__ import annotations
@@ -12,13 +14,17 @@ import pytest
 import torch
 from diffusers import UNet2DConditionModel, UniPCMultistepScheduler
 
+from modules.generation.guidance import GuidedDenoiser, StepConditions
+from modules.prompts.conditioning import Conditioning
 from modules.sampling import schedules
 from modules.sampling.denoiser import DiscreteDenoiser
+from modules.sampling.sampler_table import find_sampler
 from modules.sampling.timestep_samplers import (
     a1111_ddim_timesteps,
     ddim_timestep_sigmas,
     lcm_sigmas,
     sample_ddim,
+    sample_ddim_cfgpp,
     sample_lcm,
     sample_plms,
     sample_unipc,
@@ -58,10 +64,9 @@ class TinyEpsDenoiser:
         return x - s * self.eps(x / (s**2 + 1).sqrt(), self.sigma_to_t(sigma))
 
 
-@pytest.fixture(scope="module")
-def model() -> TinyEpsDenoiser:
+def tiny_unet() -> UNet2DConditionModel:
     torch.manual_seed(0)
-    unet = UNet2DConditionModel(
+    return UNet2DConditionModel(
         sample_size=8,
         in_channels=4,
         out_channels=4,
@@ -73,8 +78,17 @@ def model() -> TinyEpsDenoiser:
         attention_head_dim=4,
         norm_num_groups=8,
     ).eval()
+
+
+def tiny_model() -> TinyEpsDenoiser:
+    """The tiny UNet on one fixed prompt (also used by bench/sampler_parity.py)."""
     cond = torch.randn(1, 5, 16, generator=torch.Generator().manual_seed(1))
-    return TinyEpsDenoiser(unet, cond)
+    return TinyEpsDenoiser(tiny_unet(), cond)
+
+
+@pytest.fixture(scope="module")
+def model() -> TinyEpsDenoiser:
+    return tiny_model()
 
 
 def start_noise(seed: int = 7) -> torch.Tensor:
@@ -211,9 +225,10 @@ def a1111_plms(model, x, timesteps):
     return x
 
 
-def _k_run(sampler, model, steps, **ctx_args):
-    """Run in k-space on A1111's exact grid from VP noise; return the final latent in VP space."""
-    sigmas = ddim_timestep_sigmas(model, steps, end_at_zero=False)
+def _k_run(sampler, model, steps, grid=None, **ctx_args):
+    """Run in k-space on A1111's exact grid (of ``grid``, default ``model``) from VP noise; return the
+    final latent in VP space."""
+    sigmas = ddim_timestep_sigmas(grid or model, steps, end_at_zero=False)
     x = start_noise() * math.sqrt(1 + sigmas[0].item() ** 2)
     out = sampler(model, x, sigmas, context(**ctx_args))
     return out / math.sqrt(1 + sigmas[-1].item() ** 2)
@@ -235,6 +250,94 @@ def test_plms_matches_a1111s_vp_loop_with_its_improved_euler_first_step(model):
     ours = _k_run(sample_plms, model, steps)
     assert model.calls == 13
     assert rel(ours, ref) < 1e-5
+
+
+# DDIM CFG++: A1111's `ddim_cfgpp` under its CFGDenoiser, transcribed. The denoiser combines the eps
+# of [cond, uncond] at cond_scale = cfg_scale * (1 / 12.5) and keeps the unconditional eps
+# (`last_noise_uncond`); the step takes x0 from the combined eps and goes on along the unconditional.
+
+CFGPP_SCALE = 7.0
+
+
+def uncond_prompt() -> torch.Tensor:
+    return torch.randn(1, 5, 16, generator=torch.Generator().manual_seed(2))
+
+
+def eps_cond_uncond(model: TinyEpsDenoiser, uncond: torch.Tensor):
+    """(x_vp, t) -> (eps_cond, eps_uncond), one batch [cond, uncond] as A1111 runs it."""
+
+    def run(x, t):
+        hidden = torch.cat([model.cond.expand(x.shape[0], -1, -1), uncond.expand(x.shape[0], -1, -1)])
+        t_in = torch.full((2 * x.shape[0],), float(t))
+        return model.unet(torch.cat([x, x]), t_in, encoder_hidden_states=hidden).sample.chunk(2)
+
+    return run
+
+
+@torch.no_grad()
+def a1111_ddim_cfgpp(model, eps_pair, x, timesteps, eta, randn, cfg_scale, cfgpp=True):
+    """`ddim_cfgpp` (cfgpp=False: plain `ddim`, its guidance still at ``cfg_scale`` / 12.5)."""
+    ts, alphas, alphas_prev = _vp_tables(model, timesteps)
+    sigmas = eta * ((1 - alphas_prev) / (1 - alphas) * (1 - alphas / alphas_prev)).sqrt()
+    cond_scale = cfg_scale * (1 / 12.5)
+    for i in range(len(ts) - 1):
+        index = len(ts) - 1 - i
+        e_cond, e_uncond = eps_pair(x, ts[index].item())
+        e_t = e_uncond + (e_cond - e_uncond) * cond_scale
+        a_t, a_prev, sigma_t = alphas[index].item(), alphas_prev[index].item(), sigmas[index].item()
+        pred_x0 = (x - math.sqrt(1 - a_t) * e_t) / math.sqrt(a_t)
+        direction = e_uncond if cfgpp else e_t
+        x = math.sqrt(a_prev) * pred_x0 + math.sqrt(1.0 - a_prev - sigma_t**2) * direction + sigma_t * randn(x)
+    return x
+
+
+def engine_guidance(model: TinyEpsDenoiser, uncond: torch.Tensor, row, cfg_scale: float) -> GuidedDenoiser:
+    """The engine's guidance for ``row`` over the same UNet: a DiscreteDenoiser under GuidedDenoiser at
+    the user's CFG scale times the row's multiplier, keeping the unconditional x0 when the row needs it."""
+    inner = DiscreteDenoiser(lambda x, t, hidden, pooled=None: model.unet(x, t, encoder_hidden_states=hidden).sample, model.alphas_cumprod)
+    prompts = [StepConditions([(100, [(Conditioning(hidden), 1.0)])]) for hidden in (model.cond, uncond)]
+    return GuidedDenoiser(inner, *prompts, cfg_scale * row.cfg_scale_multiplier, inner.sigma_min, inner.sigma_max, keep_uncond=row.needs_uncond)
+
+
+def cfgpp_against_a1111(model, eta: float, steps: int = 8, **reference_changes) -> tuple[torch.Tensor, torch.Tensor]:
+    """(ours through the sampler row and the engine's guidance, A1111's loop) in VP space."""
+    row, uncond = find_sampler("DDIM CFG++"), uncond_prompt()
+    randn_gen = torch.Generator().manual_seed(99)
+    reference = dict(eta=eta, randn=lambda x: torch.randn(x.shape, generator=randn_gen), cfg_scale=CFGPP_SCALE) | reference_changes
+    ref = a1111_ddim_cfgpp(model, eps_cond_uncond(model, uncond), start_noise(), a1111_ddim_timesteps(steps), **reference)
+    ours = _k_run(row.run, engine_guidance(model, uncond, row, CFGPP_SCALE), steps, grid=model, eta=eta, noise=SeededNoise(99))
+    return ours, ref
+
+
+@pytest.mark.parametrize("eta", [0.0, 0.6])
+def test_ddim_cfgpp_matches_a1111s_vp_loop(model, eta):
+    ours, ref = cfgpp_against_a1111(model, eta)
+    assert rel(ours, ref) < 1e-5
+    # the comparison can tell CFG++ from DDIM, and the divided scale from the undivided one
+    _, plain_ddim = cfgpp_against_a1111(model, eta, cfgpp=False)
+    _, undivided = cfgpp_against_a1111(model, eta, cfg_scale=CFGPP_SCALE * 12.5)
+    assert rel(ours, plain_ddim) > 1e-3 and rel(ours, undivided) > 1e-3
+
+
+def test_ddim_cfgpp_row_runs_at_a_twelfth_and_a_half_of_the_cfg_scale_along_the_uncond():
+    row = find_sampler("ddim_cfgpp")
+    assert (row.label, row.function, row.cfg_scale_multiplier, row.needs_uncond) == ("DDIM CFG++", sample_ddim_cfgpp, 1 / 12.5, True)
+    assert row.own_grid is ddim_timestep_sigmas and row.eta_default == 0.0
+    assert all(r.cfg_scale_multiplier == 1.0 and not r.needs_uncond for r in map(find_sampler, ("DDIM", "Euler a", "PLMS")))
+
+
+def test_ddim_cfgpp_with_the_prompt_as_its_own_negative_is_ddim(model):
+    row = find_sampler("DDIM CFG++")
+    guided = engine_guidance(model, model.cond, row, CFGPP_SCALE)
+    sigmas = ddim_timestep_sigmas(model, 6)
+    x = start_noise() * sigmas[0]
+    assert rel(sample_ddim_cfgpp(guided, x, sigmas, context()), sample_ddim(model, x, sigmas, context())) < 1e-5
+
+
+def test_ddim_cfgpp_refuses_a_denoiser_that_keeps_no_unconditional_prediction(model):
+    sigmas = ddim_timestep_sigmas(model, 4)
+    with pytest.raises(TypeError, match="TinyEpsDenoiser kept none.*UncondDenoiser"):
+        sample_ddim_cfgpp(model, start_noise() * sigmas[0], sigmas, context())
 
 
 @pytest.mark.parametrize(("variant", "final"), [("bh1", "sigma_min"), ("bh2", "sigma_min"), ("bh2", "zero")])
