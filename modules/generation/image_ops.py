@@ -11,6 +11,7 @@ from PIL import Image, ImageOps
 
 from modules.errors import UserError
 from modules.generation.request import RESIZE_MODES as RESIZE_MODE_NAMES
+from modules.generation.request import ResizeMode
 
 __all__ = ["RESIZE_MODE_NAMES", "check_size", "resize_image", "to_rgb"]
 
@@ -75,14 +76,14 @@ def resize_image(mode: int, image: Image.Image, width: int, height: int) -> Imag
     the target, centred, and fills the gaps by stretching the outermost rows or columns. Mode 3
     (latent upscale) works on latents, so it is the engine's job: ValueError here, as for others.
     """
-    if mode == 0:
+    if mode == ResizeMode.JUST_RESIZE:
         return image.resize((width, height), Image.LANCZOS)
-    if mode not in (1, 2):
+    if mode not in (ResizeMode.CROP_AND_RESIZE, ResizeMode.RESIZE_AND_FILL):
         raise ValueError(f"resize_image handles modes 0, 1 and 2, not {mode!r}")
 
     ratio = width / height
     src_ratio = image.width / image.height
-    fit_width = ratio > src_ratio if mode == 1 else ratio < src_ratio  # the width matches the target
+    fit_width = ratio > src_ratio if mode == ResizeMode.CROP_AND_RESIZE else ratio < src_ratio  # the width matches the target
     src_w = width if fit_width else image.width * height // image.height
     src_h = image.height * width // image.width if fit_width else height
     resized = image.resize((src_w, src_h), Image.LANCZOS)
@@ -91,13 +92,13 @@ def resize_image(mode: int, image: Image.Image, width: int, height: int) -> Imag
         result.putpalette(image.getpalette(image.palette.mode), image.palette.mode)
     result.paste(resized, (width // 2 - src_w // 2, height // 2 - src_h // 2))
 
-    if mode == 2 and ratio < src_ratio:  # bands above and below
+    if mode == ResizeMode.RESIZE_AND_FILL and ratio < src_ratio:  # bands above and below
         fill = height // 2 - src_h // 2
         if fill > 0:
             result.paste(resized.resize((width, fill), box=(0, 0, width, 0)), (0, 0))
             last = resized.height
             result.paste(resized.resize((width, fill), box=(0, last, width, last)), (0, fill + src_h))
-    elif mode == 2 and ratio > src_ratio:  # bands left and right
+    elif mode == ResizeMode.RESIZE_AND_FILL and ratio > src_ratio:  # bands left and right
         fill = width // 2 - src_w // 2
         if fill > 0:
             result.paste(resized.resize((fill, height), box=(0, 0, 0, height)), (0, 0))

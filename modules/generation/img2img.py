@@ -44,13 +44,10 @@ from modules.generation.engine import (
 from modules.generation.guidance import sdxl_time_ids
 from modules.generation.image_ops import check_size, resize_image, to_rgb
 from modules.generation.previews import PreviewMethod
-from modules.generation.request import INPAINT_AREAS, MASK_MODES, MASKED_CONTENT, Img2ImgRequest
+from modules.generation.request import INPAINT_AREAS, MASK_MODES, MASKED_CONTENT, Img2ImgRequest, MaskedContent, ResizeMode
 from modules.generation.text import build_prompt_encoder, step_conditions, ti_hashes
 from modules.sampling import noise as noise_mod
 from modules.sampling.sampler_table import sigmas_for
-
-FILL, ORIGINAL, LATENT_NOISE, LATENT_NOTHING = range(4)
-LATENT_UPSCALE = 3  # resize mode
 
 
 @dataclass
@@ -101,7 +98,7 @@ def prepare(request: Img2ImgRequest) -> Preparation:
         if request.inpaint_full_res:
             out.parameters["Inpaint area"] = INPAINT_AREAS[1]
             out.parameters["Masked area padding"] = request.inpaint_full_res_padding
-        if request.inpainting_fill != ORIGINAL:
+        if request.inpainting_fill != MaskedContent.ORIGINAL:
             out.parameters["Masked content"] = MASKED_CONTENT[request.inpainting_fill]
     if request.initial_noise_multiplier != 1.0:
         out.parameters["Noise multiplier"] = request.initial_noise_multiplier
@@ -117,20 +114,20 @@ def prepare(request: Img2ImgRequest) -> Preparation:
             if region is None:  # cannot happen: empty masks were turned into img2img above
                 raise UserError("The mask is empty.")
             x1, y1, x2, y2 = masks.expand_crop_region(region, width, height, image.width, image.height)
-            render_mask = resize_image(2, image_mask.crop((x1, y1, x2, y2)), width, height)
+            render_mask = resize_image(ResizeMode.RESIZE_AND_FILL, image_mask.crop((x1, y1, x2, y2)), width, height)
             overlay = masks.overlay_image(image, image_mask)
-            render = resize_image(2, image.crop((x1, y1, x2, y2)), width, height)
+            render = resize_image(ResizeMode.RESIZE_AND_FILL, image.crop((x1, y1, x2, y2)), width, height)
             paste_box = (x1, y1, x2 - x1, y2 - y1)
         else:
             # "Latent upscale" stretches the mask and the composite base like "Just resize"; the
             # picture itself is encoded at its own size and its latent resized.
-            mode = 0 if request.resize_mode == LATENT_UPSCALE else request.resize_mode
+            mode = ResizeMode.JUST_RESIZE if request.resize_mode == ResizeMode.LATENT_UPSCALE else request.resize_mode
             render_mask = resize_image(mode, image_mask, width, height)
             base = resize_image(mode, image, width, height)
             overlay = masks.overlay_image(base, masks.overlay_mask(render_mask))
-            render = _eighths(image) if request.resize_mode == LATENT_UPSCALE else base
+            render = _eighths(image) if request.resize_mode == ResizeMode.LATENT_UPSCALE else base
             paste_box = None
-        if request.inpainting_fill == FILL:
+        if request.inpainting_fill == MaskedContent.FILL:
             hole = render_mask if render.size == render_mask.size else _fit_mask(image_mask, render.size)
             render = masks.fill_masked(render, hole)
         out.images.append(PreparedImage(_pixels(render), render_mask, overlay, paste_box))
@@ -159,7 +156,7 @@ def _fit_mask(mask: Image.Image, size: tuple[int, int]) -> Image.Image:
 
 
 def _resized(image: Image.Image, request: Img2ImgRequest) -> Image.Image:
-    if request.resize_mode == LATENT_UPSCALE:
+    if request.resize_mode == ResizeMode.LATENT_UPSCALE:
         return _eighths(image)
     return resize_image(request.resize_mode, image, request.width, request.height)
 
@@ -221,10 +218,10 @@ def masked_content_latent(init: torch.Tensor, keep: torch.Tensor, content: int, 
     """The latent sampling starts from under the mask: "latent noise" is each image's seed noise
     (A1111 draws it like the first noise, without variation), "latent nothing" zeros; "fill" and
     "original" keep the encoded picture (fill already painted the hole before encoding)."""
-    if content == LATENT_NOISE:
+    if content == MaskedContent.LATENT_NOISE:
         noise = noise_mod.batch_noise(tuple(init.shape[1:]), seeds, None, 0.0, None, rng_source, init.device)
         return init * keep + noise * (1 - keep)
-    if content == LATENT_NOTHING:
+    if content == MaskedContent.LATENT_NOTHING:
         return init * keep
     return init
 

@@ -15,6 +15,7 @@ import numpy as np
 from PIL import Image, ImageFilter, ImageOps
 
 from modules.generation.image_ops import resize_image, to_rgb
+from modules.generation.request import ResizeMode
 
 Region = tuple[int, int, int, int]  # x1, y1, x2, y2: left/top inclusive, right/bottom exclusive
 
@@ -168,7 +169,7 @@ def uncrop(image: Image.Image, dest_size: tuple[int, int], paste_loc: tuple[int,
     """`image` resized (crop and resize) into the box paste_loc = (x, y, w, h) of a transparent dest_size canvas."""
     x, y, w, h = paste_loc
     canvas = Image.new("RGBA", dest_size)
-    canvas.paste(resize_image(1, image, w, h), (x, y))
+    canvas.paste(resize_image(ResizeMode.CROP_AND_RESIZE, image, w, h), (x, y))
     return canvas
 
 

@@ -7,6 +7,7 @@ before anything touches a model, so bad input fails at once with a sentence that
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
+from enum import IntEnum
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -140,8 +141,28 @@ LATENT_UPSCALE_MODES: dict[str, tuple[str, bool]] = {
 IMAGE_UPSCALERS = ("Lanczos", "Nearest")
 HIRES_UPSCALERS: tuple[str, ...] = (*LATENT_UPSCALE_MODES, *IMAGE_UPSCALERS)
 
-RESIZE_MODES = ("Just resize", "Crop and resize", "Resize and fill", "Just resize (latent upscale)")
-MASKED_CONTENT = ("fill", "original", "latent noise", "latent nothing")
+
+
+class ResizeMode(IntEnum):
+    """A1111's img2img resize modes, by the numbers its API sends (`resize_mode`)."""
+
+    JUST_RESIZE = 0  # stretch to the size
+    CROP_AND_RESIZE = 1  # cover the size, crop the overflow, centred
+    RESIZE_AND_FILL = 2  # fit inside, fill the gaps by stretching the outermost rows or columns
+    LATENT_UPSCALE = 3  # encode at its own size, then resize the latent
+
+
+class MaskedContent(IntEnum):
+    """What A1111 puts in the masked area before denoising, by its API's numbers (`inpainting_fill`)."""
+
+    FILL = 0  # blurred surroundings
+    ORIGINAL = 1
+    LATENT_NOISE = 2
+    LATENT_NOTHING = 3
+
+
+RESIZE_MODES = ("Just resize", "Crop and resize", "Resize and fill", "Just resize (latent upscale)")  # labels, by ResizeMode
+MASKED_CONTENT = ("fill", "original", "latent noise", "latent nothing")  # labels, by MaskedContent
 MASK_MODES = ("Inpaint masked", "Inpaint not masked")
 INPAINT_AREAS = ("Whole picture", "Only masked")
 
@@ -156,13 +177,13 @@ class Img2ImgRequest(GenerationRequest):
 
     init_images: list["Image.Image"] = field(default_factory=list)
     mask: "Image.Image | None" = None
-    resize_mode: int = 0  # index into RESIZE_MODES
+    resize_mode: int = ResizeMode.JUST_RESIZE  # a ResizeMode (the API sends its number)
     denoising_strength: float | None = 0.75
     mask_blur: int = 4
     mask_blur_x: int | None = None  # None: mask_blur
     mask_blur_y: int | None = None
     mask_round: bool = True
-    inpainting_fill: int = 1  # index into MASKED_CONTENT (the UI's default is "original")
+    inpainting_fill: int = MaskedContent.ORIGINAL  # a MaskedContent (the API sends its number; the UI's default is "original")
     inpaint_full_res: bool = False  # "Only masked"
     inpaint_full_res_padding: int = 32
     inpainting_mask_invert: int = 0  # 1: "Inpaint not masked"

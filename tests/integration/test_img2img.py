@@ -18,15 +18,8 @@ from modules.errors import UserError
 from modules.generation import masks
 from modules.generation.engine import decode, encode
 from modules.generation.image_ops import resize_image
-from modules.generation.img2img import (
-    LATENT_NOISE,
-    LATENT_NOTHING,
-    check_inputs,
-    img2img,
-    masked_content_latent,
-    prepare,
-)
-from modules.generation.request import GenerationRequest, Img2ImgRequest
+from modules.generation.img2img import check_inputs, img2img, masked_content_latent, prepare
+from modules.generation.request import GenerationRequest, Img2ImgRequest, MaskedContent
 from modules.generation.txt2img import txt2img
 from modules.sampling import noise as noise_mod
 from tools.make_test_models import write_test_checkpoint
@@ -171,9 +164,9 @@ def test_masked_content_modes_start_from_the_documented_latent(models):
     init = torch.randn(2, 4, 8, 8)
     keep = torch.ones(2, 1, 8, 8)
     keep[:, :, 2:6, 2:6] = 0
-    nothing = masked_content_latent(init, keep, LATENT_NOTHING, [5, 6], "CPU")
+    nothing = masked_content_latent(init, keep, MaskedContent.LATENT_NOTHING, [5, 6], "CPU")
     assert torch.equal(nothing[:, :, 2:6, 2:6], torch.zeros(2, 4, 4, 4)) and torch.equal(nothing[:, :, 0], init[:, :, 0])
-    noised = masked_content_latent(init, keep, LATENT_NOISE, [5, 6], "CPU")
+    noised = masked_content_latent(init, keep, MaskedContent.LATENT_NOISE, [5, 6], "CPU")
     seed_noise = noise_mod.batch_noise((4, 8, 8), [5, 6], None, 0.0, None, "CPU")
     assert torch.allclose(noised[:, :, 2:6, 2:6], seed_noise[:, :, 2:6, 2:6]) and torch.equal(noised[:, :, 0], init[:, :, 0])
     assert torch.equal(masked_content_latent(init, keep, 1, [5, 6], "CPU"), init)

@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Callable
 import numpy as np
 from PIL import Image, ImageFilter
 
-from modules.generation.img2img import FILL, ORIGINAL
+from modules.generation.request import MaskedContent
 from modules.generation.outpaint import canvas as cv
 from modules.generation.outpaint.passes import PassRunner
 from modules.generation.outpaint.spectral import matched_noise
@@ -104,7 +104,7 @@ def paint_mk2(job: OutpaintImage) -> Image.Image:
         noised = mk2_noise(grown, mask, job.request, np.random.default_rng([job.seed, index]))
         window = cv.edge_window(grown.size, side, job.window)
         painted = job.passes.inpaint(noised.crop(window), mask.crop(window), seed=job.seed, subseed=job.subseed,
-                                     mask_blur=4 * blur, inpainting_fill=ORIGINAL)
+                                     mask_blur=4 * blur, inpainting_fill=MaskedContent.ORIGINAL)
         noised.paste(painted, window[:2])
         picture = noised
         if job.passes.interrupted:
@@ -167,7 +167,7 @@ def paint_easel(job: OutpaintImage) -> Image.Image:
     prefill = easel_prefill(job.source, canvas, picture, distance, ramp, np.random.default_rng([job.seed, 0]))
     new_area = Image.fromarray(np.where(distance > 0, 255, 0).astype(np.uint8), "L")
     painted = job.passes.inpaint(to_image(prefill), new_area, seed=job.seed, subseed=job.subseed, mask_blur=0,
-                                 inpainting_fill=ORIGINAL)
+                                 inpainting_fill=MaskedContent.ORIGINAL)
     alpha = cv.smoothstep(distance, ramp)[..., None]
     out = to_image(prefill * (1 - alpha) + np.asarray(painted, dtype=np.float32) * alpha)
     out.paste(job.source, picture[:2])  # exactly the picture, whatever rounding did around it
@@ -209,13 +209,13 @@ OUTPAINT_METHODS: dict[str, OutpaintMethod] = {
     row.label: row
     for row in (
         OutpaintMethod("Easel fill", paint_easel, easel_passes, seam_band=lambda blur: 0, mask_blur=8,
-                       inpainting_fill=ORIGINAL, fill_is_choice=False, size_multiple=8,
+                       inpainting_fill=MaskedContent.ORIGINAL, fill_is_choice=False, size_multiple=8,
                        hint="Starts the new area from the picture's edge colours: a denoising strength of 0.75-1 repaints them."),
         OutpaintMethod("Outpainting mk2", paint_mk2, mk2_passes, seam_band=lambda blur: blur + blur_radius(4 * blur),
-                       mask_blur=8, inpainting_fill=ORIGINAL, fill_is_choice=False, size_multiple=64,
+                       mask_blur=8, inpainting_fill=MaskedContent.ORIGINAL, fill_is_choice=False, size_multiple=64,
                        hint="Recommended settings: Sampling Steps: 80-100, Sampler: Euler a, Denoising strength: 0.8"),
         OutpaintMethod("Poor man's outpainting", paint_poor_mans, poor_mans_passes,
-                       seam_band=lambda blur: 2 * blur + blur_radius(2 * blur), mask_blur=4, inpainting_fill=FILL,
+                       seam_band=lambda blur: 2 * blur + blur_radius(2 * blur), mask_blur=4, inpainting_fill=MaskedContent.FILL,
                        fill_is_choice=True, size_multiple=64,
                        hint="Tiles of the img2img size, overlapping by the pixels to expand; only the border tiles are painted."),
     )
