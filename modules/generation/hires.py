@@ -21,7 +21,8 @@ from modules.generation.engine import Progress, SamplingPass, decode_pixels, enc
 from modules.generation.guidance import StepConditions
 from modules.generation.request import LATENT_UPSCALE_MODES, GenerationRequest
 from modules.sampling import noise as noise_mod
-from modules.sampling.sampler_table import SamplerSpec, sigmas_for
+from modules.sampling.partial import partial_schedule
+from modules.sampling.sampler_table import SamplerSpec
 
 OPT_F = 8  # pixels per latent cell
 
@@ -137,14 +138,14 @@ def hires_pass(
     total, t_enc = tail_steps(steps, hires_strength(request), fix_steps=True)
     if total == 0:  # denoising strength 0: the upscaled first pass as it is
         return latent, False
-    full = sigmas_for(sampler, schedule, total, model_denoiser(model), sdxl=model.spec.family.name.startswith("sdxl"))  # in RAM: see engine.sample
-    sigmas = full[total - t_enc - 1 :]
+    tail = partial_schedule(sampler, schedule, total, t_enc, model_denoiser(model), sdxl=model.spec.family.name.startswith("sdxl"))  # in RAM: see engine.sample
+    sigmas, full = tail.sigmas, tail.full
     noise = noise_mod.batch_noise(
         tuple(latent.shape[1:]), seeds, subseeds, request.subseed_strength,
         (request.seed_resize_from_w, request.seed_resize_from_h), request.rng_source, latent.device,
     )
     plan = SamplingPass(
-        x=latent + noise * sigmas[0], sigmas=sigmas, sampler=sampler, conds=conds, unconds=unconds, seeds=seeds,
+        x=tail.start(latent, noise), sigmas=sigmas, sampler=sampler, conds=conds, unconds=unconds, seeds=seeds,
         image_conditioning=image_conditioning, time_ids=time_ids,
         noise_range=(full[full > 0].min(), full.max()), fallback=latent,
     )

@@ -47,7 +47,7 @@ from modules.generation.previews import PreviewMethod
 from modules.generation.request import INPAINT_AREAS, MASK_MODES, MASKED_CONTENT, Img2ImgRequest, MaskedContent, ResizeMode
 from modules.generation.text import build_prompt_encoder, step_conditions, ti_hashes
 from modules.sampling import noise as noise_mod
-from modules.sampling.sampler_table import sigmas_for
+from modules.sampling.partial import partial_schedule
 
 
 @dataclass
@@ -263,8 +263,8 @@ def img2img(
     result.timings["text"] = time.perf_counter() - started
 
     total_steps, t_enc = tail_steps(request.steps, request.strength, fix_steps)
-    full = sigmas_for(sampler, schedule, max(total_steps, 1), model_denoiser(model), sdxl=is_sdxl(model))  # in RAM: see engine.sample
-    sigmas = full[len(full) - t_enc - 2 :]  # the last t_enc + 1 steps (A1111: sigmas[steps - t_enc - 1:])
+    tail = partial_schedule(sampler, schedule, total_steps, t_enc, model_denoiser(model), sdxl=is_sdxl(model))  # in RAM: see engine.sample
+    sigmas, full = tail.sigmas, tail.full
     time_ids = sdxl_time_ids(request.width, request.height, refiner=model.spec.family.name == "sdxl-refiner") if is_sdxl(model) else None
     latent_shape = (4, request.height // 8, request.width // 8)
 
@@ -283,7 +283,7 @@ def img2img(
                 (request.seed_resize_from_w, request.seed_resize_from_h), request.rng_source, device,
             ) * request.initial_noise_multiplier
             plan = SamplingPass(
-                init + noise * sigmas[0], sigmas, sampler, conds, unconds, seeds,
+                tail.start(init, noise), sigmas, sampler, conds, unconds, seeds,
                 init_latent=init if keep is not None else None, keep=keep, image_conditioning=conditioning, time_ids=time_ids,
                 noise_range=(full[full > 0].min(), full.max()), fallback=init,
             )

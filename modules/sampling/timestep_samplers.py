@@ -87,8 +87,9 @@ def ddim_timestep_sigmas(model: DiscreteSchedule, steps: int, *, end_at_zero: bo
     return _as_sigmas(sigmas, model)
 
 
-def unipc_sigmas(model: DiscreteSchedule, steps: int, *, end_at_zero: bool = True) -> torch.Tensor:
-    """A1111's UniPC grid (``time_uniform``): ``steps`` intervals of model time from 999 to 0.
+def unipc_sigmas(model: DiscreteSchedule, steps: int, *, end_at_zero: bool = True, start_index: int | None = None) -> torch.Tensor:
+    """A1111's UniPC grid (``time_uniform``): ``steps`` intervals of model time from 999 (or
+    `start_index`, where an img2img pass starts: modules/sampling/partial.py) to 0.
 
     UniPC's noise schedule interpolates ``log(alphas_cumprod)`` linearly between integer timesteps
     (not log-sigma, as k-diffusion does); the sigma at each point is ``sqrt(1 / alphas_cumprod - 1)``.
@@ -98,7 +99,8 @@ def unipc_sigmas(model: DiscreteSchedule, steps: int, *, end_at_zero: bool = Tru
         raise ValueError(f"steps must be at least 1, got {steps}")
     log_ac = -torch.log1p(_grid(model) ** 2)
     n = len(log_ac)
-    t = torch.linspace(n - 1, 0, steps + 1, dtype=torch.float64)
+    top = n - 1 if start_index is None else min(max(start_index, 0), n - 1)
+    t = torch.linspace(top, 0, steps + 1, dtype=torch.float64)
     low = t.floor().long().clamp(max=n - 2)
     w = t - low
     log_a = (1 - w) * log_ac[low] + w * log_ac[low + 1]
