@@ -40,7 +40,7 @@ class SeenModel:
             return None
         registry, vae = services.registry, loaded.vae
         return cls(loaded.checkpoint.model_name, registry.shorthash(loaded.checkpoint), vae.name if vae else None,
-                   registry.shorthash(vae) if vae else None, loaded.spec.family.name.endswith("inpaint"))
+                   registry.shorthash(vae) if vae else None, loaded.spec.family.inpainting)
 
 
 def _model_facts(services: Services, infotexts: list[str], model: SeenModel | None) -> dict[str, Any]:

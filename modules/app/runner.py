@@ -126,7 +126,7 @@ class InProcessRunner:
         return TaskContext(on_step, preview, hooks.engine(), self.settings.img2img_fix_steps)
 
     def preview(self, model: "LoadedModel") -> PreviewMethod | None:
-        return self.previews.choose(self.settings.show_progress_type, model.vae_module, sdxl=model.spec.family.name.startswith("sdxl"))
+        return self.previews.choose(self.settings.show_progress_type, model.vae_module, sdxl=model.spec.family.latent_space == "sdxl")
 
     def apply_loras(self, model: "LoadedModel", loras: RequestLoras) -> None:
         if not loras.uses:

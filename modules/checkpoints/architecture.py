@@ -29,24 +29,38 @@ Shapes = Mapping[str, tuple[int, ...]]
 
 @dataclass(frozen=True)
 class Family:
-    """One row of the family table: how a family's files are laid out and what it defaults to."""
+    """One row of the family table: how a family's files are laid out, how its models are run, and
+    what it defaults to. Code asks the row (`family.size_conditioning`), never the family's name, so
+    adding a family is adding a row (and its loader)."""
 
     name: str  # folder in family_configs/
     label: str  # what a user reads
     text_layout: str  # key of ldm_keys.TEXT_ENCODER_PREFIXES
     heads_per_block: int | None  # fixed attention heads (SD1), or None: channels / 64
     default_clip_skip: int = 1
+    latent_space: str = "sd"  # whose VAE latents: "sd" (SD1, SD2) or "sdxl" (preview decoders and factors, Align Your Steps table)
+    text_plan: str = "clip"  # "clip": one CLIP-style encoder (clip skip; SD2's OpenCLIP told by its text source); "sdxl": the penultimate layer of every encoder, no final norm
+    size_conditioning: bool = False  # SDXL's added time ids (original size, crop, target size)
+    refiner: bool = False  # SDXL refiner: aesthetic scores in the time ids instead of a target size
+    inpainting: bool = False  # a 9-channel UNet that takes the mask and the masked picture
+    latent_channels: int = 4
+    vae_scale: int = 8  # pixels per latent cell along each side
+
+    def latent_shape(self, width: int, height: int) -> tuple[int, int, int]:
+        """(channels, height, width) of the latent of a `width` x `height` picture."""
+        return (self.latent_channels, height // self.vae_scale, width // self.vae_scale)
 
 
+_SDXL = dict(latent_space="sdxl", text_plan="sdxl", size_conditioning=True)
 FAMILIES: dict[str, Family] = {
     f.name: f
     for f in (
         Family("sd1", "SD1.x", "sd1", heads_per_block=8),
-        Family("sd1-inpaint", "SD1.x inpainting", "sd1", heads_per_block=8),
+        Family("sd1-inpaint", "SD1.x inpainting", "sd1", heads_per_block=8, inpainting=True),
         Family("sd2", "SD2.x", "sd2", heads_per_block=None),
         Family("sd2-v", "SD2.x v-prediction", "sd2", heads_per_block=None),
-        Family("sdxl-base", "SDXL", "sdxl", heads_per_block=None),
-        Family("sdxl-refiner", "SDXL refiner", "sdxl_refiner", heads_per_block=None),
+        Family("sdxl-base", "SDXL", "sdxl", heads_per_block=None, **_SDXL),  # type: ignore[arg-type]
+        Family("sdxl-refiner", "SDXL refiner", "sdxl_refiner", heads_per_block=None, refiner=True, **_SDXL),  # type: ignore[arg-type]
     )
 }
 

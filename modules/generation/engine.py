@@ -186,10 +186,6 @@ def model_denoiser(model: LoadedModel, time_ids: torch.Tensor | None = None, ima
     return DiscreteDenoiser(UNetEps(unet if unet is not None else model.unet, time_ids, image_conditioning), alphas_cumprod(model), model.spec.prediction_type)
 
 
-def is_sdxl(model: LoadedModel) -> bool:
-    return model.spec.family.name.startswith("sdxl")
-
-
 def resolve_sampler(sampler_name: str, scheduler: str) -> tuple[SamplerSpec, str]:
     """The sampler row and the schedule to build: a name that carries one ("DPM++ 2M Karras") wins
     when the scheduler is "Automatic", as in A1111."""

@@ -138,7 +138,7 @@ def hires_pass(
     total, t_enc = tail_steps(steps, hires_strength(request), fix_steps=True)
     if total == 0:  # denoising strength 0: the upscaled first pass as it is
         return latent, False
-    tail = partial_schedule(sampler, schedule, total, t_enc, model_denoiser(model), sdxl=model.spec.family.name.startswith("sdxl"))  # in RAM: see engine.sample
+    tail = partial_schedule(sampler, schedule, total, t_enc, model_denoiser(model), sdxl=model.spec.family.latent_space == "sdxl")  # in RAM: see engine.sample
     sigmas, full = tail.sigmas, tail.full
     noise = noise_mod.batch_noise(
         tuple(latent.shape[1:]), seeds, subseeds, request.subseed_strength,

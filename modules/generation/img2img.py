@@ -34,7 +34,6 @@ from modules.generation.engine import (
     StepEvent,
     decode,
     encode,
-    is_sdxl,
     model_denoiser,
     resolve_sampler,
     run_batches,
@@ -182,7 +181,7 @@ def encode_prepared(model: LoadedModel, prepared: PreparedImage, request: Img2Im
     """Step 2 without the per-seed part: the latent at the render size, the latent-size keep mask
     and the inpainting UNet's conditioning."""
     latent = encode(model, prepared.pixels[None])
-    size = (request.height // 8, request.width // 8)
+    size = model.spec.family.latent_shape(request.width, request.height)[1:]
     if latent.shape[-2:] != size:  # "latent upscale"
         latent = torch.nn.functional.interpolate(latent, size=size, mode="bilinear")
     keep = None
@@ -263,10 +262,11 @@ def img2img(
     result.timings["text"] = time.perf_counter() - started
 
     total_steps, t_enc = tail_steps(request.steps, request.strength, fix_steps)
-    tail = partial_schedule(sampler, schedule, total_steps, t_enc, model_denoiser(model), sdxl=is_sdxl(model))  # in RAM: see engine.sample
+    family = model.spec.family
+    tail = partial_schedule(sampler, schedule, total_steps, t_enc, model_denoiser(model), sdxl=family.latent_space == "sdxl")  # in RAM: see engine.sample
     sigmas, full = tail.sigmas, tail.full
-    time_ids = sdxl_time_ids(request.width, request.height, refiner=model.spec.family.name == "sdxl-refiner") if is_sdxl(model) else None
-    latent_shape = (4, request.height // 8, request.width // 8)
+    time_ids = sdxl_time_ids(request.width, request.height, refiner=family.refiner) if family.size_conditioning else None
+    latent_shape = family.latent_shape(request.width, request.height)
 
     def make_batch(first: int, seeds: list[int], subseeds: list[int]):
         picks = [(first + j) % len(encoded) for j in range(len(seeds))]

@@ -232,7 +232,7 @@ class PreviewChooser:
 
     def choose(self, method: str, vae: torch.nn.Module, sdxl: bool) -> PreviewMethod | None:
         """`method` is one of PREVIEW_METHODS; `sdxl` says whether the model uses SDXL latents
-        (taesd.is_sdxl_family(spec.family.name)). None means no previews."""
+        (the family's `latent_space`). None means no previews."""
         if method == PREVIEW_NONE:
             return None
         if method == PREVIEW_FULL:

@@ -123,11 +123,6 @@ def load_taesd_decoder(path: Path) -> nn.Sequential:
     return decoder.eval().requires_grad_(False)
 
 
-def is_sdxl_family(family_name: str) -> bool:
-    """Whether a model family (architecture.Family.name) uses the SDXL latent space."""
-    return family_name.startswith("sdxl")
-
-
 def find_taesd_file(folder: Path, sdxl: bool) -> Path:
     """The decoder file for a latent space in `folder`; ModelLoadError saying what to put where if none."""
     stem = TAESD_STEMS[sdxl]

@@ -16,8 +16,7 @@ def encoder_plans(model: LoadedModel, clip_skip: int) -> list[tuple[object, Enco
     """The text encoders of a model and how each one's output is taken (A1111's choices)."""
     spec = model.spec
     eos = model.tokenizers[next(iter(model.tokenizers))].eos_token_id
-    family = spec.family.name
-    if family.startswith("sdxl"):
+    if spec.family.text_plan == "sdxl":
         # Both SDXL encoders: the penultimate layer, no final norm. A1111 ignores clip skip here
         # (unless its sdxl_clip_l_skip option is on), and so do we.
         plans = []

@@ -27,7 +27,6 @@ from modules.generation.engine import (  # noqa: F401  (re-exported: the service
     StepEvent,
     alphas_cumprod,
     decode,
-    is_sdxl,
     model_denoiser,
     on_device,
     resolve_sampler,
@@ -73,21 +72,20 @@ def txt2img(
         result.extra_parameters.update(hires_parameters(request, *sampler_and_schedule(request.sampler_name, request.scheduler)))
     result.timings["text"] = time.perf_counter() - started
 
-    sdxl = is_sdxl(model)
-    refiner = model.spec.family.name == "sdxl-refiner"
-    time_ids = sdxl_time_ids(request.width, request.height, refiner=refiner) if sdxl else None
-    latent_shape = (4, request.height // 8, request.width // 8)
+    family = model.spec.family
+    time_ids = sdxl_time_ids(request.width, request.height, refiner=family.refiner) if family.size_conditioning else None
+    latent_shape = family.latent_shape(request.width, request.height)
     image_conditioning = None
     in_channels = model.unet.config.in_channels
     if in_channels == 9:
         image_conditioning = whole_image_mask_conditioning(model, request.width, request.height)
     elif in_channels != 4:
         raise UserError(f"{model.checkpoint.name} is a {model.spec.variant or 'non-standard'} model ({in_channels} input channels); it cannot do txt2img.")
-    sigmas = sigmas_for(sampler, schedule, request.steps, model_denoiser(model), sdxl=sdxl)  # stays in RAM: see engine.sample
+    sigmas = sigmas_for(sampler, schedule, request.steps, model_denoiser(model), sdxl=family.latent_space == "sdxl")  # stays in RAM: see engine.sample
     steps_total = len(sigmas) - 1 + (hires_steps(request) if hires else 0)
     if hires:
         target = hires_target(request)
-        hr_time_ids = sdxl_time_ids(target.upscale_x, target.upscale_y, refiner=refiner) if sdxl else None
+        hr_time_ids = sdxl_time_ids(target.upscale_x, target.upscale_y, refiner=family.refiner) if family.size_conditioning else None
         hr_image_conditioning = whole_image_mask_conditioning(model, target.width, target.height) if in_channels == 9 else None
 
     def make_batch(first: int, seeds: list[int], subseeds: list[int]):

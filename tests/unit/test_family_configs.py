@@ -206,3 +206,13 @@ def test_shipped_tokenizer_configs_load_with_the_right_pad(
     tokenizer = transformers.CLIPTokenizer.from_pretrained(tmp_path, local_files_only=True)
     assert tokenizer.pad_token_id == (0 if pad == OPENCLIP_PAD_TOKEN else 49407)
     assert tokenizer("hello!").input_ids == [49406, 3306, 256, 49407]
+
+
+def test_each_family_row_states_how_its_models_run():
+    from modules.checkpoints.architecture import FAMILIES
+
+    sdxl = {name for name, f in FAMILIES.items() if f.size_conditioning}
+    assert sdxl == {"sdxl-base", "sdxl-refiner"} == {name for name, f in FAMILIES.items() if f.text_plan == "sdxl" and f.latent_space == "sdxl"}
+    assert [name for name, f in FAMILIES.items() if f.refiner] == ["sdxl-refiner"]
+    assert [name for name, f in FAMILIES.items() if f.inpainting] == ["sd1-inpaint"]
+    assert {f.latent_shape(512, 768) for f in FAMILIES.values()} == {(4, 96, 64)}

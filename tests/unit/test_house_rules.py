@@ -145,3 +145,15 @@ def test_the_engine_imports_nothing_from_the_application_layer():
     )
     assert offenders == []
 
+
+
+def test_model_families_are_asked_for_their_facts_never_tested_by_name():
+    """A family's facts live in its Family row (modules/checkpoints/architecture.py); code elsewhere
+    asks the row, so a new family is a new row, not a hunt for string tests."""
+    import re
+
+    names = "|".join(re.escape(f'"{name}"') for name in ("sd1-inpaint", "sd2-v", "sdxl-base", "sdxl-refiner"))
+    by_name = re.compile(rf"family(_name)?\.?(name)?\s*(==|!=|\.startswith|\.endswith)|family\.name\s+in\b|{names}")
+    offenders = [f"{p.relative_to(ROOT)}:{number}" for p in (ROOT / "modules").rglob("*.py") if (ROOT / "modules" / "checkpoints") not in p.parents
+                 for number, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1) if by_name.search(line)]
+    assert offenders == []
