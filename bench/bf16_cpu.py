@@ -6,7 +6,7 @@
 One UNet call as a CFG step makes it (batch 2: conditional + unconditional, 77 tokens), float32
 weights and a bf16 copy of the same weights, alternating runs after one warm-up each, medians. The
 ratio is float32 time / bf16 time (> 1: bf16 is faster). It also reports what the CPU offers
-(modules/performance.py: "amx", "avx512_bf16" or "none") and what Easel's automatic dtype choice
+(modules/device/hardware.py: "amx", "avx512_bf16" or "none") and what Easel's automatic dtype choice
 picks on it, and how far the bf16 output is from float32's (relative RMS), so the speed is read
 beside what it costs in precision. Writes bench/results/bf16_cpu[.quick].json.
 """
@@ -27,7 +27,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
 import torch  # noqa: E402
 
 from _common import alternate, machine_info, markdown_table, write_json  # noqa: E402
-from modules.performance import auto_cpu_dtype, cpu_bf16_support, physical_cores  # noqa: E402
+from modules.device.hardware import auto_cpu_dtype, cpu_bf16_support, physical_cores  # noqa: E402
 
 
 def unet(quick: bool) -> torch.nn.Module:

@@ -7,7 +7,7 @@
 All three contenders use the very same modules (UNet, VAE, text encoder) loaded once by Easel's
 ModelManager from the SD1.5-shaped random-weight checkpoint bench/model_switch.py writes (same
 compute as real weights): diffusers' StableDiffusionPipeline with EulerAncestralDiscreteScheduler,
-Easel's txt2img with the automatic choices for the device (modules/performance.py: channels_last,
+Easel's txt2img with the automatic choices for the device (modules/device/optimizations.py: channels_last,
 fused QKV on CUDA), and Easel with fast mode on top (torch.compile; its first run, the compile, is
 timed separately and excluded). Alternating runs after one warm-up each, medians. it/s is steps /
 wall time of the whole image (text encoding and VAE decode included, for both sides alike); peak
@@ -39,7 +39,8 @@ from modules.checkpoints.manager import ManagerOptions, ModelManager  # noqa: E4
 from modules.checkpoints.registry import ModelRegistry  # noqa: E402
 from modules.generation.request import GenerationRequest  # noqa: E402
 from modules.generation.txt2img import txt2img  # noqa: E402
-from modules.performance import choose_optimizations, cuda_free_bytes  # noqa: E402
+from modules.device.memory_plan import cuda_free_bytes  # noqa: E402
+from modules.device.optimizations import choose_optimizations  # noqa: E402
 
 PROMPT = "a red circle on a blue background"
 NEGATIVE = "blurry"

@@ -31,7 +31,7 @@ from modules.checkpoints.hashing import HashCache  # noqa: E402
 from modules.checkpoints.manager import ManagerOptions, ModelManager  # noqa: E402
 from modules.checkpoints.registry import ModelRegistry  # noqa: E402
 from modules.generation.text import build_prompt_encoder, step_conditions  # noqa: E402
-from modules.performance import physical_cores  # noqa: E402
+from modules.device.hardware import physical_cores  # noqa: E402
 
 PROMPT = "a red circle on a blue background, (highly detailed:1.2), sharp focus"
 NEGATIVE = "blurry, lowres"

@@ -51,7 +51,7 @@ class Args:
     max_upload_mb: float = 50.0  # largest request body (API JSON, page uploads), in MB
     device: str | None = None  # None: the `device` setting decides
     dtype: str | None = None  # None: the `dtype` setting decides
-    threads: int | None = None  # CPU threads; None: one per physical core (modules/performance.py)
+    threads: int | None = None  # CPU threads; None: one per physical core (modules/device/hardware.py)
     fast_mode: bool = False  # torch.compile the UNet
     memory: str = "auto"  # memory plan: auto, full, low or offload
     skip_load: bool = False

@@ -9,8 +9,7 @@ waits instead of failing.
 
 Order of saving, so the history never points at a missing file: the image is written to a
 temporary name, renamed into place (modules/outputs.py), and only then recorded here.
-:meth:`HistoryStore.record` refuses an entry whose ``path`` does not exist yet, and
-:meth:`HistoryStore.record_saved` also requires a path. A crash between the rename and the record
+:meth:`HistoryStore.record` refuses an entry whose ``path`` does not exist yet. A crash between the rename and the record
 loses the row, never leaves a dangling one; a file deleted by hand later is cleaned up by
 :meth:`HistoryStore.prune_missing`.
 
@@ -235,11 +234,6 @@ class HistoryStore:
         with self._lock:
             return int(self._conn.execute(sql, tuple(values.values())).lastrowid)
 
-    def record_saved(self, entry: HistoryEntry) -> int:
-        """:meth:`record` for an image that was saved: its ``path`` is required and must exist."""
-        if entry.path is None:
-            raise ValueError("record_saved needs the path of the saved image.")
-        return self.record(entry)
 
     def delete(self, entry_id: int, delete_file: bool = False) -> bool:
         """Removes a row; False when there was none. With ``delete_file``, the image goes too, but

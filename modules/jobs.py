@@ -3,7 +3,8 @@
 A job is a function of a :class:`JobContext`. Through the context it reports progress
 (:class:`ProgressEvent`) and sees its own interrupt and skip requests, so one user's Interrupt never
 stops another user's job. Listeners follow a job with :meth:`JobQueue.subscribe`; the HTTP
-``/sdapi/v1/progress`` route reads :meth:`JobQueue.progress`, which computes A1111's numbers.
+``/sdapi/v1/progress`` route reads :meth:`JobQueue.current` (modules/api/progress.py computes
+A1111's numbers from it).
 
 No torch and no gradio here: the queue runs any callable.
 """
@@ -72,18 +73,6 @@ class ProgressEvent:
             return 0.0
         part = self.step / self.steps if self.steps > 0 else 0.0
         return min(1.0, (self.image_index + part) / self.image_count)
-
-
-@dataclass(frozen=True)
-class ProgressReport:
-    """A1111's `/sdapi/v1/progress` answer; `preview` is the image for `current_image`, not yet encoded."""
-
-    progress: float
-    eta_relative: float
-    state: dict[str, Any]
-    textinfo: str | None = None
-    current_task: str | None = None
-    preview: Any = None
 
 
 class Subscription:
@@ -159,6 +148,18 @@ class Job(Generic[T]):
         return self._done.is_set()
 
     @property
+    def interrupt_requested(self) -> bool:
+        return self._interrupt.is_set()
+
+    @property
+    def skip_requested(self) -> bool:
+        return self._skip.is_set()
+
+    def elapsed(self) -> float:
+        """Seconds since the job started (by the queue's clock); 0 before."""
+        return self._queue.clock() - self._started_clock if self.started_at is not None else 0.0
+
+    @property
     def position(self) -> int | None:
         """0 for the next job to run, None once the job has started."""
         return self._queue._position(self)
@@ -211,7 +212,7 @@ class JobContext:
             raise JobInterrupted(f"job {self.job_id} was interrupted")
 
     def elapsed(self) -> float:
-        return self._queue._clock() - self._job._started_clock
+        return self._queue.clock() - self._job._started_clock
 
     def report(self, event: ProgressEvent) -> None:
         """Publishes a step; fills in the job id and an ETA from the time spent so far."""
@@ -221,13 +222,6 @@ class JobContext:
             elapsed = self.elapsed()
             event = replace(event, eta_seconds=max(0.0, elapsed / event.fraction - elapsed))
         self._queue._publish(self._job, event)
-
-
-# A1111's `shared.state.dict()` layout, as it reads when idle.
-IDLE_STATE: dict[str, Any] = {
-    "skipped": False, "interrupted": False, "stopping_generation": False, "job": "", "job_count": 0,
-    "job_timestamp": "0", "job_no": 0, "sampling_step": 0, "sampling_steps": 0,
-}
 
 
 class JobQueue:
@@ -249,7 +243,7 @@ class JobQueue:
         self._devices = list(devices)
         self._keep_finished = keep_finished
         self._listener_buffer = listener_buffer
-        self._clock = clock
+        self.clock = clock  # seconds, monotonic (tests pass their own)
         self._lock = threading.Condition()
         self._pending: deque[Job[Any]] = deque()
         self._threads: list[threading.Thread] = []
@@ -371,31 +365,6 @@ class JobQueue:
                 job._listeners.append(sub)
             return sub
 
-    def progress(self) -> ProgressReport:
-        """A1111's `/progress` numbers for the running job; all zeros when idle."""
-        with self._lock:
-            jobs = self._running_jobs()
-            if not jobs:
-                return ProgressReport(0.0, 0.0, dict(IDLE_STATE))
-            job, event = jobs[0], jobs[0].last_event
-            elapsed = self._clock() - job._started_clock
-        job_count = max(event.image_count, 1) if event else 1
-        job_no = event.image_index if event else 0
-        step, steps = (event.step, event.steps) if event else (0, 0)
-        # 0.01 keeps A1111's division safe; its eta uses the value before clamping to 1.
-        fraction = 0.01 + job_no / job_count + (step / steps / job_count if steps > 0 else 0.0)
-        eta_relative = elapsed / fraction - elapsed
-        state = IDLE_STATE | {
-            "skipped": job._skip.is_set(), "interrupted": job._interrupt.is_set(), "job": job.description,
-            "job_count": job_count, "job_timestamp": time.strftime("%Y%m%d%H%M%S", time.localtime(job.started_at)),
-            "job_no": job_no, "sampling_step": step, "sampling_steps": steps,
-        }
-        return ProgressReport(
-            min(fraction, 1.0), eta_relative, state, event.textinfo if event else None, job.id,
-            event.preview if event else None,
-        )
-
-
     def _live(self, job_id: str) -> Job[Any] | None:
         return next((job for job in (*self._pending, *self._running.values()) if job.id == job_id), None)
 
@@ -443,7 +412,7 @@ class JobQueue:
                 if self._closed:
                     return
                 job = self._pending.popleft()
-                job.state, job.started_at, job._started_clock = JobState.RUNNING, time.time(), self._clock()
+                job.state, job.started_at, job._started_clock = JobState.RUNNING, time.time(), self.clock()
                 self._running[device] = job
             value, error = None, None
             try:

@@ -1,6 +1,6 @@
 """The CPU dtypes Easel runs in, for tests whose numbers depend on the dtype.
 
-Easel runs bfloat16 on CPUs with AMX and float32 on the others (modules/performance.py). A test that
+Easel runs bfloat16 on CPUs with AMX and float32 on the others (modules/device/hardware.py). A test that
 compares numbers never depends on that choice: it names its dtype (`--dtype`, or the ModelManager
 argument), and the dtype-sensitive paths (engine parity, embeddings, model switching, LoRA restore,
 previews) run under both through the `dtype_name` fixture (tests/conftest.py), whatever CPU the suite

@@ -22,6 +22,7 @@ from fastapi.concurrency import run_in_threadpool
 from modules.api.a1111_options import COMPAT_OPTIONS
 from modules.api.answers import SeenModel, generation_answer
 from modules.api.images import encode_image
+from modules.api.progress import progress_report
 from modules.api.request_mapping import ApiJobPlan, img2img_plan, txt2img_plan
 from modules.api.schemas import GenerationResponse, Img2ImgRequest, ProgressResponse, Txt2ImgRequest
 from modules.services import Services
@@ -110,7 +111,7 @@ def add_generation_routes(router: APIRouter, services: Services) -> None:
     @router.get("/progress", response_model=ProgressResponse)
     def progress(skip_current_image: bool = Query(False, description="Leave current_image out (cheaper).")) -> dict[str, Any]:
         """The running job's progress (any job: UI or API) with its latest live preview."""
-        report = services.queue.progress()
+        report = progress_report(services.queue)
         image = None
         if report.preview is not None and not skip_current_image:
             image = encode_image(report.preview, None, "png")

@@ -34,7 +34,7 @@ from modules.generation.request import GenerationRequest, Img2ImgRequest
 from modules.generation.tasks import TaskContext, TaskRun
 from modules.jobs import JobContext, ProgressEvent
 from modules.lora.patch import LoraPatcher
-from modules.memory import OutOfMemoryError, free_memory, is_out_of_memory
+from modules.device.memory import OutOfMemoryError, free_memory, is_out_of_memory
 
 if TYPE_CHECKING:
     from modules.checkpoints.manager import LoadedModel, ModelManager

@@ -21,7 +21,7 @@ from modules.generation.loras import RequestLoras, request_loras
 from modules.generation.request import GenerationRequest
 from modules.generation.tasks import TaskContext, run_task
 from modules.jobs import JobContext, ProgressEvent
-from modules.memory import is_out_of_memory
+from modules.device.memory import is_out_of_memory
 from modules.sampling.sampler_table import parse_sampler_name
 from modules.sampling.schedules import find_schedule
 

@@ -32,7 +32,7 @@ from modules.checkpoints.hashing import HashCache
 from modules.checkpoints.manager import ManagerOptions, ModelManager
 from modules.checkpoints.registry import ModelFile, ModelRegistry
 from modules.config import Settings
-from modules.devices import choose_device, choose_dtype
+from modules.device.hardware import choose_device, choose_dtype
 from modules.errors import ModelNotFoundError, UserError
 from modules.app import Submitter, in_process_generation
 from modules.app.runner import InProcessRunner, JobSpec

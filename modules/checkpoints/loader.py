@@ -47,17 +47,6 @@ def _hints(metadata: dict[str, str]) -> dict[str, Any]:
     return hints if isinstance(hints, dict) else {}
 
 
-def identify_file(path: Path, prediction_setting: str = "auto") -> ModelSpec:
-    """The spec of a single-file checkpoint, from its header only (no weights are read)."""
-    path = Path(path)
-    file = open_tensor_file(path)
-    try:
-        spec = spec_from_ldm(file.shapes(), _hints(file.metadata), _yaml_beside(path), prediction_setting)
-    finally:
-        file.close()
-    return normalize_spec(spec)
-
-
 def read_single_file(path: Path, dtype: torch.dtype, prediction_setting: str = "auto") -> WeightSet:
     """Reads an A1111/LDM `.safetensors` or `.ckpt` checkpoint."""
     from modules.checkpoints.weights import read_ldm_checkpoint

@@ -28,8 +28,9 @@ from modules.checkpoints.tensor_files import open_tensor_file
 from modules.checkpoints.tokenizer import load_clip_tokenizer
 from modules.checkpoints.weights import Tensors, WeightSet, build_module, read_vae_file, swap_weights
 from modules.errors import ModelBusyError, ModelLoadError, UserError
-from modules.memory import release_freed_memory
-from modules.performance import ComponentPlacer, Optimizations
+from modules.device.memory import release_freed_memory
+from modules.device.memory_plan import ComponentPlacer
+from modules.device.optimizations import Optimizations
 
 if TYPE_CHECKING:
     from modules.prompts.embeddings import EmbeddingLibrary

@@ -205,11 +205,6 @@ def swap_weights(module: torch.nn.Module, tensors: Tensors, device: torch.device
             param.data = tensors[name].to(device=device, dtype=param.dtype)
 
 
-def module_tensors(module: torch.nn.Module) -> Tensors:
-    """The module's state dict (the tensors themselves, not copies)."""
-    return {k: v.detach() for k, v in module.state_dict().items()}
-
-
 def hints_for(spec: ModelSpec) -> dict[str, Any]:
     """What a reader cannot derive from shapes, written into our own checkpoints' metadata."""
     unet = spec.components["unet"].config

@@ -24,7 +24,8 @@ from modules.checkpoints.manager import LoadedModel
 from modules.generation.guidance import GuidedDenoiser, StepConditions, UNetEps
 from modules.generation.previews import AsyncPreviews, PreviewMethod, to_images
 from modules.generation.request import GenerationRequest
-from modules.performance import decode_checked, tiles, unet_for_pass, vae_tiling
+from modules.device.unet_pass import unet_for_pass
+from modules.device.vae import decode_checked, tiles, vae_tiling
 from modules.sampling import noise as noise_mod
 from modules.sampling.denoiser import DiscreteDenoiser
 from modules.sampling.sampler_table import SamplerSpec, parse_sampler_name

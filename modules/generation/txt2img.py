@@ -17,15 +17,12 @@ import torch
 
 from modules.checkpoints.manager import LoadedModel
 from modules.errors import UserError
-from modules.generation.engine import (  # noqa: F401  (re-exported: the service and tests use them from here)
+from modules.generation.engine import (
     EngineHooks,
     GenerationResult,
-    Interrupted,
     Progress,
     SamplingPass,
-    Skipped,
     StepEvent,
-    alphas_cumprod,
     decode,
     model_denoiser,
     on_device,

@@ -24,7 +24,8 @@ from modules.generation.request import GenerationRequest, Img2ImgRequest
 from modules.generation.txt2img import txt2img
 from modules.lora.files import LoraLibrary
 from modules.lora.patch import LoraPatcher, LoraUse
-from modules.performance import ComponentPlacer, Optimizations
+from modules.device.memory_plan import ComponentPlacer
+from modules.device.optimizations import Optimizations
 from tools.make_test_loras import write_test_lora
 from tools.make_test_models import write_test_checkpoint
 

@@ -1,6 +1,6 @@
-"""The optimised paths of modules/performance.py against the plain ones on a tiny real model.
+"""The optimised paths of modules/device/ against the plain ones on a tiny real model.
 
-Each optimisation may change float rounding only (see the tolerances in modules/performance.py's
+Each optimisation may change float rounding only (see the tolerances in modules/device/__init__.py's
 docstring): fp32 latents within 1e-3, 8-bit pixels within 2 levels. Tiled VAE decoding blends tile
 borders, so it is held to its own documented bound, and must really have tiled. The fp32 VAE retry
 runs against a VAE module whose half-precision decode gives NaN (a wrapper, as a broken fp16 VAE
@@ -24,7 +24,9 @@ from modules.checkpoints.registry import ModelRegistry
 from modules.generation.engine import decode_pixels, encode
 from modules.generation.request import GenerationRequest
 from modules.generation.txt2img import txt2img
-from modules.performance import Optimizations, decode_checked, unet_for_pass
+from modules.device.optimizations import Optimizations
+from modules.device.unet_pass import unet_for_pass
+from modules.device.vae import decode_checked
 from tools.make_test_models import write_test_checkpoint
 
 LATENT_ATOL = 1e-3

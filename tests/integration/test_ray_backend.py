@@ -34,6 +34,7 @@ from modules.errors import UserError  # noqa: E402
 from modules.generation.request import GenerationRequest  # noqa: E402
 from modules.app import in_process_generation  # noqa: E402
 from modules.jobs import JobQueue  # noqa: E402
+from modules.api.progress import progress_report  # noqa: E402
 from tests.api.api_helpers import API, decode  # noqa: E402
 from tools.make_test_models import write_test_checkpoint  # noqa: E402
 from webui import create_app  # noqa: E402
@@ -136,7 +137,7 @@ def test_previews_and_progress_stream_to_the_local_job(cluster):
     for event in subscription:
         events.append(event)
         if not event.final and event.step > 0:
-            reports.append(service.queue.progress())
+            reports.append(progress_report(service.queue))
     result = job.result(timeout=120)
     steps = [e for e in events if not e.final and e.step > 0]
     assert [e.step for e in steps][-1] == 8 and steps[0].step <= 2

@@ -12,7 +12,8 @@ from modules.checkpoints.manager import ManagerOptions, ModelManager
 from modules.checkpoints.registry import ModelRegistry
 from modules.generation.previews import FullVaePreview, LinearFactorCache
 from modules.generation.request import GenerationRequest
-from modules.generation.txt2img import Interrupted, Skipped, txt2img
+from modules.generation.engine import Interrupted, Skipped
+from modules.generation.txt2img import txt2img
 from tests.dtypes import CPU_DTYPES
 from tools.make_test_models import write_test_checkpoint
 

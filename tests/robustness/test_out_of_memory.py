@@ -16,7 +16,7 @@ import torch
 
 from modules.errors import UserError
 from modules.jobs import JobState
-from modules.memory import OutOfMemoryError
+from modules.device.memory import OutOfMemoryError
 from tests.robustness.rig import pixels, request
 
 CUDA_TEXT = ("CUDA out of memory. Tried to allocate 20.00 GiB. GPU 0 has a total capacity of 23.65 GiB of which "

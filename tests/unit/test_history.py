@@ -62,7 +62,7 @@ def test_schema_version_and_wal_mode(store: HistoryStore):
 def test_record_get_export_delete_round_trip(store: HistoryStore, outputs: Path):
     path = saved_file(outputs / "txt2img-images", "00000-42.png")
     recorded = entry(path=path, seed=4294967295, model_hash="6CE0161689")
-    entry_id = store.record_saved(recorded)
+    entry_id = store.record(recorded)
 
     row = store.get(entry_id)
     assert row is not None and row.id == entry_id
@@ -86,8 +86,6 @@ def test_record_get_export_delete_round_trip(store: HistoryStore, outputs: Path)
 def test_record_happens_after_the_file_is_in_place(store: HistoryStore, outputs: Path):
     with pytest.raises(FileNotFoundError, match="recorded after the image is saved"):
         store.record(entry(path=str(outputs / "not-yet-renamed.png")))
-    with pytest.raises(ValueError, match="needs the path"):
-        store.record_saved(entry(path=None))
     with pytest.raises(ValueError, match="10 hex digits"):
         store.record(entry(model_hash="xyz"))
     assert store.count() == 0
@@ -244,10 +242,10 @@ def test_delete_file_only_inside_outputs_root(store: HistoryStore, outputs: Path
     os.symlink(outside, sneaky)  # inside by name, outside once resolved
     escaping = str(outputs / ".." / "elsewhere" / "precious.png")
 
-    inside_id = store.record_saved(entry(path=inside))
-    outside_id = store.record_saved(entry(path=outside))
-    sneaky_id = store.record_saved(entry(path=sneaky))
-    escaping_id = store.record_saved(entry(path=escaping))
+    inside_id = store.record(entry(path=inside))
+    outside_id = store.record(entry(path=outside))
+    sneaky_id = store.record(entry(path=sneaky))
+    escaping_id = store.record(entry(path=escaping))
 
     assert store.delete(inside_id, delete_file=True) is True
     assert not Path(inside).exists()
@@ -261,15 +259,15 @@ def test_delete_file_only_inside_outputs_root(store: HistoryStore, outputs: Path
 def test_delete_file_without_outputs_root_keeps_files(tmp_path: Path):
     path = saved_file(tmp_path / "outputs", "a.png")
     with HistoryStore(tmp_path / "h.sqlite3") as history:
-        entry_id = history.record_saved(entry(path=path))
+        entry_id = history.record(entry(path=path))
         assert history.delete(entry_id, delete_file=True) is True
     assert Path(path).exists()
 
 
 def test_prune_missing_removes_only_rows_whose_file_is_gone(store: HistoryStore, outputs: Path):
-    kept = store.record_saved(entry(path=saved_file(outputs, "kept.png")))
+    kept = store.record(entry(path=saved_file(outputs, "kept.png")))
     gone_path = saved_file(outputs, "gone.png")
-    gone = store.record_saved(entry(path=gone_path))
+    gone = store.record(entry(path=gone_path))
     unsaved = store.record(entry(path=None))
     os.remove(gone_path)
 

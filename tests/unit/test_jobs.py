@@ -6,6 +6,7 @@ import threading
 
 import pytest
 
+from modules.api.progress import progress_report
 from modules.errors import UserError
 from modules.jobs import (
     JobContext,
@@ -226,7 +227,7 @@ def test_progress_numbers_idle_and_running():
     now = [100.0]
     q = JobQueue(max_pending=4, clock=lambda: now[0])
     try:
-        idle = q.progress()
+        idle = progress_report(q)
         assert (idle.progress, idle.eta_relative, idle.state["job_count"], idle.current_task) == (0.0, 0.0, 0, None)
         gate, reported = Gate(), threading.Event()
 
@@ -240,7 +241,7 @@ def test_progress_numbers_idle_and_running():
         gate.wait_arrived()
         assert reported.is_set()
         now[0] = 110.0  # 10 s into the job
-        report = q.progress()
+        report = progress_report(q)
         expected = 0.01 + 1 / 4 + 5 / 20 / 4
         assert report.progress == pytest.approx(expected)
         assert report.eta_relative == pytest.approx(10 / expected - 10)
@@ -254,7 +255,7 @@ def test_progress_numbers_idle_and_running():
         assert running[1].eta_seconds == pytest.approx(0.0)  # the fake clock had not moved at report time
         gate.released.set()
         job.result(WAIT)
-        assert q.progress().progress == 0.0 and q.current() is None
+        assert progress_report(q).progress == 0.0 and q.current() is None
     finally:
         q.close(timeout=WAIT)
 
@@ -273,7 +274,7 @@ def test_progress_is_clamped_to_one_but_eta_uses_the_unclamped_value():
         q.start()
         gate.wait_arrived()
         now[0] = 10.1
-        report = q.progress()
+        report = progress_report(q)
         assert report.progress == 1.0
         assert report.eta_relative == pytest.approx(10.1 / 1.01 - 10.1)
         gate.released.set()

@@ -1,22 +1,14 @@
-"""modules/performance.py's decisions: bf16 detection, threads, memory plans, the choices per device."""
+"""modules/device/'s decisions: bf16 detection, threads, memory plans, the choices per device."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from modules.devices import choose_dtype, explain_dtype
-from modules.performance import (
-    GiB,
-    Optimizations,
-    auto_cpu_dtype,
-    choose_memory_plan,
-    choose_optimizations,
-    choose_threads,
-    cpu_bf16_support,
-    cpu_flags,
-    physical_cores,
-)
+from modules.device.hardware import choose_dtype, explain_dtype
+from modules.device.hardware import auto_cpu_dtype, choose_threads, cpu_bf16_support, cpu_flags, physical_cores
+from modules.device.memory_plan import GiB, choose_memory_plan
+from modules.device.optimizations import Optimizations, choose_optimizations
 
 SAPPHIRE_RAPIDS = {"fpu", "avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile", "amx_int8"}
 COOPER_LAKE = {"fpu", "avx2", "avx512f", "avx512_bf16"}

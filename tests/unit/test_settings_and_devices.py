@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from modules.config import Settings, SettingsStore
-from modules.devices import choose_device, choose_dtype
+from modules.device.hardware import choose_device, choose_dtype
 from modules.errors import UserError
 
 
