@@ -39,7 +39,7 @@ from tests.unit import test_timestep_samplers as t_tests  # noqa: E402
 def k_diffusion_rows(kd) -> list[dict]:
     setup = k_tests.parity_setup(kd, k_tests.tiny_unet())
     cases = dict(k_tests.CASES)
-    cases["DPM adaptive"] = (k_tests.k_samplers.sample_dpm_adaptive, "sample_dpm_adaptive", "ancestral", "uniform", False, {})
+    cases["DPM adaptive"] = (k_tests.k_samplers_extra.sample_dpm_adaptive, "sample_dpm_adaptive", "ancestral", "uniform", False, {})
     rows = []
     for name, case in cases.items():
         ours, theirs, _ = k_tests.run_both(kd, setup, *case)

@@ -14,15 +14,15 @@ import gc
 import logging
 import threading
 import time
-from collections import OrderedDict
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Generic, Iterator, TypeVar
+from typing import TYPE_CHECKING, Callable, Iterator
 
 import torch
 
 from modules.checkpoints.loader import read_checkpoint
+from modules.checkpoints.lru import LruCache
 from modules.checkpoints.registry import ModelFile, ModelRegistry
 from modules.checkpoints.tensor_files import open_tensor_file
 from modules.checkpoints.tokenizer import load_clip_tokenizer
@@ -41,43 +41,6 @@ VAE_AUTOMATIC = "Automatic"
 VAE_NONE = "None"
 OPENCLIP_PAD = "!"
 CLIP_PAD = "<|endoftext|>"
-
-K = TypeVar("K")
-V = TypeVar("V")
-
-
-class LruCache(Generic[K, V]):
-    """A small least-recently-used map; `capacity` entries at most."""
-
-    def __init__(self, capacity: int):
-        self.capacity = max(1, int(capacity))
-        self._items: OrderedDict[K, V] = OrderedDict()
-
-    def get(self, key: K) -> V | None:
-        value = self._items.get(key)
-        if value is not None:
-            self._items.move_to_end(key)
-        return value
-
-    def put(self, key: K, value: V) -> list[K]:
-        """Stores `value` as most recent; returns the keys it evicted."""
-        self._items[key] = value
-        self._items.move_to_end(key)
-        evicted = []
-        while len(self._items) > self.capacity:
-            old, _ = self._items.popitem(last=False)
-            evicted.append(old)
-        return evicted
-
-    def pop(self, key: K) -> V | None:
-        return self._items.pop(key, None)
-
-    def keys(self) -> list[K]:
-        return list(self._items)
-
-    def clear(self) -> None:
-        self._items.clear()
-
 
 @dataclass
 class ManagerOptions:

@@ -23,6 +23,7 @@ from torch import Tensor
 
 from modules.errors import UserError
 from modules.sampling import k_samplers as k
+from modules.sampling import k_samplers_extra as kx
 from modules.sampling import timestep_samplers as ts
 from modules.sampling.schedules import (
     SCHEDULES,
@@ -119,9 +120,9 @@ SAMPLERS: tuple[SamplerSpec, ...] = (
                 second_order=True, takes_s_noise=True, takes_churn=True),
     SamplerSpec("DPM2 a", ("k_dpm_2_a",), k.sample_dpm_2_ancestral, default_schedule="karras",
                 discard_next_to_last_sigma=True, second_order=True, takes_s_noise=True, **_ANCESTRAL),
-    SamplerSpec("DPM fast", ("k_dpm_fast",), k.sample_dpm_fast, takes_s_noise=True, **_ANCESTRAL),
-    SamplerSpec("DPM adaptive", ("k_dpm_ad",), k.sample_dpm_adaptive, **_ANCESTRAL),
-    SamplerSpec("Restart", ("restart",), k.sample_restart, default_schedule="karras", second_order=True),
+    SamplerSpec("DPM fast", ("k_dpm_fast",), kx.sample_dpm_fast, takes_s_noise=True, **_ANCESTRAL),
+    SamplerSpec("DPM adaptive", ("k_dpm_ad",), kx.sample_dpm_adaptive, **_ANCESTRAL),
+    SamplerSpec("Restart", ("restart",), kx.sample_restart, default_schedule="karras", second_order=True),
     SamplerSpec("DDIM", ("ddim",), ts.sample_ddim, eta_default=0.0, own_grid=ts.ddim_timestep_sigmas),
     SamplerSpec("DDIM CFG++", ("ddim_cfgpp",), ts.sample_ddim_cfgpp, eta_default=0.0, own_grid=ts.ddim_timestep_sigmas,
                 cfg_scale_multiplier=1 / 12.5, needs_uncond=True),

@@ -157,3 +157,8 @@ def test_model_families_are_asked_for_their_facts_never_tested_by_name():
     offenders = [f"{p.relative_to(ROOT)}:{number}" for p in (ROOT / "modules").rglob("*.py") if (ROOT / "modules" / "checkpoints") not in p.parents
                  for number, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1) if by_name.search(line)]
     assert offenders == []
+
+
+def test_no_module_is_over_400_lines():
+    long = {str(p.relative_to(ROOT)): n for p in (ROOT / "modules").rglob("*.py") if (n := len(p.read_text(encoding="utf-8").splitlines())) > 400}
+    assert long == {}

@@ -16,7 +16,7 @@ import inspect
 import pytest
 import torch
 
-from modules.sampling import k_samplers, schedules
+from modules.sampling import k_samplers, k_samplers_extra, schedules
 from modules.sampling.brownian import BrownianNoise
 from modules.sampling.denoiser import DiscreteDenoiser
 from modules.sampling.sampler_table import SAMPLERS, SamplerSpec, find_sampler, sampler_labels, sigmas_for
@@ -128,7 +128,7 @@ CASES = {
         k_samplers.sample_dpmpp_2m_sde_heun, "sample_dpmpp_2m_sde", "brownian", "exponential", False, {"solver_type": "heun"}
     ),
     "DPM++ 3M SDE": (k_samplers.sample_dpmpp_3m_sde, "sample_dpmpp_3m_sde", "brownian", "exponential", True, {}),
-    "DPM fast": (k_samplers.sample_dpm_fast, "sample_dpm_fast", "ancestral", "uniform", False, {}),
+    "DPM fast": (k_samplers_extra.sample_dpm_fast, "sample_dpm_fast", "ancestral", "uniform", False, {}),
 }
 
 def relative_difference(ours: torch.Tensor, theirs: torch.Tensor) -> float:
@@ -176,7 +176,7 @@ def test_sampler_matches_kdiffusion(kd, setup, name):
 
 def test_dpm_adaptive_matches_kdiffusion(kd, setup):
     ours, theirs, steps_seen = run_both(
-        kd, setup, k_samplers.sample_dpm_adaptive, "sample_dpm_adaptive", "ancestral", "uniform", False, {}
+        kd, setup, k_samplers_extra.sample_dpm_adaptive, "sample_dpm_adaptive", "ancestral", "uniform", False, {}
     )
     assert relative_difference(ours, theirs) < TOLERANCE
     assert len(steps_seen) > 0
@@ -381,7 +381,7 @@ def test_every_row_has_its_function_and_is_listed():
     assert sampler_labels() == [row.label for row in SAMPLERS]
     for row in SAMPLERS:
         assert callable(row.function), row.label
-        assert row.function.__module__ in ("modules.sampling.k_samplers", "modules.sampling.timestep_samplers"), row.label
+        assert row.function.__module__ in ("modules.sampling.k_samplers", "modules.sampling.k_samplers_extra", "modules.sampling.timestep_samplers"), row.label
         assert row.own_grid is None or callable(row.own_grid)
         assert row.automatic_grid is None or callable(row.automatic_grid)
         assert find_sampler(row.label) is row and all(find_sampler(alias) is row for alias in row.aliases)
