@@ -91,6 +91,7 @@ class PageGate:
         self.login_app = login_app
 
     def logged_in(self, scope: Scope) -> bool:
+        assert self.login_app is not None  # called only with --gradio-auth
         cookies = _cookies(scope)
         cookie_id = self.login_app.cookie_id
         token = cookies.get(f"access-token-{cookie_id}") or cookies.get(f"access-token-unsecure-{cookie_id}")
@@ -109,7 +110,7 @@ class PageGate:
         elif not is_public(path):
             await _refuse(scope, send, 401, LOGIN_REQUIRED)
         elif path == "/" and scope["type"] == "http":
-            await self.app(_uncompressed(scope), receive, _WithoutApiInfo(send))
+            await self.app(_uncompressed(scope), receive, _WithoutApiInfo(send))  # type: ignore[arg-type]  # starlette's Send takes a MutableMapping; ours reads it as a dict
         else:
             await self.app(scope, receive, send)
 

@@ -14,8 +14,8 @@ from fastapi import FastAPI
 from gradio.routes import App as GradioApp
 from starlette.routing import Mount
 
-from modules.services import Services
 from modules.errors import UserError
+from modules.services import Services
 from modules.ui.access import PageGate
 from modules.ui.history_tab import build_history_tab
 from modules.ui.img2img import IMG2IMG_CSS, build_img2img_tab

@@ -9,8 +9,8 @@ from typing import Any
 
 import gradio as gr
 
-from modules.services import Services
 from modules.errors import UserError
+from modules.services import Services
 
 
 def status_table(services: Services) -> str:
@@ -40,7 +40,7 @@ def build_extensions_section(services: Services) -> ExtensionsSection:
                                    label="Enabled extensions (load at the next start of Easel)", elem_id="extensions-enabled")
         settings: dict[tuple[str, str], gr.components.Component] = {}
         for name, spec in registry.settings():
-            value = services.extensions.get(name).api.setting(spec.key)
+            value = _setting(services, name, spec.key)
             label = f"{name}: {spec.label}"
             elem_id = f"extension-setting-{name}-{spec.key}"
             if spec.choices:
@@ -57,7 +57,7 @@ def build_extensions_section(services: Services) -> ExtensionsSection:
         try:
             changed = services.config.set_extensions_enabled({name: name in chosen for name in usable})
             for (name, key), component in settings.items():
-                if values[component] != services.extensions.get(name).api.setting(key):
+                if values[component] != _setting(services, name, key):
                     services.config.set_extension_setting(name, key, values[component])
         except UserError as error:
             return f'<div class="easel-error" role="alert"><b>Error:</b> {html.escape(str(error))}</div>'
@@ -68,3 +68,10 @@ def build_extensions_section(services: Services) -> ExtensionsSection:
 
     apply.click(on_apply, {enabled, *settings.values()}, message, show_progress="hidden")
     return ExtensionsSection(enabled, settings)
+
+
+def _setting(services: Services, extension: str, key: str) -> Any:
+    """The current value of a loaded extension's setting (the registry lists loaded extensions only)."""
+    loaded = services.extensions.get(extension)
+    assert loaded is not None and loaded.api is not None
+    return loaded.api.setting(key)

@@ -13,8 +13,8 @@ import gradio as gr
 from PIL import Image, ImageDraw, ImageFont
 
 from modules.app.models import ExtraNetwork
-from modules.services import Services
 from modules.errors import UserError
+from modules.services import Services
 
 log = logging.getLogger(__name__)
 

@@ -12,19 +12,22 @@ from __future__ import annotations
 import html
 import logging
 from dataclasses import dataclass
+from typing import Any
 
 import gradio as gr
 
-from modules.services import Services
 from modules.demo_model import GenerationDefaults
 from modules.errors import UserError
 from modules.sampling.sampler_table import sampler_labels
 from modules.sampling.schedules import schedule_labels
+from modules.services import Services
 from modules.ui import progress_view
 
 log = logging.getLogger(__name__)
 
-Fields = dict[str, gr.components.Component]  # request field name -> the component that fills it
+# request field name -> the component that fills it (Any: gradio adds the event methods, .change and
+# the like, at run time, so its classes do not declare them)
+Fields = dict[str, Any]
 
 EMPTY_TOKENS_HTML = '<span class="easel-tokens">0/75</span>'  # no tokenizer needed (it loads after start-up)
 # Where each send button sends the selected output image: its label and the tab / sub-tab it fills.

@@ -8,16 +8,17 @@ from __future__ import annotations
 
 import html
 import logging
-from dataclasses import dataclass, fields as dataclass_fields
+from dataclasses import dataclass
+from dataclasses import fields as dataclass_fields
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import gradio as gr
 
-from modules.services import Services
 from modules.errors import UserError
 from modules.generation.request import GenerationRequest
 from modules.jobs import Job, JobState
+from modules.services import Services
 from modules.ui import progress_view
 from modules.ui.generation_panel import Fields, GenerationPanel
 from modules.ui.sessions import Outcome, SessionRuns, session_key
@@ -100,8 +101,8 @@ def wire_generation(
     runs: SessionRuns,
     panel: GenerationPanel,
     prepare: Callable[[dict[Any, Any]], Prepared],
-    submit: Callable[[GenerationRequest], Job],
-    inputs: set[gr.components.Component],
+    submit: Callable[..., Job],  # (the tab's request, job_id) -> Job: a Submitter method
+    inputs: set[Any],
     outputs_folder: str,
 ) -> list:
     """Wires Generate (and Enter in the prompt), Interrupt, Skip, the gallery and the seed buttons of
@@ -191,14 +192,12 @@ def wire_generation(
         return outcome.seeds[0]
 
     def on_image_seed(request: gr.Request) -> int | dict:
-        outcome = runs.outcome(session_key(request))
-        index = outcome.pick() if outcome else None
-        return outcome.seeds[index] if index is not None else gr.skip()
+        picked = runs.picked(session_key(request))
+        return picked[0].seeds[picked[1]] if picked is not None else gr.skip()
 
-    def on_show_folder(request: gr.Request) -> dict:
-        outcome = runs.outcome(session_key(request))
-        index = outcome.pick() if outcome else None
-        path: Path | None = outcome.paths[index] if index is not None else None
+    def on_show_folder(request: gr.Request) -> gr.Textbox:
+        picked = runs.picked(session_key(request))
+        path: Path | None = picked[0].paths[picked[1]] if picked is not None else None
         shown = str(path) if path else str(services.paths.outputs_dir / outputs_folder)
         return gr.Textbox(value=shown, visible=True)
 

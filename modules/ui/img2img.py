@@ -9,18 +9,27 @@ do the send-to handlers, which switch it), because Gradio does not pass a Tabs' 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import gradio as gr
 from PIL import Image
 
-from modules.services import Services
 from modules.generation.request import INPAINT_AREAS, MASK_MODES, MASKED_CONTENT, RESIZE_MODES, Img2ImgRequest
-from modules.ui.generation_panel import (
-    Fields, GenerationPanel, PromptRow, build_batch_sliders, build_cfg_slider, build_output_column, build_prompt_row,
-    build_sampler_controls, build_seed_controls, build_size_sliders, wire_prompt_row,
-)
+from modules.services import Services
 from modules.ui.extra_networks import build_extra_networks
+from modules.ui.generation_panel import (
+    Fields,
+    GenerationPanel,
+    PromptRow,
+    build_batch_sliders,
+    build_cfg_slider,
+    build_output_column,
+    build_prompt_row,
+    build_sampler_controls,
+    build_seed_controls,
+    build_size_sliders,
+    wire_prompt_row,
+)
 from modules.ui.generation_run import Prepared, field_values, preview_every, wire_generation
 from modules.ui.img2img_inputs import INPAINT_TABS, SOURCE_TABS, multiple_of_8, resize_by_html, scaled_size, source_picture
 from modules.ui.scripts_panel import build_scripts_panel
@@ -90,7 +99,7 @@ def _build_sources() -> tuple[dict, gr.Image, dict]:
     """The four sub-tabs; returns their picture components, the inpaint-upload mask and the Tab items."""
     pictures: dict[str, Any] = {}
     items: dict[str, gr.Tab] = {}
-    uploads = ["upload", "clipboard"]
+    uploads: list[Literal["upload", "webcam", "clipboard"]] = ["upload", "clipboard"]
     with gr.Tabs(elem_id="img2img-source-tabs", selected="img2img"):
         with gr.Tab(SOURCE_TABS["img2img"], id="img2img", elem_id="img2img-source-img2img") as items["img2img"]:
             pictures["img2img"] = gr.Image(
@@ -100,13 +109,13 @@ def _build_sources() -> tuple[dict, gr.Image, dict]:
         with gr.Tab(SOURCE_TABS["sketch"], id="sketch", elem_id="img2img-source-sketch") as items["sketch"]:
             pictures["sketch"] = gr.ImageEditor(
                 label="Image for img2img (draw on it)", type="pil", image_mode="RGBA", format="png", sources=uploads,
-                brush=gr.Brush(colors=SKETCH_COLOURS, default_color="#000000", color_mode="defaults"),
+                brush=gr.Brush(colors=list[str | tuple[str, float]](SKETCH_COLOURS), default_color="#000000", color_mode="defaults"),
                 layers=False, transforms=(), height=IMAGE_HEIGHT, elem_id="img2img-sketch",
             )
         with gr.Tab(SOURCE_TABS["inpaint"], id="inpaint", elem_id="img2img-source-inpaint") as items["inpaint"]:
             pictures["inpaint"] = gr.ImageEditor(
                 label="Image for inpainting (paint over what to change)", type="pil", image_mode="RGBA", format="png",
-                sources=uploads, brush=gr.Brush(colors=["#ffffff"], color_mode="fixed"), layers=False, transforms=(),
+                sources=uploads, brush=gr.Brush(colors=list[str | tuple[str, float]](["#ffffff"]), color_mode="fixed"), layers=False, transforms=(),
                 height=IMAGE_HEIGHT, elem_id="img2img-inpaint",
             )
         with gr.Tab(SOURCE_TABS["inpaint-upload"], id="inpaint-upload", elem_id="img2img-source-inpaint-upload") as items["inpaint-upload"]:

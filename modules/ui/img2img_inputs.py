@@ -50,7 +50,7 @@ def painted_mask(layers: list[Image.Image], size: tuple[int, int]) -> Image.Imag
 
 def inpaint_source(value: dict[str, Any] | None) -> SourcePicture:
     background = editor_background(value)
-    if background is None:
+    if background is None or value is None:
         return SourcePicture(None)
     return SourcePicture(background, painted_mask(value.get("layers") or [], background.size))
 

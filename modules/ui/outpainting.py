@@ -17,7 +17,6 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import gradio as gr
 from PIL import Image
 
-from modules.services import Services
 from modules.demo_model import GenerationDefaults
 from modules.errors import UserError
 from modules.generation.image_ops import to_rgb
@@ -26,9 +25,19 @@ from modules.generation.outpaint.canvas import canvas_preview
 from modules.generation.outpaint.request import MASK_BLUR_RANGE, PIXELS_RANGE
 from modules.generation.request import MASKED_CONTENT, Img2ImgRequest
 from modules.infotext.restore import restore_outpaint
+from modules.services import Services
 from modules.ui.generation_panel import (
-    Fields, GenerationPanel, PromptRow, build_batch_sliders, build_cfg_slider, build_output_column, build_prompt_row,
-    build_sampler_controls, build_seed_controls, build_size_sliders, wire_prompt_row,
+    Fields,
+    GenerationPanel,
+    PromptRow,
+    build_batch_sliders,
+    build_cfg_slider,
+    build_output_column,
+    build_prompt_row,
+    build_sampler_controls,
+    build_seed_controls,
+    build_size_sliders,
+    wire_prompt_row,
 )
 from modules.ui.generation_run import Prepared, field_values, preview_every, wire_generation
 from modules.ui.sessions import SessionRuns

@@ -22,7 +22,8 @@ NONE = "None"
 
 def build_control(control: Control, elem_id: str) -> gr.components.Component:
     if control.kind == "slider":
-        return gr.Slider(control.minimum, control.maximum, value=control.default, step=control.step, label=control.label, elem_id=elem_id)
+        low, high = control.minimum if control.minimum is not None else 0, control.maximum if control.maximum is not None else 100  # gradio's own defaults
+        return gr.Slider(low, high, value=control.default, step=control.step, label=control.label, elem_id=elem_id)
     if control.kind == "number":
         return gr.Number(value=control.default, label=control.label, elem_id=elem_id)
     if control.kind == "checkbox":

@@ -33,10 +33,10 @@ from typing import Any, Callable
 import gradio as gr
 from PIL import Image
 
-from modules.services import Services
 from modules.errors import UserError
 from modules.infotext.restore import NotApplied
 from modules.picture_restore import PictureSettings
+from modules.services import Services
 from modules.ui.hires_fix import hires_display_values
 from modules.ui.img2img import Img2ImgTab, display_values
 from modules.ui.outpainting import OutpaintingTab
@@ -102,7 +102,9 @@ class SendWiring:
         return restorer.restore(infotext, set(self.img2img.fields), hires_in_picture=True)
 
     def tab(self, target: str) -> Txt2ImgTab | Img2ImgTab | OutpaintingTab:
-        return {"txt2img": self.txt2img, "outpainting": self.outpainting}.get(target, self.img2img)
+        if target == "txt2img":
+            return self.txt2img
+        return self.outpainting if target == "outpainting" else self.img2img
 
     def notice_component(self, target: str) -> gr.HTML:
         return self.tab(target).prompt_row.notice
@@ -156,10 +158,10 @@ class SendWiring:
         (the picture was made here: the model stays as it is)."""
         def handler(target: str):
             def send(request: gr.Request) -> dict:
-                outcome = runs.outcome(session_key(request))
-                index = outcome.pick() if outcome else None
-                if index is None:
+                picked = runs.picked(session_key(request))
+                if picked is None:
                     return {}
+                outcome, index = picked
                 infotext = outcome.infotexts[index] if target in parameters_to else None
                 restored = self.restore(target, infotext) if infotext else None
                 if restored is not None:
@@ -194,18 +196,18 @@ class SendWiring:
                 return updates
             return send
 
-        model = {"concurrency_id": "model", "concurrency_limit": 1}
         source.buttons["txt2img"].click(
             to_txt2img, source.infotext,
             [*self.txt2img.fields.values(), self.txt2img.prompt_row.notice, source.message, *self.model_line.components],
-            js=switch_tabs_js("txt2img"), **model,
+            js=switch_tabs_js("txt2img"), concurrency_id="model", concurrency_limit=1,
         )
         for target in ("img2img", "inpaint", "outpainting"):
             if target not in source.buttons:
                 continue
             outputs = [*self.picture_outputs(target), source.message, *self.model_line.components]
             source.buttons[target].click(
-                to_img2img(target), [source.infotext, source.image_path], outputs, js=switch_tabs_js(target), **model,
+                to_img2img(target), [source.infotext, source.image_path], outputs, js=switch_tabs_js(target),
+                concurrency_id="model", concurrency_limit=1,
             )
 
     def wire_paste(self, target: str, runs: SessionRuns) -> None:
@@ -218,9 +220,8 @@ class SendWiring:
         def paste(text: str | None, request: gr.Request) -> dict:
             infotext = (text or "").strip()
             if not infotext:
-                outcome = runs.outcome(session_key(request))
-                index = outcome.pick() if outcome else None
-                infotext = outcome.infotexts[index] if index is not None and outcome.infotexts else ""
+                picked = runs.picked(session_key(request))
+                infotext = picked[0].infotexts[picked[1]] if picked is not None and picked[0].infotexts else ""
             if not infotext:
                 return {tab.prompt_row.notice: error_html("Nothing to read: paste a picture's parameters into the prompt box, or generate first.")}
             restored = self.restore(target, infotext)

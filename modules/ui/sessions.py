@@ -67,6 +67,12 @@ class SessionRuns:
         with self._lock:
             return self._outcomes.get(session)
 
+    def picked(self, session: str) -> tuple[Outcome, int] | None:
+        """The session's last outcome and its selected image's index; None when it has no images."""
+        outcome = self.outcome(session)
+        index = outcome.pick() if outcome is not None else None
+        return (outcome, index) if outcome is not None and index is not None else None
+
     def select(self, session: str, index: int) -> Outcome | None:
         with self._lock:
             outcome = self._outcomes.get(session)

@@ -12,10 +12,10 @@ from typing import Any, Callable
 
 import gradio as gr
 
-from modules.services import Services
 from modules.app.settings_control import RESTART_SETTINGS
 from modules.config import Settings
 from modules.errors import UserError
+from modules.services import Services
 from modules.ui.extensions_settings import build_extensions_section
 
 # Shown in the top row instead (switching a model is not a "setting" there).

@@ -13,13 +13,22 @@ from typing import Any
 
 import gradio as gr
 
-from modules.services import Services
 from modules.generation.request import GenerationRequest
-from modules.ui.generation_panel import (
-    Fields, GenerationPanel, PromptRow, build_batch_sliders, build_cfg_slider, build_output_column, build_prompt_row,
-    build_sampler_controls, build_seed_controls, build_size_sliders, wire_prompt_row,
-)
+from modules.services import Services
 from modules.ui.extra_networks import build_extra_networks
+from modules.ui.generation_panel import (
+    Fields,
+    GenerationPanel,
+    PromptRow,
+    build_batch_sliders,
+    build_cfg_slider,
+    build_output_column,
+    build_prompt_row,
+    build_sampler_controls,
+    build_seed_controls,
+    build_size_sliders,
+    wire_prompt_row,
+)
 from modules.ui.generation_run import Prepared, field_values, preview_every, wire_generation
 from modules.ui.hires_fix import build_hires_fix, hires_request_values, wire_size_line
 from modules.ui.scripts_panel import build_scripts_panel
