@@ -11,11 +11,15 @@ import logging
 from dataclasses import dataclass
 from dataclasses import fields as dataclass_fields
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from types import UnionType
+from typing import Any, Callable, Iterator, Union, get_args, get_origin, get_type_hints
 
 import gradio as gr
+import PIL.Image
 
 from modules.errors import UserError
+from modules.extensions.api import Script
+from modules.generation.outpaint import OutpaintRequest
 from modules.generation.request import GenerationRequest
 from modules.jobs import Job, JobState
 from modules.services import Services
@@ -33,32 +37,45 @@ class Prepared:
     """A request ready to submit, and a sentence to show beside its progress (e.g. what was assumed).
     `script`: an extension's selectable script and its values, which then make the job."""
 
-    request: Any
+    request: GenerationRequest | OutpaintRequest
     notice: str = ""
-    script: tuple[Any, dict[str, Any]] | None = None
+    script: tuple[Script, dict[str, Any]] | None = None
+
+
+def _field_types(request_type: type[GenerationRequest]) -> dict[str, Any]:
+    """Each field's declared type, `X | None` read as X (the request modules import PIL only for
+    type checking, so its name is supplied here)."""
+    hints = get_type_hints(request_type, localns={"Image": PIL.Image})
+    types = {}
+    for f in dataclass_fields(request_type):
+        kind = hints.get(f.name)
+        if get_origin(kind) in (Union, UnionType):
+            kind = next((arg for arg in get_args(kind) if arg is not type(None)), kind)
+        types[f.name] = kind
+    return types
 
 
 def field_values(values: dict[Any, Any], fields: Fields, request_type: type[GenerationRequest]) -> dict[str, Any]:
     """The request's field values from the components' values, typed as the request declares them.
     A number box left empty or holding a fraction where a whole number belongs is a UserError."""
-    declared = {f.name: str(f.type) for f in dataclass_fields(request_type)}
+    declared = _field_types(request_type)
     data: dict[str, Any] = {}
     for name, component in fields.items():
         value = values[component]
-        kind = declared.get(name, "")
+        kind = declared.get(name)
         label = getattr(component, "label", None) or name.replace("_", " ")
-        if kind.startswith(("int", "float")):
+        if kind in (int, float):
             if value is None:
                 raise UserError(f"{label} is empty: enter a number.")
-            if kind.startswith("int"):
+            if kind is int:
                 if float(value) != int(value):
                     raise UserError(f"{label} must be a whole number, not {value}.")
                 value = int(value)
             else:
                 value = float(value)
-        elif kind.startswith("bool"):
+        elif kind is bool:
             value = bool(value)
-        elif kind.startswith("list"):
+        elif get_origin(kind) is list:
             value = list(value or [])
         data[name] = value
     return data
@@ -119,6 +136,7 @@ def wire_generation(
         try:
             prepared = prepare(values)
             if prepared.script is not None:
+                assert isinstance(prepared.request, GenerationRequest)  # scripts run on txt2img / img2img requests
                 job = services.generation.submit_script(prepared.request, *prepared.script)
             else:
                 job = submit(prepared.request)
@@ -163,7 +181,7 @@ def wire_generation(
         state = "interrupted" if result.interrupted else "done"
         seconds = result.timings.get("total", 0.0)
         summary = f"{'Interrupted' if result.interrupted else 'Done'}: {len(result.images)} image(s) in {seconds:.1f} s"
-        notes = " · ".join(note for note in (notice, *getattr(result, "notes", [])) if note)
+        notes = " · ".join(note for note in (notice, *result.notes) if note)
         yield {
             out.progress: progress_view.done_html(say(notes, summary), state),
             out.preview: outcome.images[-1] if outcome.images else None,
