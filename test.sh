@@ -4,4 +4,7 @@ set -euo pipefail
 cd "$(dirname "$0")"
 scripts/setup_env.sh --dev
 export HF_HUB_OFFLINE=1 GRADIO_ANALYTICS_ENABLED=False
+# Lint and types first (settings in pyproject.toml): a finding fails the run before the tests start.
+.venv/bin/ruff check modules webui.py
+.venv/bin/mypy
 exec .venv/bin/python -m pytest tests "$@"

@@ -61,7 +61,7 @@ class Settings:
         spec = {f.name: f for f in fields(self)}.get(name)
         if spec is None:
             raise ValueError(f"Unknown setting {name}.")
-        kind = type(spec.default)
+        kind: type[Any] = type(spec.default)  # int, float, str or bool: every setting has a default
         if kind is int and isinstance(value, bool) or not isinstance(value, (kind, int if kind is float else kind)):
             kind_name = {int: "an integer", float: "a number", str: "text", bool: "true or false"}.get(kind, kind.__name__)
             raise ValueError(f"{name} must be {kind_name}, not {value!r}.")

@@ -232,7 +232,9 @@ class HistoryStore:
             values["path"] = os.path.abspath(entry.path)
         sql = f"INSERT INTO history ({', '.join(_ENTRY_COLUMNS)}) VALUES ({', '.join('?' * len(_ENTRY_COLUMNS))})"
         with self._lock:
-            return int(self._conn.execute(sql, tuple(values.values())).lastrowid)
+            row_id = self._conn.execute(sql, tuple(values.values())).lastrowid
+        assert row_id is not None  # sqlite3 sets it after every INSERT
+        return int(row_id)
 
 
     def delete(self, entry_id: int, delete_file: bool = False) -> bool:

@@ -4,7 +4,6 @@ that drop the oldest event when a listener falls behind, never the final one (mo
 from __future__ import annotations
 
 import threading
-import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass

@@ -67,15 +67,16 @@ class PictureRestorer:
                     return entry, None
         named = " ".join(part for part in (model_name or "", f"[{model_hash}]" if model_hash else "") if part)
         if model_name:
+            by_name: ModelFile | None
             try:
-                entry = self.registry.find_checkpoint(model_name)
+                by_name = self.registry.find_checkpoint(model_name)
             except UserError:
-                entry = None
-            if entry is not None:
-                known = self.registry.known_sha256(entry)
+                by_name = None
+            if by_name is not None:
+                known = self.registry.known_sha256(by_name)
                 if model_hash and known is not None and not known.startswith(model_hash.strip().lower()):
-                    return entry, NotApplied("Model", named, f"using {entry.name}, same name but its hash {known[:10]} differs")
-                return entry, None
+                    return by_name, NotApplied("Model", named, f"using {by_name.name}, same name but its hash {known[:10]} differs")
+                return by_name, None
         if not named:
             return None, None
         return None, NotApplied("Model", named, "not among your checkpoints")

@@ -27,7 +27,9 @@ from modules.checkpoints.manager import ManagerOptions, ModelManager
 from modules.checkpoints.registry import ModelRegistry
 from modules.cmd_args import Args
 from modules.config import Settings, SettingsStore
-from modules.device.hardware import choose_device, choose_dtype, explain_dtype
+from modules.device.hardware import choose_device, choose_dtype, choose_threads, explain_dtype
+from modules.device.memory_plan import cuda_free_bytes
+from modules.device.optimizations import choose_optimizations
 from modules.errors import UserError
 from modules.extensions.api import ModelLoaded
 from modules.extensions.loader import load_extensions
@@ -38,9 +40,6 @@ from modules.jobs import JobQueue
 from modules.lora.files import LoraLibrary
 from modules.outputs import OutputWriter
 from modules.paths import AppPaths
-from modules.device.hardware import choose_threads
-from modules.device.memory_plan import cuda_free_bytes
-from modules.device.optimizations import choose_optimizations
 from modules.prompts.embeddings import EmbeddingLibrary
 from modules.prompts.styles import StyleStore
 

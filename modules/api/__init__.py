@@ -22,8 +22,8 @@ from modules.api.generation_routes import add_generation_routes
 from modules.api.misc_routes import add_fallback_route, add_misc_routes
 from modules.api.models_routes import add_model_routes
 from modules.api.options_routes import add_options_routes
-from modules.services import Services
 from modules.errors import UserError
+from modules.services import Services
 
 API_PREFIX = "/sdapi/v1"
 

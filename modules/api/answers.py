@@ -15,12 +15,12 @@ from typing import Any
 
 from modules.api.images import encode_image
 from modules.api.request_mapping import ApiJobPlan
-from modules.services import Services
 from modules.checkpoints.manager import LoadedModel
 from modules.generation.engine import GenerationResult
 from modules.infotext.create import A1111_VERSION
 from modules.infotext.parse import parse_infotext
 from modules.jobs import Job
+from modules.services import Services
 
 
 @dataclass(frozen=True)

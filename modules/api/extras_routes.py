@@ -26,15 +26,15 @@ from modules.api.list_schemas import (
 )
 from modules.api.misc_routes import UPSCALER_NONE, UPSCALERS
 from modules.api.schemas import ApiModel, PngInfoRequest, PngInfoResponse
-from modules.services import Services
 from modules.infotext.create import format_parameters
 from modules.infotext.embed import PARAMETERS_KEY, infotext_from_image
 from modules.infotext.foreign import image_info, read_info
 from modules.infotext.parse import parse_infotext
+from modules.services import Services
 
 MAX_SCALE = 8.0
 OUTPUT_FACTOR = 4  # extras may make pictures this many times larger than max_input_megapixels
-_RESAMPLE = {"Lanczos": Image.LANCZOS, "Nearest": Image.NEAREST}
+_RESAMPLE = {"Lanczos": Image.Resampling.LANCZOS, "Nearest": Image.Resampling.NEAREST}
 
 
 def _upscaler(name: str | None, field: str) -> str | None:
@@ -52,8 +52,15 @@ def upscale(image: Image.Image, upscaler: str, scale: float) -> Image.Image:
     if not (image.width >= dest[0] and image.height >= dest[1] and scale != 1):  # A1111 only ever enlarges here
         image = image.resize((int(image.width * scale), int(image.height * scale)), resample=_RESAMPLE[upscaler])
     if image.size != dest:
-        image = image.resize(dest, resample=Image.LANCZOS)
+        image = image.resize(dest, resample=Image.Resampling.LANCZOS)
     return image
+
+
+def _target_size(body: ExtrasFields) -> tuple[int, int]:
+    """upscaling_resize_w x _h: never None, as nulls are dropped (ApiModel) and their defaults apply."""
+    width, height = body.upscaling_resize_w, body.upscaling_resize_h
+    assert width is not None and height is not None
+    return width, height
 
 
 def postprocess(image: Image.Image, body: ExtrasFields, max_megapixels: float) -> tuple[Image.Image, dict[str, Any]]:
@@ -63,14 +70,17 @@ def postprocess(image: Image.Image, body: ExtrasFields, max_megapixels: float) -
     second = _upscaler(body.upscaler_2, "upscaler_2")
     if first is None:
         return image, info
+    # Nulls are dropped (ApiModel), so the fields read below, whose defaults are numbers, are never None.
     if body.resize_mode == 1:
-        width, height = body.upscaling_resize_w, body.upscaling_resize_h
+        width, height = _target_size(body)
         if width < 8 or height < 8:
             raise ApiInputError(f"upscaling_resize_w and _h must be at least 8 pixels, not {width}x{height}.")
         scale = max(width / image.width, height / image.height)
         info["Postprocess upscale to"] = f"{width}x{height}"
     elif body.resize_mode == 0:
-        scale = body.upscaling_resize
+        factor = body.upscaling_resize
+        assert factor is not None
+        scale = factor
         info["Postprocess upscale by"] = scale
     else:
         raise ApiInputError(f"resize_mode must be 0 (scale by upscaling_resize) or 1 (to upscaling_resize_w x _h), not {body.resize_mode}.")
@@ -85,13 +95,14 @@ def postprocess(image: Image.Image, body: ExtrasFields, max_megapixels: float) -
     result = upscale(image, first, scale)
     info["Postprocess upscaler"] = first
     visibility = body.extras_upscaler_2_visibility
+    assert visibility is not None
     if not 0 <= visibility <= 1:
         raise ApiInputError(f"extras_upscaler_2_visibility must be between 0 and 1, not {visibility:g}.")
     if second is not None and visibility > 0:
         result = Image.blend(result, upscale(image, second, scale), visibility)
         info["Postprocess upscaler 2"] = second
     if body.resize_mode == 1 and body.upscaling_crop:
-        canvas = Image.new("RGB", (body.upscaling_resize_w, body.upscaling_resize_h))
+        canvas = Image.new("RGB", _target_size(body))
         canvas.paste(result, box=(canvas.width // 2 - result.width // 2, canvas.height // 2 - result.height // 2))
         result = canvas
         info["Postprocess crop to"] = f"{result.width}x{result.height}"
@@ -146,7 +157,8 @@ def add_extras_routes(router: APIRouter, services: Services) -> None:
         """Resizes each image of `imageList` the same way."""
         if not body.imageList:
             raise ApiInputError("imageList is empty: send at least one {data, name} image.")
-        images, info = [], {}
+        images: list[str] = []
+        info: dict[str, Any] = {}
         for index, item in enumerate(body.imageList):
             source = decode_image(item.data, f"imageList[{index}].data", limit())
             result, info = postprocess(source, body, limit())

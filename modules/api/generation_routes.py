@@ -25,8 +25,8 @@ from modules.api.images import encode_image
 from modules.api.progress import progress_report
 from modules.api.request_mapping import ApiJobPlan, img2img_plan, txt2img_plan
 from modules.api.schemas import GenerationResponse, Img2ImgRequest, ProgressResponse, Txt2ImgRequest
-from modules.services import Services
 from modules.jobs import Job, JobState
+from modules.services import Services
 
 POLL_SECONDS = 0.03
 REMEMBERED_JOBS = 256

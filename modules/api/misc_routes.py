@@ -24,10 +24,10 @@ from modules.api.list_schemas import (
     UpscalerItem,
 )
 from modules.api.scripts import available_scripts, extension_script_info
-from modules.services import Services
 from modules.generation.request import IMAGE_UPSCALERS, LATENT_UPSCALE_MODES
 from modules.sampling.sampler_table import SAMPLERS, SamplerSpec
 from modules.sampling.schedules import SCHEDULES
+from modules.services import Services
 
 A1111_NO_RHO = -1.0  # A1111's default_rho of schedules without one
 UPSCALER_NONE = "None"
@@ -156,7 +156,7 @@ def add_misc_routes(router: APIRouter, services: Services) -> None:
 
 def embeddings_listing(services: Services) -> dict[str, Any]:
     loaded = services.manager.loaded
-    width = loaded.modules["text_encoder"].config.hidden_size if loaded is not None and "text_encoder" in loaded.modules else None
+    width = loaded.text_encoder("text_encoder").config.hidden_size if loaded is not None and "text_encoder" in loaded.modules else None
     answer: dict[str, Any] = {"loaded": {}, "skipped": {}}
     for name, embedding in services.embeddings.embeddings.items():
         vectors = embedding.for_width(width) if width is not None else next(iter(embedding.vectors.values()))
@@ -180,8 +180,9 @@ def add_fallback_route(router: APIRouter) -> None:
     methods = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
 
     def no_such_route(path: str, request: Request) -> None:
+        # starlette declares Route.methods optional; an APIRoute's is always a set.
         allowed = sorted({m for route in router.routes if isinstance(route, APIRoute) and route.path == request.url.path
-                          for m in route.methods})
+                          for m in route.methods or ()})
         if allowed:
             raise HTTPException(405, f"{request.method} is not allowed on {request.url.path}; use {', '.join(allowed)}.",
                                 headers={"Allow": ", ".join(allowed)})

@@ -13,8 +13,8 @@ from typing import Any
 from fastapi import APIRouter
 
 from modules.api.list_schemas import SDModelItem, SDVaeItem
-from modules.services import Services
 from modules.checkpoints.registry import ModelFile
+from modules.services import Services
 
 log = logging.getLogger(__name__)
 

@@ -17,9 +17,9 @@ from pydantic import ConfigDict, Field, create_model
 
 from modules.api.a1111_options import COMPAT_OPTIONS, compat_defaults
 from modules.api.errors import ApiInputError
-from modules.services import Services
 from modules.config import Settings
 from modules.errors import UserError
+from modules.services import Services
 
 log = logging.getLogger(__name__)
 

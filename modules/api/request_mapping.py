@@ -18,20 +18,22 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass, field, fields
-from typing import Any
+from typing import Any, TypeVar
 
 from modules.api.a1111_options import COMPAT_OPTIONS, REQUEST_FIELD_OPTIONS, compat_value
 from modules.api.errors import ApiInputError
 from modules.api.images import decode_image
-from modules.api.schemas import GenerationFields, Img2ImgRequest as ApiImg2Img, Txt2ImgRequest as ApiTxt2Img
+from modules.api.schemas import GenerationFields
+from modules.api.schemas import Img2ImgRequest as ApiImg2Img
+from modules.api.schemas import Txt2ImgRequest as ApiTxt2Img
 from modules.api.scripts import SelectableScript, find_script
-from modules.services import Services
 from modules.checkpoints.manager import VAE_AUTOMATIC, VAE_NONE
 from modules.config import Settings
 from modules.generation.request import GenerationRequest, Img2ImgRequest
 from modules.infotext.restore import REQUEST_FIELDS, not_applied_sentence
 from modules.sampling.sampler_table import parse_sampler_name
 from modules.sampling.schedules import find_schedule
+from modules.services import Services
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +71,10 @@ class ApiJobPlan:
     extension_script: tuple[Any, dict[str, Any]] | None = None  # an extension's selectable script and its values
 
 
-def apply_infotext(services: Services, body: GenerationFields) -> tuple[GenerationFields, dict[str, Any]]:
+Fields = TypeVar("Fields", bound=GenerationFields)  # the route's body class, kept through model_copy
+
+
+def apply_infotext(services: Services, body: Fields) -> tuple[Fields, dict[str, Any]]:
     """The request with the fields it left out taken from its `infotext`, and the override
     settings the infotext implies (clip skip, the checkpoint and VAE it names...). Explicitly given
     fields and `override_settings` always win. A setting of the infotext that Easel cannot apply
@@ -195,8 +200,8 @@ def _common(services: Services, body: GenerationFields, overrides: dict[str, Any
         "seed": body.seed,
         "subseed": body.subseed,
         "subseed_strength": body.subseed_strength,
-        "seed_resize_from_w": max(body.seed_resize_from_w, 0),
-        "seed_resize_from_h": max(body.seed_resize_from_h, 0),
+        "seed_resize_from_w": max(body.seed_resize_from_w or 0, 0),  # never None: nulls are dropped (schemas.ApiModel)
+        "seed_resize_from_h": max(body.seed_resize_from_h or 0, 0),
         "batch_size": body.batch_size,
         "n_iter": body.n_iter,
         "tiling": bool(body.tiling),

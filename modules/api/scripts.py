@@ -16,10 +16,10 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from modules.api.errors import ApiInputError
-from modules.services import Services
 from modules.generation.outpaint import DIRECTIONS, OutpaintRequest
 from modules.generation.request import MASKED_CONTENT, Img2ImgRequest
 from modules.jobs import Job
+from modules.services import Services
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, Callable, Protocol
 
 from modules.app.results import ResultRecorder
 from modules.app.script_jobs import ScriptCall, run_script
+from modules.device.memory import OutOfMemoryError, free_memory, is_out_of_memory
 from modules.extensions.job_hooks import JobHooks
 from modules.extensions.registry import ExtensionRegistry
 from modules.generation.engine import GenerationResult, Interrupted, Skipped, StepEvent
@@ -34,7 +35,6 @@ from modules.generation.request import GenerationRequest, Img2ImgRequest
 from modules.generation.tasks import TaskContext, TaskRun
 from modules.jobs import JobContext, ProgressEvent
 from modules.lora.patch import LoraPatcher
-from modules.device.memory import OutOfMemoryError, free_memory, is_out_of_memory
 
 if TYPE_CHECKING:
     from modules.checkpoints.manager import LoadedModel, ModelManager

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from modules.checkpoints.manager import VAE_AUTOMATIC, VAE_NONE
+from modules.device.memory import is_out_of_memory
 from modules.errors import UserError
 from modules.extensions.api import Script, ScriptRun
 from modules.extensions.job_hooks import JobHooks
@@ -21,13 +22,12 @@ from modules.generation.loras import RequestLoras, request_loras
 from modules.generation.request import GenerationRequest
 from modules.generation.tasks import TaskContext, run_task
 from modules.jobs import JobContext, ProgressEvent
-from modules.device.memory import is_out_of_memory
 from modules.sampling.sampler_table import parse_sampler_name
 from modules.sampling.schedules import find_schedule
 
 if TYPE_CHECKING:
     from modules.app.runner import InProcessRunner
-    from modules.checkpoints.manager import ModelManager
+    from modules.checkpoints.manager import LoadedModel, ModelManager
 
 log = logging.getLogger(__name__)
 
@@ -55,17 +55,17 @@ def run_script(runner: "InProcessRunner", ctx: JobContext, call: ScriptCall, req
 
     def generate(cell: GenerationRequest) -> GenerationResult:
         cell.validate()
-        switch_checkpoint = cell.checkpoint and (
-            manager.loaded is None or manager.loaded.checkpoint != manager.registry.find_checkpoint(cell.checkpoint))
-        switch_vae = cell.vae and cell.vae != manager.vae_choice
-        if switch_checkpoint or switch_vae:
+        checkpoint = cell.checkpoint if cell.checkpoint and (
+            manager.loaded is None or manager.loaded.checkpoint != manager.registry.find_checkpoint(cell.checkpoint)) else None
+        vae = cell.vae if cell.vae and cell.vae != manager.vae_choice else None
+        if checkpoint or vae:
             runner.lora_patcher.restore()  # never swap weights under a patch
-            if switch_checkpoint:
-                manager.switch_checkpoint(cell.checkpoint)  # the model stays for the next cell; put back at the end
-            if switch_vae:
-                manager.switch_vae(cell.vae)
-            runner.apply_loras(manager.loaded, RequestLoras(loras.uses))
-        model = manager.loaded
+            if checkpoint:
+                manager.switch_checkpoint(checkpoint)  # the model stays for the next cell; put back at the end
+            if vae:
+                manager.switch_vae(vae)
+            runner.apply_loras(_held_model(manager), RequestLoras(loras.uses))
+        model = _held_model(manager)
         hooks = JobHooks(runner.extensions, call.task)
         hooks.request = cell
         cell_ctx = TaskContext(task_ctx.on_step, task_ctx.preview, hooks.engine(), task_ctx.fix_steps)
@@ -105,6 +105,13 @@ def run_script(runner: "InProcessRunner", ctx: JobContext, call: ScriptCall, req
     if not isinstance(result, GenerationResult):
         raise UserError(f"The script {script.title!r} (extension {script.extension!r}) returned no images.")
     return result
+
+
+def _held_model(manager: "ModelManager") -> "LoadedModel":
+    """The model during a script job: the runner holds one (`ModelManager.use`) for the whole job,
+    and a checkpoint switch replaces it, never clears it."""
+    assert manager.loaded is not None
+    return manager.loaded
 
 
 def canonical_name(manager: "ModelManager", kind: str, text: str) -> str:

@@ -11,7 +11,7 @@ Every submit does the same four steps, so bad input never reaches the queue:
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from modules.app.runner import JobRunner, JobSpec
 from modules.app.script_jobs import ScriptCall
@@ -27,6 +27,8 @@ if TYPE_CHECKING:
     from modules.extensions.api import Script
     from modules.lora.files import LoraLibrary
     from modules.prompts.styles import StyleStore
+
+Request = TypeVar("Request", bound=GenerationRequest)  # a task's request comes back as the same class
 
 
 class Submitter:
@@ -69,7 +71,7 @@ class Submitter:
         spec = JobSpec(request, None, task, task, f"{script.title}: {request.prompt[:60]}", script=ScriptCall(script, values, task))
         return self._queue(spec, job_id)
 
-    def _checked(self, task: str, request: GenerationRequest, inputs: Any) -> GenerationRequest:
+    def _checked(self, task: str, request: Request, inputs: Any) -> Request:
         """Steps 1-3 for `request`; `inputs` is what the task's picture check reads (for outpainting,
         the OutpaintRequest around `request`)."""
         request.validate()

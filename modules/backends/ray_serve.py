@@ -18,7 +18,7 @@ import logging
 import threading
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, TypedDict, cast
 
 import ray
 from ray import serve
@@ -53,6 +53,14 @@ class ServedResult(GenerationResult):
     replica_id: str = ""
     node_id: str = ""
     checkpoint_loaded: bool = False  # the replica had to load the checkpoint (no replica held it)
+
+
+class _Where(TypedDict):
+    """ServedResult's own fields: where the result was made."""
+
+    replica_id: str
+    node_id: str
+    checkpoint_loaded: bool
 
 
 @dataclass(frozen=True)
@@ -107,7 +115,8 @@ class RayServeBackend:
             worker = replace(worker, device="cuda" if per_gpu > 0 else "cpu")
         serve.start(proxy_location="Disabled")
         signals = ray.remote(num_cpus=0)(JobSignals).options(name=f"{APP_NAME}-signals", get_if_exists=True).remote()
-        deployment = serve.deployment(GenerationWorker).options(
+        # Given the class, serve.deployment returns the Deployment; ray declares only its decorator form.
+        deployment = cast(serve.Deployment, serve.deployment(GenerationWorker)).options(
             name="GenerationWorker", num_replicas=replicas, max_ongoing_requests=1,
             ray_actor_options={"num_cpus": config.cpus_per_replica, "num_gpus": per_gpu, "runtime_env": {"env_vars": env}},
         )
@@ -191,7 +200,7 @@ class RayRunner:
         sha256 = self.registry.sha256(entry)
         call = RemoteCall(ctx.job_id, spec.summary, replace(spec, request=replace(spec.request, checkpoint=None)), self.settings)
         outcome = self.backend.run(ctx, sha256, call)
-        where = dict(replica_id=outcome.replica.replica_id, node_id=outcome.replica.node_id, checkpoint_loaded=outcome.loaded_checkpoint)
+        where = _Where(replica_id=outcome.replica.replica_id, node_id=outcome.replica.node_id, checkpoint_loaded=outcome.loaded_checkpoint)
         if outcome.result is None:  # interrupted before it began
             return ServedResult(interrupted=True, **where)
         served = ServedResult(**{f.name: getattr(outcome.result, f.name) for f in fields(GenerationResult)}, **where)

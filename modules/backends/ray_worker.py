@@ -28,14 +28,14 @@ import ray
 import torch
 from ray import serve
 
+from modules.app import Submitter, in_process_generation
+from modules.app.runner import InProcessRunner, JobSpec
 from modules.checkpoints.hashing import HashCache
 from modules.checkpoints.manager import ManagerOptions, ModelManager
 from modules.checkpoints.registry import ModelFile, ModelRegistry
 from modules.config import Settings
 from modules.device.hardware import choose_device, choose_dtype
 from modules.errors import ModelNotFoundError, UserError
-from modules.app import Submitter, in_process_generation
-from modules.app.runner import InProcessRunner, JobSpec
 from modules.jobs import JobQueue, ProgressEvent
 from modules.lora.files import LoraLibrary
 from modules.prompts.embeddings import EmbeddingLibrary

@@ -17,7 +17,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Iterator
+from typing import TYPE_CHECKING, Callable, Iterator, cast
 
 import torch
 
@@ -26,14 +26,21 @@ from modules.checkpoints.lru import LruCache
 from modules.checkpoints.registry import ModelFile, ModelRegistry
 from modules.checkpoints.tensor_files import open_tensor_file
 from modules.checkpoints.tokenizer import load_clip_tokenizer
-from modules.checkpoints.weights import Tensors, WeightSet, build_module, read_vae_file, swap_weights
-from modules.errors import ModelBusyError, ModelLoadError, UserError
+from modules.checkpoints.weights import Tensors, WeightSet, build_module, read_vae_file, swap_weights, unet_in
 from modules.device.memory import release_freed_memory
 from modules.device.memory_plan import ComponentPlacer
 from modules.device.optimizations import Optimizations
+from modules.errors import ModelBusyError, ModelLoadError, UserError
 
 if TYPE_CHECKING:
+    from diffusers.models.autoencoders.autoencoder_kl import AutoencoderKL
+    from diffusers.models.unets.unet_2d_condition import UNet2DConditionModel
+    from transformers import CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
+
     from modules.prompts.embeddings import EmbeddingLibrary
+
+    # The class architecture.py names for "text_encoder" (CLIP-L, OpenCLIP) and "text_encoder_2" (SDXL).
+    TextEncoder = CLIPTextModel | CLIPTextModelWithProjection
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +69,7 @@ class LoadedModel:
     checkpoint: ModelFile
     weights: WeightSet
     modules: dict[str, torch.nn.Module]
-    tokenizers: dict[str, object]
+    tokenizers: dict[str, CLIPTokenizer]
     vae: ModelFile | None  # None: the checkpoint's own (baked-in) VAE
     device: torch.device
     dtype: torch.dtype
@@ -78,12 +85,16 @@ class LoadedModel:
         return self.weights.spec
 
     @property
-    def unet(self) -> torch.nn.Module:
-        return self.modules["unet"]
+    def unet(self) -> UNet2DConditionModel:
+        return unet_in(self.modules)
 
     @property
-    def vae_module(self) -> torch.nn.Module:
-        return self.modules["vae"]
+    def vae_module(self) -> AutoencoderKL:
+        return cast("AutoencoderKL", self.modules["vae"])  # see weights.unet_in
+
+    def text_encoder(self, name: str) -> TextEncoder:
+        """"text_encoder" or (SDXL) "text_encoder_2"."""
+        return cast("TextEncoder", self.modules[name])  # see weights.unet_in
 
 
 def _file_key(entry: ModelFile) -> str:
@@ -92,12 +103,12 @@ def _file_key(entry: ModelFile) -> str:
     return f"{entry.path}|{sum(s.st_size for s in stats)}|{max(s.st_mtime_ns for s in stats)}"
 
 
-def detect_v_prediction(unet: torch.nn.Module) -> bool:
+def detect_v_prediction(unet: UNet2DConditionModel) -> bool:
     """A1111's test for SD2 files: a v-model's output at t=999 on a constant input is strongly negative."""
-    config = unet.config
+    config = unet.config  # diffusers' FrozenDict: its keys, declared as a plain dict
     param = next(unet.parameters())
-    x = torch.full((1, config.in_channels, 8, 8), 0.5, device=param.device, dtype=param.dtype)
-    context = torch.full((1, 2, config.cross_attention_dim), 0.5, device=param.device, dtype=param.dtype)
+    x = torch.full((1, config["in_channels"], 8, 8), 0.5, device=param.device, dtype=param.dtype)
+    context = torch.full((1, 2, config["cross_attention_dim"]), 0.5, device=param.device, dtype=param.dtype)
     with torch.no_grad():
         out = unet(x, torch.tensor([999], device=param.device), encoder_hidden_states=context).sample
     return bool((out.float() - x[:, : out.shape[1]].float()).mean().item() < -1)
@@ -127,7 +138,7 @@ class ModelManager:
         self.warnings: list[str] = []
         self._checkpoints: LruCache[str, WeightSet] = LruCache(self.options.checkpoint_cache_size)
         self._vaes: LruCache[str, Tensors] = LruCache(self.options.vae_cache_size)
-        self._tokenizers: dict[str, object] = {}
+        self._tokenizers: dict[str, CLIPTokenizer] = {}
         self._active_key: str | None = None  # cache key (path, size, mtime) of the active weights
         # Called with the new LoadedModel after every checkpoint or VAE activation (the extensions'
         # on_model_loaded); a listener must not raise.
@@ -204,7 +215,8 @@ class ModelManager:
                 return self.switch_checkpoint(entry)
             except UserError:
                 self.loaded, self._active_key = loaded, key
-                self._checkpoints.put(key, loaded.weights)
+                if key is not None:  # None when a load listener failed after the model was activated
+                    self._checkpoints.put(key, loaded.weights)
                 raise
 
     def unload(self) -> None:
@@ -286,7 +298,7 @@ class ModelManager:
         if self._checkpoints.put(key, weights):
             release_freed_memory()
 
-    def clip_tokenizer(self) -> object:
+    def clip_tokenizer(self) -> CLIPTokenizer:
         """The CLIP tokenizer (its vocabulary is shared by every family: enough to count tokens).
 
         The first call loads it under the model lock: transformers' lazy imports are not safe to
@@ -303,12 +315,12 @@ class ModelManager:
         finally:
             self.lock.release()
 
-    def _tokenizer(self, pad: str) -> object:
+    def _tokenizer(self, pad: str) -> CLIPTokenizer:
         if pad not in self._tokenizers:
             self._tokenizers[pad] = load_clip_tokenizer(self.tokenizer_cache, pad)
         return self._tokenizers[pad]
 
-    def _tokenizers_for(self, weights: WeightSet) -> dict[str, object]:
+    def _tokenizers_for(self, weights: WeightSet) -> dict[str, CLIPTokenizer]:
         out = {}
         for name, (layout, _) in weights.spec.text_sources.items():
             tokenizer_name = "tokenizer" if name == "text_encoder" else "tokenizer_2"
@@ -372,7 +384,7 @@ class ModelManager:
                 tensors = vae_tensors if name == "vae" else weights.tensors[name]
                 modules[name] = build_module(component, tensors, self.weights_device)
         if weights.spec.prediction_type == "auto":
-            is_v = detect_v_prediction(modules["unet"])
+            is_v = detect_v_prediction(unet_in(modules))
             weights.spec = replace(weights.spec, prediction_type="v_prediction" if is_v else "epsilon")
         self.loaded = LoadedModel(entry, weights, modules, tokenizers, vae_entry, self.device, self.dtype, embeddings=self.embeddings,
                                   optimizations=self.options.optimizations, placer=self.placer)

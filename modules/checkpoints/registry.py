@@ -9,7 +9,7 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Literal, Sequence
 
 from modules.checkpoints.hashing import HashCache, legacy_hash
 from modules.errors import ModelNotFoundError
@@ -73,8 +73,8 @@ class ModelRegistry:
     """Scans checkpoint and VAE folders; names, hashes and finds models."""
 
     def __init__(
-        self, checkpoint_dirs: list[Path], vae_dirs: list[Path], hash_cache: HashCache, extra_checkpoints: list[Path] = (),
-        fallback_checkpoints: list[Path] = (),
+        self, checkpoint_dirs: list[Path], vae_dirs: list[Path], hash_cache: HashCache, extra_checkpoints: Sequence[Path] = (),
+        fallback_checkpoints: Sequence[Path] = (),
     ):
         self.checkpoint_dirs = [Path(d) for d in checkpoint_dirs]
         self.vae_dirs = [Path(d) for d in vae_dirs]
@@ -187,4 +187,5 @@ class ModelRegistry:
         (one named exactly `<stem>.<ext>` or `<stem>.vae.<ext>` wins over e.g. `<stem>-anime.vae.pt`)."""
         candidates = [v for v in self.vaes if v.path.name.startswith(checkpoint.stem)]
         exact = [v for v in candidates if v.path.name.startswith(checkpoint.stem + ".")]
-        return (exact or candidates or [None])[0]
+        matches = exact or candidates
+        return matches[0] if matches else None

@@ -111,7 +111,7 @@ class SafetensorsFile:
 
     def _pread(self, key: str, buffer: torch.Tensor) -> None:
         begin, end = self._entries[key]["data_offsets"]
-        view = memoryview(buffer.numpy())[: end - begin]
+        view = buffer.numpy().data[: end - begin]  # the array's memoryview
         done = 0
         while done < end - begin:  # one pread stops at 2 GiB on Linux
             count = os.preadv(self._file.fileno(), [view[done:]], self._data_start + begin + done)

@@ -13,15 +13,20 @@ import math
 from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import TYPE_CHECKING, Any, Iterator, Mapping, cast
 
 import torch
 from accelerate import init_empty_weights
 
 from modules.checkpoints import ldm_keys
-from modules.checkpoints.architecture import ComponentSpec, ModelSpec, HINTS_METADATA_KEY
+from modules.checkpoints.architecture import HINTS_METADATA_KEY, ComponentSpec, ModelSpec
 from modules.checkpoints.tensor_files import Staging, TensorFile
 from modules.errors import ModelLoadError
+
+if TYPE_CHECKING:
+    from diffusers.models.modeling_utils import ModelMixin
+    from diffusers.models.unets.unet_2d_condition import UNet2DConditionModel
+    from transformers import PreTrainedModel
 
 Tensors = dict[str, torch.Tensor]
 _DROPPED_CONFIG_KEYS = ("transformers_version", "dtype", "torch_dtype", "architectures", "output_attentions", "output_hidden_states", "return_dict")
@@ -38,7 +43,8 @@ def _module_class(class_name: str) -> Any:
     raise ModelLoadError(f"Unknown model component class {class_name}.")
 
 
-def _instantiate(class_name: str, config: Mapping[str, Any]) -> torch.nn.Module:
+def _instantiate(class_name: str, config: Mapping[str, Any]) -> ModelMixin | PreTrainedModel:
+    """A diffusers model (UNet, VAE) or a transformers one (text encoders), with empty weights."""
     cls = _module_class(class_name)
     with init_empty_weights():
         if hasattr(cls, "from_config"):
@@ -48,7 +54,7 @@ def _instantiate(class_name: str, config: Mapping[str, Any]) -> torch.nn.Module:
         return cls(config_cls(**clean))
 
 
-def _full_config(module: torch.nn.Module) -> dict[str, Any]:
+def _full_config(module: ModelMixin | PreTrainedModel) -> dict[str, Any]:
     raw = module.config.to_dict() if hasattr(module.config, "to_dict") else dict(module.config)
     return {k: v for k, v in sorted(raw.items()) if not k.startswith("_") and k not in _DROPPED_CONFIG_KEYS}
 
@@ -178,7 +184,7 @@ def read_ldm_checkpoint(file: TensorFile, spec: ModelSpec, dtype: torch.dtype) -
 
 def build_module(component: ComponentSpec, tensors: Tensors, device: torch.device) -> torch.nn.Module:
     """Builds a module whose parameters are `tensors` (moved to `device`; shared, not copied, on CPU)."""
-    module = _instantiate(component.class_name, component.config)
+    module: torch.nn.Module = _instantiate(component.class_name, component.config)
     state = {k: v.to(device) for k, v in tensors.items()}
     try:
         module.load_state_dict(state, strict=True, assign=True)
@@ -186,6 +192,12 @@ def build_module(component: ComponentSpec, tensors: Tensors, device: torch.devic
         raise ModelLoadError(f"The weights do not fit a {component.class_name}: {error}") from error
     module.requires_grad_(False)
     return module.to(device).eval()
+
+
+def unet_in(modules: Mapping[str, torch.nn.Module]) -> UNet2DConditionModel:
+    """The UNet among a model's modules. They are keyed by component name and built from the spec's
+    class names (architecture.py: "unet" is a UNet2DConditionModel); a mapping can only say nn.Module."""
+    return cast("UNet2DConditionModel", modules["unet"])
 
 
 def swap_weights(module: torch.nn.Module, tensors: Tensors, device: torch.device) -> None:

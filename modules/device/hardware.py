@@ -15,7 +15,6 @@ import torch
 
 from modules.errors import UserError
 
-
 CPU_FLAGS_ENV = "EASEL_CPU_FLAGS"
 
 

@@ -6,24 +6,27 @@ from __future__ import annotations
 
 import logging
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass, field
-from typing import Callable, Iterator
+from typing import TYPE_CHECKING, Callable, Iterator, cast
 
 import torch
 
 from modules.device.optimizations import Optimizations
 
+if TYPE_CHECKING:
+    from diffusers.models.attention_processor import Attention
+    from diffusers.models.unets.unet_2d_condition import UNet2DConditionModel
+
 log = logging.getLogger(__name__)
 
 
-def _attention_modules(unet: torch.nn.Module) -> list[tuple[str, torch.nn.Module]]:
+def _attention_modules(unet: UNet2DConditionModel) -> list[tuple[str, Attention]]:
     from diffusers.models.attention_processor import Attention
 
     return [(name, m) for name, m in unet.named_modules() if isinstance(m, Attention)]
 
 
 @contextmanager
-def _fused_qkv(unet: torch.nn.Module, store: dict) -> Iterator[None]:
+def _fused_qkv(unet: UNet2DConditionModel, store: dict) -> Iterator[None]:
     """Fused q/k/v (self-attention) and k/v (cross-attention) projections for one pass.
 
     The fused Linear modules are kept in `store` (the model's cache) and refilled from the current
@@ -65,7 +68,7 @@ def _fused_qkv(unet: torch.nn.Module, store: dict) -> Iterator[None]:
 
 
 @contextmanager
-def _channels_last(unet: torch.nn.Module) -> Iterator[None]:
+def _channels_last(unet: UNet2DConditionModel) -> Iterator[None]:
     """The UNet's 4-D weights in channels_last for one pass; the original tensors are put back after."""
     saved = []
     try:
@@ -80,7 +83,7 @@ def _channels_last(unet: torch.nn.Module) -> Iterator[None]:
 
 
 @contextmanager
-def _sliced_attention(unet: torch.nn.Module) -> Iterator[None]:
+def _sliced_attention(unet: UNet2DConditionModel) -> Iterator[None]:
     saved = unet.attn_processors
     try:
         unet.set_attention_slice("auto")
@@ -93,13 +96,14 @@ class CompiledUNet:
     """The model's UNet compiled once (torch.compile keeps one graph per input shape); `shapes` are
     those compiled so far, so the first pass at a new size can be announced as a warm-up."""
 
-    def __init__(self, unet: torch.nn.Module, backend: str = "inductor", mode: str | None = None):
+    def __init__(self, unet: UNet2DConditionModel, backend: str = "inductor", mode: str | None = None):
         self.unet = unet
-        self.compiled = torch.compile(unet, backend=backend, mode=mode, dynamic=False, fullgraph=False)
+        # torch.compile of a Module returns an OptimizedModule (a Module); its stub says only Callable.
+        self.compiled = cast(torch.nn.Module, torch.compile(unet, backend=backend, mode=mode, dynamic=False, fullgraph=False))
         self.shapes: set[tuple] = set()
 
 
-def compiled_unet(unet: torch.nn.Module, cache: dict, backend: str = "inductor", mode: str | None = None) -> CompiledUNet:
+def compiled_unet(unet: UNet2DConditionModel, cache: dict, backend: str = "inductor", mode: str | None = None) -> CompiledUNet:
     key = f"performance.compiled.{backend}.{mode}"
     entry = cache.get(key)
     if entry is None or entry.unet is not unet:
@@ -110,7 +114,7 @@ def compiled_unet(unet: torch.nn.Module, cache: dict, backend: str = "inductor",
 
 @contextmanager
 def unet_for_pass(
-    unet: torch.nn.Module,
+    unet: UNet2DConditionModel,
     options: Optimizations | None,
     cache: dict,
     latent_shape: tuple[int, ...],

@@ -190,8 +190,8 @@ class ScriptRun:
     request: Any
     values: dict[str, Any]
     generate: Callable[[Any], Any]  # request -> GenerationResult
-    switch_checkpoint: Callable[[str], None]
-    switch_vae: Callable[[str], None]
+    switch_checkpoint: Callable[[str], object]  # what it returns is not part of the contract
+    switch_vae: Callable[[str], object]
     show: Callable[..., None]  # (images so far, a line of text, fraction done 0-1): the UI shows them at once
     interrupted: Callable[[], bool]
     canonical: Callable[[str, str], str]  # (kind, text) -> the name Easel uses; UserError if unknown. kind: sampler, schedule, checkpoint, vae

@@ -11,8 +11,12 @@ INK = (0, 0, 0)
 FADED = (153, 153, 153)  # a "-" label (Prompt matrix: the option left out)
 
 
-def _font(cell_width: int) -> ImageFont.ImageFont:
-    return ImageFont.load_default(size=max(10, min(28, cell_width // 12)))
+def _font(cell_width: int) -> ImageFont.FreeTypeFont:
+    """Pillow's built-in font, sized for the cell: a FreeTypeFont wherever Pillow has FreeType (its
+    wheels do); without it Pillow gives a bitmap font, which has no `size` to lay the labels out by."""
+    font = ImageFont.load_default(size=max(10, min(28, cell_width // 12)))
+    assert isinstance(font, ImageFont.FreeTypeFont), "Pillow was built without FreeType"
+    return font
 
 
 def _wrap(text: str, font, width: int, draw: ImageDraw.ImageDraw) -> list[str]:

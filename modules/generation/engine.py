@@ -21,15 +21,15 @@ import torch
 from PIL import Image
 
 from modules.checkpoints.manager import LoadedModel
+from modules.device.unet_pass import unet_for_pass
+from modules.device.vae import decode_checked, tiles, vae_tiling
 from modules.generation.guidance import GuidedDenoiser, StepConditions, UNetEps
 from modules.generation.previews import AsyncPreviews, PreviewMethod, to_images
 from modules.generation.request import GenerationRequest
-from modules.device.unet_pass import unet_for_pass
-from modules.device.vae import decode_checked, tiles, vae_tiling
 from modules.sampling import noise as noise_mod
 from modules.sampling.denoiser import DiscreteDenoiser
 from modules.sampling.sampler_table import SamplerSpec, parse_sampler_name
-from modules.sampling.types import SamplerContext, StepInfo
+from modules.sampling.types import Denoiser, NoiseRange, SamplerContext, StepInfo
 
 
 class Interrupted(Exception):
@@ -120,7 +120,7 @@ class SamplingPass:
     keep: torch.Tensor | None = None  # (1|B, 1, h, w); 1 = keep the init latent
     image_conditioning: torch.Tensor | None = None  # inpainting UNets: mask + masked-image latent
     time_ids: torch.Tensor | None = None  # SDXL size conditioning
-    noise_range: tuple[float, float] | None = None  # the full schedule's range (SDE samplers' trees)
+    noise_range: NoiseRange | None = None  # the full schedule's range (SDE samplers' trees)
     fallback: torch.Tensor | None = None  # the result when interrupted before the first step
 
 
@@ -229,7 +229,8 @@ def _sample(model: LoadedModel, request: GenerationRequest, plan: SamplingPass, 
     # DDIM CFG++ runs at A1111's CFG scale / 12.5 and steps along the unconditional x0 (see its row).
     cfg_scale = request.cfg_scale * plan.sampler.cfg_scale_multiplier
     guided = GuidedDenoiser(inner, plan.conds, plan.unconds, cfg_scale, inner.sigma_min, inner.sigma_max, keep_uncond=plan.sampler.needs_uncond)
-    denoiser = guided if plan.keep is None else MaskedDenoiser(guided, plan.init_latent, plan.keep)
+    held = _held_latent(plan)
+    denoiser: Denoiser = guided if held is None else MaskedDenoiser(guided, *held)
     done_steps = {"steps": 0}
     if progress.hooks is not None and progress.hooks.before_denoise is not None:
         denoiser = HookedDenoiser(denoiser, guided, progress.hooks.before_denoise, len(plan.sigmas) - 1, done_steps)
@@ -262,9 +263,17 @@ def _sample(model: LoadedModel, request: GenerationRequest, plan: SamplingPass, 
             latent = plan.sampler.run(denoiser, plan.x, plan.sigmas, context)
     except Interrupted:
         return last.get("denoised", plan.fallback), True
-    if plan.keep is not None:
-        latent = blend(latent, plan.init_latent, plan.keep)
+    if held is not None:
+        latent = blend(latent, *held)
     return latent, False
+
+
+def _held_latent(plan: SamplingPass) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """(init latent, keep) when the pass holds part of the init latent (inpainting), else None."""
+    if plan.keep is None:
+        return None
+    assert plan.init_latent is not None  # img2img sets init_latent whenever it sets keep
+    return plan.init_latent, plan.keep
 
 
 def encode(model: LoadedModel, pixels: torch.Tensor) -> torch.Tensor:
@@ -277,7 +286,7 @@ def encode(model: LoadedModel, pixels: torch.Tensor) -> torch.Tensor:
     with torch.no_grad(), vae_tiling(vae, tiles(model.optimizations, pixels.shape[-1], pixels.shape[-2])):
         for image in pixels:
             x = (image[None] * 2 - 1).to(param.device, param.dtype)
-            latents.append(vae.encode(x).latent_dist.mean.float() * vae.config.scaling_factor)
+            latents.append(vae.encode(x).latent_dist.mean.float() * vae.config["scaling_factor"])
     return torch.cat(latents).to(model.device)
 
 

@@ -54,6 +54,7 @@ class UNetEps:
             x = torch.cat([x, extra.repeat(x.shape[0] // extra.shape[0], 1, 1, 1)], dim=1)
         added = None
         if self.time_ids is not None:
+            assert pooled is not None  # size-conditioned (SDXL) models have a pooled text embedding
             added = {"text_embeds": pooled.to(self.dtype), "time_ids": self.time_ids.to(x.device, self.dtype).expand(x.shape[0], -1)}
         out = self.unet(x.to(self.dtype), t, encoder_hidden_states=hidden.to(self.dtype), added_cond_kwargs=added).sample
         return out.to(x.dtype)
@@ -113,7 +114,7 @@ class GuidedDenoiser:
         if len({c.length for c in entries}) == 1:
             n = len(entries)
             hidden = torch.cat([c.hidden.expand(batch, -1, -1) for c in entries])
-            pooled = torch.cat([c.pooled.expand(batch, -1) for c in entries]) if entries[0].pooled is not None else None
+            pooled = _batched_pooled(entries, batch)
             out = self.denoise(x.repeat(n, 1, 1, 1), sigma.repeat(n), hidden=hidden, pooled=pooled)
             return list(out.chunk(n))
         results = []
@@ -121,3 +122,13 @@ class GuidedDenoiser:
             pooled = c.pooled.expand(batch, -1) if c.pooled is not None else None
             results.append(self.denoise(x, sigma, hidden=c.hidden.expand(batch, -1, -1), pooled=pooled))
         return results
+
+
+def _batched_pooled(entries: list[Conditioning], batch: int) -> torch.Tensor | None:
+    """The entries' pooled embeddings for one batched model call; the same encoders made every
+    entry, so all have one (SDXL) or none has."""
+    if entries[0].pooled is None:
+        return None
+    pooled = [c.pooled for c in entries if c.pooled is not None]
+    assert len(pooled) == len(entries)
+    return torch.cat([p.expand(batch, -1) for p in pooled])

@@ -17,7 +17,7 @@ import torch
 from PIL import Image
 
 from modules.checkpoints.manager import LoadedModel
-from modules.generation.engine import Progress, SamplingPass, decode_pixels, encode, model_denoiser, sample, resolve_sampler, tail_steps
+from modules.generation.engine import Progress, SamplingPass, decode_pixels, encode, model_denoiser, resolve_sampler, sample, tail_steps
 from modules.generation.guidance import StepConditions
 from modules.generation.request import LATENT_UPSCALE_MODES, GenerationRequest
 from modules.sampling import noise as noise_mod
@@ -103,7 +103,7 @@ def upscale(model: LoadedModel, latent: torch.Tensor, request: GenerationRequest
     if request.hr_upscaler in LATENT_UPSCALE_MODES:
         mode, antialias = LATENT_UPSCALE_MODES[request.hr_upscaler]
         return torch.nn.functional.interpolate(latent, size=size, mode=mode, antialias=antialias)
-    resample = Image.LANCZOS if request.hr_upscaler == "Lanczos" else Image.NEAREST
+    resample = Image.Resampling.LANCZOS if request.hr_upscaler == "Lanczos" else Image.Resampling.NEAREST
     pixels = decode_pixels(model, latent, notes)
     images = []
     for image in pixels:

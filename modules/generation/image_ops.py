@@ -77,7 +77,7 @@ def resize_image(mode: int, image: Image.Image, width: int, height: int) -> Imag
     (latent upscale) works on latents, so it is the engine's job: ValueError here, as for others.
     """
     if mode == ResizeMode.JUST_RESIZE:
-        return image.resize((width, height), Image.LANCZOS)
+        return image.resize((width, height), Image.Resampling.LANCZOS)
     if mode not in (ResizeMode.CROP_AND_RESIZE, ResizeMode.RESIZE_AND_FILL):
         raise ValueError(f"resize_image handles modes 0, 1 and 2, not {mode!r}")
 
@@ -86,10 +86,13 @@ def resize_image(mode: int, image: Image.Image, width: int, height: int) -> Imag
     fit_width = ratio > src_ratio if mode == ResizeMode.CROP_AND_RESIZE else ratio < src_ratio  # the width matches the target
     src_w = width if fit_width else image.width * height // image.height
     src_h = image.height * width // image.width if fit_width else height
-    resized = image.resize((src_w, src_h), Image.LANCZOS)
+    resized = image.resize((src_w, src_h), Image.Resampling.LANCZOS)
     result = Image.new(image.mode, (width, height))
     if image.mode == "P":  # a palette image's indices need its palette
-        result.putpalette(image.getpalette(image.palette.mode), image.palette.mode)
+        palette = image.palette
+        colours = image.getpalette(palette.mode) if palette is not None else None
+        assert palette is not None and colours is not None  # Pillow gives every "P" image a palette
+        result.putpalette(colours, palette.mode)
     result.paste(resized, (width // 2 - src_w // 2, height // 2 - src_h // 2))
 
     if mode == ResizeMode.RESIZE_AND_FILL and ratio < src_ratio:  # bands above and below

@@ -43,7 +43,7 @@ from modules.generation.engine import (
 from modules.generation.guidance import sdxl_time_ids
 from modules.generation.image_ops import check_size, resize_image, to_rgb
 from modules.generation.previews import PreviewMethod
-from modules.generation.request import INPAINT_AREAS, MASK_MODES, MASKED_CONTENT, Img2ImgRequest, MaskedContent, ResizeMode
+from modules.generation.request import INPAINT_AREAS, MASK_MODES, MASKED_CONTENT, Img2ImgRequest, MaskedContent, ResizeMode, RngSource
 from modules.generation.text import build_prompt_encoder, step_conditions, ti_hashes
 from modules.sampling import noise as noise_mod
 from modules.sampling.partial import partial_schedule
@@ -85,7 +85,7 @@ def prepare(request: Img2ImgRequest) -> Preparation:
     width, height = request.width, request.height
     mask = None
     if request.mask is not None:
-        mask, mask_notes = _mask_for(request)
+        mask, mask_notes = _mask_for(request, request.mask)
         out.notes += mask_notes
     if mask is not None:
         blur_x, blur_y = request.blur_xy
@@ -133,11 +133,11 @@ def prepare(request: Img2ImgRequest) -> Preparation:
     return out
 
 
-def _mask_for(request: Img2ImgRequest) -> tuple[Image.Image | None, list[str]]:
-    """The mask as A1111 uses it (L, white = repaint): binary from alpha or luminance, inverted for
-    "Inpaint not masked", blurred. None when nothing is to be repainted."""
+def _mask_for(request: Img2ImgRequest, painted: Image.Image) -> tuple[Image.Image | None, list[str]]:
+    """The mask as A1111 uses it (L, white = repaint) from the request's `painted` one: binary from
+    alpha or luminance, inverted for "Inpaint not masked", blurred. None when nothing is to be repainted."""
     notes = []
-    mask = masks.mask_from_image(request.mask, round=request.mask_round)
+    mask = masks.mask_from_image(painted, round=request.mask_round)
     if request.inpainting_mask_invert:
         mask = ImageOps.invert(mask)
     if mask.getbbox() is None:
@@ -151,7 +151,7 @@ def _mask_for(request: Img2ImgRequest) -> tuple[Image.Image | None, list[str]]:
 
 
 def _fit_mask(mask: Image.Image, size: tuple[int, int]) -> Image.Image:
-    return mask if mask.size == size else mask.resize(size, Image.LANCZOS)
+    return mask if mask.size == size else mask.resize(size, Image.Resampling.LANCZOS)
 
 
 def _resized(image: Image.Image, request: Img2ImgRequest) -> Image.Image:
@@ -163,7 +163,7 @@ def _resized(image: Image.Image, request: Img2ImgRequest) -> Image.Image:
 def _eighths(image: Image.Image) -> Image.Image:
     """"Latent upscale" encodes the picture at its own size: rounded down to whole latent cells."""
     width, height = max(8, image.width // 8 * 8), max(8, image.height // 8 * 8)
-    return image if (width, height) == image.size else image.resize((width, height), Image.LANCZOS)
+    return image if (width, height) == image.size else image.resize((width, height), Image.Resampling.LANCZOS)
 
 
 def _pixels(image: Image.Image) -> torch.Tensor:
@@ -189,7 +189,7 @@ def encode_prepared(model: LoadedModel, prepared: PreparedImage, request: Img2Im
         regen = masks.latent_mask(prepared.mask, size[1], size[0], round=request.mask_round)
         keep = 1 - torch.from_numpy(regen)[None, None].to(latent.device)
     conditioning = None
-    if model.unet.config.in_channels == 9:
+    if model.unet.config["in_channels"] == 9:
         conditioning = inpainting_conditioning(model, prepared, request, latent)
     return EncodedImage(latent, keep, conditioning)
 
@@ -213,7 +213,7 @@ def inpainting_conditioning(model: LoadedModel, prepared: PreparedImage, request
     return torch.cat([small_mask, masked_latent], dim=1)
 
 
-def masked_content_latent(init: torch.Tensor, keep: torch.Tensor, content: int, seeds: list[int], rng_source: str) -> torch.Tensor:
+def masked_content_latent(init: torch.Tensor, keep: torch.Tensor, content: int, seeds: list[int], rng_source: RngSource) -> torch.Tensor:
     """The latent sampling starts from under the mask: "latent noise" is each image's seed noise
     (A1111 draws it like the first noise, without variation), "latent nothing" zeros; "fill" and
     "original" keep the encoded picture (fill already painted the hole before encoding)."""
@@ -223,6 +223,14 @@ def masked_content_latent(init: torch.Tensor, keep: torch.Tensor, content: int, 
     if content == MaskedContent.LATENT_NOTHING:
         return init * keep
     return init
+
+
+def _joined(parts: list[torch.Tensor | None]) -> torch.Tensor:
+    """The images' tensors joined on the batch axis. Every image of a request has a mask or none
+    has, and every one has inpainting conditioning on an inpainting model: so all are there."""
+    present = [part for part in parts if part is not None]
+    assert len(present) == len(parts)
+    return torch.cat(present)
 
 
 def finish(images: list[Image.Image], prepared: list[PreparedImage]) -> list[Image.Image]:
@@ -243,7 +251,7 @@ def img2img(
     extensions' per-batch and per-model-call hooks."""
     request.validate()
     sampler, schedule = resolve_sampler(request.sampler_name, request.scheduler)
-    in_channels = model.unet.config.in_channels
+    in_channels = model.unet.config["in_channels"]
     if in_channels not in (4, 9):
         raise UserError(f"{model.checkpoint.name} is a {model.spec.variant or 'non-standard'} model ({in_channels} input channels); Easel cannot run it for img2img yet.")
     result = GenerationResult()
@@ -271,8 +279,8 @@ def img2img(
     def make_batch(first: int, seeds: list[int], subseeds: list[int]):
         picks = [(first + j) % len(encoded) for j in range(len(seeds))]
         init = torch.cat([encoded[i].latent for i in picks])
-        keep = torch.cat([encoded[i].keep for i in picks]) if encoded[picks[0]].keep is not None else None
-        conditioning = torch.cat([encoded[i].conditioning for i in picks]) if in_channels == 9 else None
+        keep = _joined([encoded[i].keep for i in picks]) if encoded[picks[0]].keep is not None else None
+        conditioning = _joined([encoded[i].conditioning for i in picks]) if in_channels == 9 else None
         if keep is not None:
             init = masked_content_latent(init, keep, request.inpainting_fill, seeds, request.rng_source)
         if request.strength == 0:  # nothing to denoise: the picture as the VAE gives it back
@@ -288,7 +296,9 @@ def img2img(
                 noise_range=(full[full > 0].min(), full.max()), fallback=init,
             )
             progress = Progress(first, request.batch_size * request.n_iter, 0, len(sigmas) - 1, on_step, preview, request.preview_every, hooks, result.notes)
-            latent, interrupted = sample(model, request, plan, progress)
+            sampled, interrupted = sample(model, request, plan, progress)
+            assert sampled is not None  # an interrupt before the first step gives back plan.fallback (init)
+            latent = sampled
         images = decode(model, latent, result.notes)
         if keep is not None:
             images = finish(images, [preparation.images[i] for i in picks])

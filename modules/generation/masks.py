@@ -193,6 +193,6 @@ def latent_mask(mask: Image.Image, latent_width: int, latent_height: int, round:
 
     Bicubic downscale of the mask (PIL's default for RGB), rounded to 0/1 when `round`.
     """
-    small = mask.convert("RGB").resize((latent_width, latent_height), Image.BICUBIC)
+    small = mask.convert("RGB").resize((latent_width, latent_height), Image.Resampling.BICUBIC)
     values = np.asarray(small, dtype=np.float32)[:, :, 0] / 255
     return np.around(values) if round else values

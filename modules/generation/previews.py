@@ -18,16 +18,19 @@ import hashlib
 import json
 import logging
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 import torch
 from PIL import Image
 
 from modules.config import PREVIEW_METHODS
-from modules.files import write_atomically
 from modules.errors import UserError
+from modules.files import write_atomically
 from modules.generation.taesd import TaesdCache
+
+if TYPE_CHECKING:
+    from diffusers.models.autoencoders.autoencoder_kl import AutoencoderKL
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +98,7 @@ class AsyncPreviews:
 
     def __init__(self, method: PreviewMethod):
         self.method = method
-        self._pending: tuple[torch.Tensor, object] | None = None
+        self._pending: tuple[torch.Tensor, torch.cuda.Event] | None = None
 
     def submit(self, latent: torch.Tensor) -> list[Image.Image] | None:
         pixels = getattr(self.method, "pixels", None)
@@ -126,17 +129,17 @@ class FullVaePreview:
 
     name = "Full"
 
-    def __init__(self, vae: torch.nn.Module):
+    def __init__(self, vae: AutoencoderKL):
         self.vae = vae
 
     @torch.no_grad()
     def __call__(self, latent: torch.Tensor) -> list[Image.Image]:
-        scale = self.vae.config.scaling_factor
+        scale = self.vae.config["scaling_factor"]  # diffusers' FrozenDict, declared as a plain dict
         param = next(self.vae.parameters())
         return to_images(self.vae.decode(latent.to(param.device, param.dtype) / scale).sample)  # where the VAE is (in RAM under offload)
 
 
-def vae_fingerprint(vae: torch.nn.Module) -> str:
+def vae_fingerprint(vae: AutoencoderKL) -> str:
     """A short hash of the VAE decoder's weights: equal weights, equal fitted factors."""
     digest = hashlib.sha256()
     for name, tensor in sorted(vae.decoder.state_dict().items()):
@@ -162,7 +165,7 @@ def synthetic_images(count: int = 12, size: int = 64, seed: int = 0) -> torch.Te
 
 
 @torch.no_grad()
-def fit_linear_factors(vae: torch.nn.Module, count: int = 12, size: int = 64) -> tuple[torch.Tensor, torch.Tensor]:
+def fit_linear_factors(vae: AutoencoderKL, count: int = 12, size: int = 64) -> tuple[torch.Tensor, torch.Tensor]:
     """Least-squares (4, 3) factors and bias mapping the scaled latent to the colours the VAE
     decodes it to (for a well-trained VAE that is the image itself; for any VAE it is what the
     final picture will show, which is what a preview should approximate)."""
@@ -170,7 +173,7 @@ def fit_linear_factors(vae: torch.nn.Module, count: int = 12, size: int = 64) ->
     images = synthetic_images(count, size).to(param.device, param.dtype)
     raw = vae.encode(images).latent_dist.mean
     decoded = vae.decode(raw).sample.float().cpu()
-    latents = raw.float().cpu() * vae.config.scaling_factor
+    latents = raw.float().cpu() * vae.config["scaling_factor"]
     h, w = latents.shape[-2:]
     targets = torch.nn.functional.adaptive_avg_pool2d(decoded, (h, w))
     x = latents.permute(0, 2, 3, 1).reshape(-1, latents.shape[1])
@@ -192,17 +195,17 @@ class LinearFactorCache:
             except (OSError, ValueError, KeyError, IndexError) as error:
                 log.warning("Ignoring unreadable preview factor cache %s: %s", path, error)
 
-    def get(self, vae: torch.nn.Module) -> PreviewMethod:
-        config = vae.config
-        if list(config.block_out_channels) == SD_VAE_CHANNELS and config.latent_channels == 4:
-            factors = SDXL_FACTORS if abs(config.scaling_factor - 0.13025) < 1e-6 else SD_FACTORS
-            return LinearPreview(torch.tensor(factors))
+    def get(self, vae: AutoencoderKL) -> PreviewMethod:
+        config = vae.config  # diffusers' FrozenDict, declared as a plain dict
+        if list(config["block_out_channels"]) == SD_VAE_CHANNELS and config["latent_channels"] == 4:
+            published = SDXL_FACTORS if abs(config["scaling_factor"] - 0.13025) < 1e-6 else SD_FACTORS
+            return LinearPreview(torch.tensor(published))
         key = vae_fingerprint(vae)
         if key in FULL_DECODE_VAES:
             return FullVaePreview(vae)
         if key not in self._memory:
-            factors, bias = fit_linear_factors(vae)
-            self._memory[key] = (factors.tolist(), bias.tolist())
+            fitted, fitted_bias = fit_linear_factors(vae)
+            self._memory[key] = (fitted.tolist(), fitted_bias.tolist())
             self._save()
         factors, bias = self._memory[key]
         return LinearPreview(torch.tensor(factors), torch.tensor(bias))
@@ -230,7 +233,7 @@ class PreviewChooser:
         self.taesd = TaesdCache()
         self._warned: set[str] = set()
 
-    def choose(self, method: str, vae: torch.nn.Module, sdxl: bool) -> PreviewMethod | None:
+    def choose(self, method: str, vae: AutoencoderKL, sdxl: bool) -> PreviewMethod | None:
         """`method` is one of PREVIEW_METHODS; `sdxl` says whether the model uses SDXL latents
         (the family's `latent_space`). None means no previews."""
         if method == PREVIEW_NONE:

@@ -8,14 +8,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
 from enum import IntEnum
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:
     from PIL import Image
 
 from modules.errors import UserError
 
-RNG_SOURCES = ("GPU", "CPU", "NV")
+RngSource = Literal["GPU", "CPU", "NV"]  # where initial noise is drawn (modules/sampling/noise.py)
+RNG_SOURCES: tuple[RngSource, ...] = ("GPU", "CPU", "NV")
 LIMITS: dict[str, tuple[float, float]] = {
     "width": (64, 4096),
     "height": (64, 4096),
@@ -60,7 +61,7 @@ class GenerationRequest:
     eta: float | None = None
     s_noise: float = 1.0
     eta_noise_seed_delta: int = 0
-    rng_source: str = "GPU"
+    rng_source: RngSource = "GPU"  # validate() refuses anything else
     checkpoint: str | None = None  # override for this request, restored after
     vae: str | None = None
     preview_every: int = 1  # steps between live previews; 0 = none

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from modules.checkpoints.manager import LoadedModel
 from modules.generation.guidance import StepConditions
 from modules.prompts.conditioning import EncoderPlan, PromptEncoder
@@ -9,10 +11,13 @@ from modules.prompts.extra_networks import extract_extra_networks
 from modules.prompts.parser import parse_emphasis
 from modules.prompts.schedule import prompt_schedule, split_and, text_at_step
 
+if TYPE_CHECKING:
+    from modules.checkpoints.manager import TextEncoder
+
 OPENCLIP_PAD_ID = 0
 
 
-def encoder_plans(model: LoadedModel, clip_skip: int) -> list[tuple[object, EncoderPlan]]:
+def encoder_plans(model: LoadedModel, clip_skip: int) -> list[tuple[TextEncoder, EncoderPlan]]:
     """The text encoders of a model and how each one's output is taken (A1111's choices)."""
     spec = model.spec
     eos = model.tokenizers[next(iter(model.tokenizers))].eos_token_id
@@ -23,12 +28,12 @@ def encoder_plans(model: LoadedModel, clip_skip: int) -> list[tuple[object, Enco
         for name in ("text_encoder", "text_encoder_2"):
             if name in model.modules:
                 pad = eos if name == "text_encoder" else OPENCLIP_PAD_ID
-                plans.append((model.modules[name], EncoderPlan(2, False, pad)))
+                plans.append((model.text_encoder(name), EncoderPlan(2, False, pad)))
         return plans
     if spec.text_sources["text_encoder"][0] == "open_clip":
         # SD2: OpenCLIP's penultimate layer with the final norm; A1111 ignores clip skip for it.
-        return [(model.modules["text_encoder"], EncoderPlan(1 + spec.text_layers_unused, True, OPENCLIP_PAD_ID))]
-    return [(model.modules["text_encoder"], EncoderPlan(clip_skip, True, eos))]
+        return [(model.text_encoder("text_encoder"), EncoderPlan(1 + spec.text_layers_unused, True, OPENCLIP_PAD_ID))]
+    return [(model.text_encoder("text_encoder"), EncoderPlan(clip_skip, True, eos))]
 
 
 def build_prompt_encoder(model: LoadedModel, clip_skip: int) -> PromptEncoder:

@@ -73,7 +73,7 @@ def txt2img(
     time_ids = sdxl_time_ids(request.width, request.height, refiner=family.refiner) if family.size_conditioning else None
     latent_shape = family.latent_shape(request.width, request.height)
     image_conditioning = None
-    in_channels = model.unet.config.in_channels
+    in_channels = model.unet.config["in_channels"]
     if in_channels == 9:
         image_conditioning = whole_image_mask_conditioning(model, request.width, request.height)
     elif in_channels != 4:
@@ -97,6 +97,7 @@ def txt2img(
         latent, interrupted = sample(model, request, plan, progress)
         # 5. hires pass
         if hires and not interrupted:
+            assert latent is not None  # sample gives None only when interrupted
             progress.steps_before = len(sigmas) - 1
             latent, interrupted = hires_pass(model, request, latent, seeds, subseeds, hr_conds, hr_unconds, progress, hr_time_ids, hr_image_conditioning)
         # 6. decode
@@ -115,5 +116,5 @@ def whole_image_mask_conditioning(model: LoadedModel, width: int, height: int) -
     param = next(vae.parameters())
     grey = torch.zeros(1, 3, height, width, device=param.device, dtype=param.dtype)  # 0.5 in [0, 1]
     with torch.no_grad():
-        latent = vae.encode(grey).latent_dist.mean.float() * vae.config.scaling_factor
+        latent = vae.encode(grey).latent_dist.mean.float() * vae.config["scaling_factor"]
     return torch.cat([torch.ones_like(latent[:, :1]), latent], dim=1)

@@ -117,7 +117,7 @@ def find_parameters(line: str) -> list[tuple[str, str]]:
         if match is None:
             colon = line.find(":", colon + 1)
             continue
-        found.append(match.groups())
+        found.append((match.group(1), match.group(2)))  # key, value: both groups always match
         pos = match.end()
         colon = line.find(":", pos)
     return found

@@ -23,6 +23,7 @@ from typing import Mapping
 import torch
 
 from modules.checkpoints.ldm_keys import UNET_PREFIX, unet_prefix_map, unet_source
+from modules.checkpoints.weights import unet_in
 
 # Module-name prefix (kohya) -> component of LoadedModel.modules.
 COMPONENT_PREFIXES: dict[str, tuple[str, ...]] = {
@@ -107,7 +108,7 @@ def build_index(modules: Mapping[str, torch.nn.Module]) -> Index:
         module = modules.get(component)
         if module is None:
             continue
-        rows = unet_prefix_map(dict(module.config)) if component == "unet" else None
+        rows = unet_prefix_map(dict(unet_in(modules).config)) if component == "unet" else None
         for path, child in module.named_modules():
             if not path or not _adaptable(child):
                 continue
@@ -132,6 +133,7 @@ def layer_delta(layer: LoraLayer, target_shape: torch.Size, device: torch.device
     """`up @ down * scale` in float32 on `device`, shaped like the target weight.
 
     Raises ValueError when the LoRA's shapes cannot fit the target (a LoRA for another model size)."""
+    assert layer.up is not None and layer.down is not None  # parse_lora drops layers without both
     up = layer.up.to(device=device, dtype=torch.float32)
     down = layer.down.to(device=device, dtype=torch.float32)
     rank = down.shape[0]

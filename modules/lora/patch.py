@@ -51,7 +51,10 @@ class LoraUse:
             object.__setattr__(self, "unet_multiplier", self.te_multiplier)
 
     def multiplier(self, component: str) -> float:
-        return float(self.te_multiplier if component in TEXT_COMPONENTS else self.unet_multiplier)
+        if component in TEXT_COMPONENTS:
+            return float(self.te_multiplier)
+        assert self.unet_multiplier is not None  # __post_init__ sets it (from te_multiplier when not given)
+        return float(self.unet_multiplier)
 
     @property
     def is_noop(self) -> bool:

@@ -30,6 +30,7 @@ from modules.prompts.parser import parse_emphasis
 from modules.prompts.schedule import prompt_schedule, split_and
 
 if TYPE_CHECKING:
+    from modules.checkpoints.manager import TextEncoder
     from modules.prompts.embeddings import Embedding, EmbeddingLibrary
 
 CHUNK_LENGTH = 75
@@ -178,7 +179,7 @@ class EncoderPlan:
     pad_id: int
 
 
-def _hidden(encoder: torch.nn.Module, ids: torch.Tensor, plan: EncoderPlan) -> tuple[torch.Tensor, torch.Tensor | None]:
+def _hidden(encoder: TextEncoder, ids: torch.Tensor, plan: EncoderPlan) -> tuple[torch.Tensor, torch.Tensor | None]:
     output = encoder(input_ids=ids, output_hidden_states=True)
     if plan.layer_from_end == 1 and plan.final_norm:
         hidden = output.last_hidden_state
@@ -186,7 +187,7 @@ def _hidden(encoder: torch.nn.Module, ids: torch.Tensor, plan: EncoderPlan) -> t
         hidden = output.hidden_states[-plan.layer_from_end]
         if plan.final_norm:
             text_model = getattr(encoder, "text_model", encoder)
-            hidden = text_model.final_layer_norm(hidden)
+            hidden = text_model.get_submodule("final_layer_norm")(hidden)
     pooled = getattr(output, "text_embeds", None)
     return hidden, pooled
 
@@ -199,7 +200,7 @@ def apply_emphasis(hidden: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
 
 
 def encode_chunks(
-    encoders: Sequence[tuple[torch.nn.Module, EncoderPlan]],
+    encoders: Sequence[tuple[TextEncoder, EncoderPlan]],
     chunks: Sequence[TokenChunk],
     bos_id: int,
     eos_id: int,
@@ -226,11 +227,11 @@ def encode_chunks(
     return Conditioning(torch.cat(pieces, dim=1), pooled)
 
 
-def _splice_vectors(encoder: torch.nn.Module, fixes: Sequence[tuple[int, Any]]):
+def _splice_vectors(encoder: TextEncoder, fixes: Sequence[tuple[int, Any]]):
     """A forward hook on `encoder`'s token embedding that writes each embedding's vectors at its
     positions (after the start token); returns the handle, removed after the call."""
     text_model = getattr(encoder, "text_model", encoder)
-    layer = text_model.embeddings.token_embedding
+    layer = text_model.get_submodule("embeddings.token_embedding")
 
     def overwrite(module, inputs, output):
         output = output.clone()
@@ -262,7 +263,7 @@ class PromptEncoder:
     repeated generations with the same prompt skip the text encoder entirely.
     """
 
-    def __init__(self, encoders: Sequence[tuple[torch.nn.Module, EncoderPlan]], tokenizer: Any, device: torch.device,
+    def __init__(self, encoders: Sequence[tuple[TextEncoder, EncoderPlan]], tokenizer: Any, device: torch.device,
                  parse: Callable[[str], Sequence[tuple[str, float]]], cache_size: int = 16,
                  embeddings: "EmbeddingLibrary | None" = None, prepare: Callable[..., None] | None = None):
         self.encoders = list(encoders)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from modules.prompts.parser import PromptSyntaxError
 
@@ -99,11 +100,14 @@ def hypernetwork_call(call: ExtraNetworkCall) -> tuple[str, float]:
     return call.items[0], multiplier
 
 
-def _number(call: ExtraNetworkCall, written: str, kind: type) -> float | int:
+Number = TypeVar("Number", int, float)
+
+
+def _number(call: ExtraNetworkCall, written: str, kind: type[Number]) -> Number:
     """`written` as an int or a finite float: float() also takes "nan", "inf" and "1e999", which
     would scale the weights to NaN (a black image), so they are refused like any other non-number."""
     try:
-        value = kind(written)
+        value: Number | None = kind(written)
     except ValueError:
         value = None
     if value is None or (kind is float and not math.isfinite(value)):

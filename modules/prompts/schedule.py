@@ -175,14 +175,21 @@ class _Grammar:
 
     def _when(self, pos: int) -> tuple[str, int] | None:
         """`[ws] NUMBER [ws] ]` from `pos`: the number and the position after the `]`."""
-        pos = _SPACES.match(self.text, pos).end()
+        pos = _after_spaces(self.text, pos)
         number = _NUMBER.match(self.text, pos)
         if number is None:
             return None
-        pos = _SPACES.match(self.text, number.end()).end()
+        pos = _after_spaces(self.text, number.end())
         if self._at(pos) != "]":
             return None
         return number.group(), pos + 1
+
+
+def _after_spaces(text: str, pos: int) -> int:
+    """The position after the whitespace (if any) at `pos`."""
+    spaces = _SPACES.match(text, pos)
+    assert spaces is not None  # `\s*` matches everywhere, if only the empty string
+    return spaces.end()
 
 
 def parse_schedule(prompt: str) -> list[Node] | None:
@@ -245,7 +252,7 @@ def prompt_schedule(prompt: str, steps: int, hires_steps: int | None = None,
     [(5, 'a cat'), (20, 'a dog')]
     """
     hires = hires_steps is not None and not use_old_scheduling
-    total = hires_steps if hires else steps
+    total = hires_steps if hires and hires_steps is not None else steps  # `hires` implies it is not None
     nodes = parse_schedule(prompt)
     if nodes is None:
         return [(total, prompt)]

@@ -19,6 +19,8 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
+from modules.sampling.types import NoiseRange
+
 
 class BrownianNoise:
     """Unit-variance Brownian increments between two sigmas, one independent tree per image.
@@ -54,7 +56,7 @@ class BrownianNoise:
         return self.increment(a, b) / (b - a).abs().sqrt()
 
 
-def brownian_for(x: Tensor, sigmas: Tensor, seeds: Sequence[int], noise_range: tuple[float, float] | None = None) -> BrownianNoise:
+def brownian_for(x: Tensor, sigmas: Tensor, seeds: Sequence[int], noise_range: NoiseRange | None = None) -> BrownianNoise:
     """A1111's choice of interval: the smallest nonzero and the largest sigma of the schedule
     (``noise_range`` overrides it, for img2img where the sampler sees only the schedule's tail)."""
     if noise_range is not None:

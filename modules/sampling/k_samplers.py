@@ -15,14 +15,11 @@ tree per image (``ctx.seeds``) so the noise between two sigmas does not depend o
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import torch
 from torch import Tensor
 
 from modules.sampling.brownian import brownian_for
-from modules.sampling.schedules import ScheduleArgs, karras
 from modules.sampling.types import Denoiser, NoiseSource, SamplerContext, StepInfo
 
 # -- shared pieces ---------------------------------------------------------------------------------
@@ -298,7 +295,9 @@ def sample_dpmpp_2m_sde(
         raise ValueError("solver_type must be 'heun' or 'midpoint'")
     noise = _sde_noise(x, sigmas, ctx)
     s_in, total, eta = ones_like_batch(x), len(sigmas) - 1, ctx.eta
-    old_denoised = h_last = h = None
+    old_denoised: Tensor | None = None
+    h_last: Tensor | None = None
+    h: Tensor | None = None
     for i in range(total):
         denoised = model(x, sigmas[i] * s_in)
         report_step(ctx, i, total, x, sigmas[i], sigmas[i + 1], denoised)
@@ -310,6 +309,7 @@ def sample_dpmpp_2m_sde(
             eta_h = eta * h
             x = sigmas[i + 1] / sigmas[i] * (-eta_h).exp() * x + (-h - eta_h).expm1().neg() * denoised
             if old_denoised is not None:
+                assert h_last is not None  # sigma 0 only ends a schedule, so the step before set h
                 r = h_last / h
                 if solver_type == "heun":
                     x = x + ((-h - eta_h).expm1().neg() / (-h - eta_h) + 1) * (1 / r) * (denoised - old_denoised)
@@ -333,7 +333,11 @@ def sample_dpmpp_3m_sde(model: Denoiser, x: Tensor, sigmas: Tensor, ctx: Sampler
     """DPM-Solver++(3M) SDE: third-order multistep with Brownian noise."""
     noise = _sde_noise(x, sigmas, ctx)
     s_in, total, eta = ones_like_batch(x), len(sigmas) - 1, ctx.eta
-    denoised_1 = denoised_2 = h = h_1 = h_2 = None
+    denoised_1: Tensor | None = None
+    denoised_2: Tensor | None = None
+    h: Tensor | None = None
+    h_1: Tensor | None = None
+    h_2: Tensor | None = None
     for i in range(total):
         denoised = model(x, sigmas[i] * s_in)
         report_step(ctx, i, total, x, sigmas[i], sigmas[i + 1], denoised)
@@ -345,6 +349,7 @@ def sample_dpmpp_3m_sde(model: Denoiser, x: Tensor, sigmas: Tensor, ctx: Sampler
             h_eta = h * (eta + 1)
             x = torch.exp(-h_eta) * x + (-h_eta).expm1().neg() * denoised
             if h_2 is not None:
+                assert h_1 is not None and denoised_1 is not None and denoised_2 is not None  # set by the two steps before
                 r0, r1 = h_1 / h, h_2 / h
                 d1_0 = (denoised - denoised_1) / r0
                 d1_1 = (denoised_1 - denoised_2) / r1
@@ -354,6 +359,7 @@ def sample_dpmpp_3m_sde(model: Denoiser, x: Tensor, sigmas: Tensor, ctx: Sampler
                 phi_3 = phi_2 / h_eta - 0.5
                 x = x + phi_2 * d1 - phi_3 * d2
             elif h_1 is not None:
+                assert denoised_1 is not None  # set by the step before
                 d = (denoised - denoised_1) / (h_1 / h)
                 phi_2 = h_eta.neg().expm1() / h_eta + 1
                 x = x + phi_2 * d

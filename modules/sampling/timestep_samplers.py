@@ -41,7 +41,7 @@ import math
 
 import torch
 
-from modules.sampling.types import Denoiser, DiscreteSchedule, SamplerContext, StepInfo, UncondDenoiser
+from modules.sampling.types import Denoiser, DiscreteSchedule, SamplerContext, StepInfo
 
 UNIPC_VARIANTS = ("bh1", "bh2")
 
@@ -160,10 +160,11 @@ def sample_ddim(model: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, ctx: Sam
 
 
 @torch.no_grad()
-def sample_ddim_cfgpp(model: UncondDenoiser, x: torch.Tensor, sigmas: torch.Tensor, ctx: SamplerContext) -> torch.Tensor:
+def sample_ddim_cfgpp(model: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, ctx: SamplerContext) -> torch.Tensor:
     """A1111's DDIM CFG++: DDIM's step from the guided x0, continued along the unconditional eps.
 
-    ``model`` must keep the unconditional x0 of each call (``last_uncond_x0``), and its guidance
+    ``model`` must keep the unconditional x0 of each call (``last_uncond_x0``: an
+    :class:`~modules.sampling.types.UncondDenoiser`; any other Denoiser gets a TypeError), and its guidance
     scale is the user's CFG scale divided by 12.5 (the sampler row says both; the engine does them).
     Eta works as in DDIM. With the same prompt as negative prompt this is DDIM.
     """
@@ -254,6 +255,7 @@ def _unipc_coefficients(rks: list[float], h: float, order: int, variant: str) ->
         h_phi_k = h_phi_k / hh - 1 / factorial
     R = torch.tensor(rows, dtype=torch.float64)
     B = torch.tensor(b, dtype=torch.float64)
+    rhos_p: list[float]
     if order == 1:
         rhos_p, rhos_c = [], [0.5]
     else:

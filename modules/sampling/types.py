@@ -27,6 +27,9 @@ from typing import Callable, Protocol, runtime_checkable
 
 from torch import Tensor
 
+NoiseRange = tuple[float | Tensor, float | Tensor]
+"""(sigma_min, sigma_max) a Brownian tree spans: numbers, or 0-d tensors read off a schedule."""
+
 
 @runtime_checkable
 class Denoiser(Protocol):
@@ -124,7 +127,7 @@ class SamplerContext:
     s_churn: float = 0.0
     s_tmin: float = 0.0
     s_tmax: float = math.inf
-    noise_range: tuple[float, float] | None = None
+    noise_range: NoiseRange | None = None
 
 
 SamplerFn = Callable[[Denoiser, Tensor, Tensor, SamplerContext], Tensor]

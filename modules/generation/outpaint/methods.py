@@ -32,10 +32,10 @@ from typing import TYPE_CHECKING, Callable
 import numpy as np
 from PIL import Image, ImageFilter
 
-from modules.generation.request import MaskedContent
 from modules.generation.outpaint import canvas as cv
 from modules.generation.outpaint.passes import PassRunner
 from modules.generation.outpaint.spectral import matched_noise
+from modules.generation.request import MaskedContent
 
 if TYPE_CHECKING:
     from modules.generation.outpaint.request import OutpaintRequest

@@ -18,15 +18,30 @@ from __future__ import annotations
 
 import logging
 from typing import Any
+
 from PIL import Image
+
 from modules.infotext.embed import ImageSource, infotext_from_image, opened_image
-from modules.infotext.foreign.common import (
-    COMFY_SAMPLERS, COMFY_SCHEDULERS, IMAGE_SIZE_KEY, INVOKEAI_SCHEDULERS, NO_METADATA_NOTE, ImageParameters, MetadataReader,
-    _COMFY_EXIF_TAG, _EXIF_ERRORS, _EXIF_IFD, _FOOOCUS_SCHEMES, _MAKER_NOTE, _USER_COMMENT, synthesise_infotext, text_chunks,
-)
 from modules.infotext.foreign.a1111 import A1111Reader
-from modules.infotext.foreign.fooocus import FooocusReader
 from modules.infotext.foreign.comfyui import ComfyUIReader
+from modules.infotext.foreign.common import (
+    _COMFY_EXIF_TAG,
+    _EXIF_ERRORS,
+    _EXIF_IFD,
+    _FOOOCUS_SCHEMES,
+    _MAKER_NOTE,
+    _USER_COMMENT,
+    COMFY_SAMPLERS,
+    COMFY_SCHEDULERS,
+    IMAGE_SIZE_KEY,
+    INVOKEAI_SCHEDULERS,
+    NO_METADATA_NOTE,
+    ImageParameters,
+    MetadataReader,
+    synthesise_infotext,
+    text_chunks,
+)
+from modules.infotext.foreign.fooocus import FooocusReader
 from modules.infotext.foreign.invokeai import InvokeAIReader
 from modules.infotext.foreign.novelai import NovelAIReader
 
@@ -58,7 +73,8 @@ def read_info(info: dict[str, Any], readers: tuple[MetadataReader, ...] = READER
 
 def image_info(image: Image.Image) -> dict[str, Any]:
     """``image.info`` plus the metadata other tools keep in Exif (see the module docstring)."""
-    info: dict[str, Any] = dict(image.info or {})
+    # Pillow keys IPTC datasets by (record, tag) tuples (bytes values no reader looks at); readers go by name.
+    info: dict[str, Any] = {key: value for key, value in (image.info or {}).items() if isinstance(key, str)}
     info[IMAGE_SIZE_KEY] = image.size
     if not isinstance(info.get("parameters"), str):
         text = infotext_from_image(image)

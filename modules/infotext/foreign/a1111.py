@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import Any
+
 from modules.infotext.foreign.common import ImageParameters, _a1111_fields, _json_object, text_chunks
 
 

@@ -3,11 +3,20 @@
 from __future__ import annotations
 
 from typing import Any
-from modules.infotext.foreign.common import (
-    COMFY_SAMPLERS, COMFY_SCHEDULERS, IMAGE_SIZE_KEY, ImageParameters, _file_stem, _json_object, _number,
-    _put, _put_sampler, _put_size, _result,
-)
 
+from modules.infotext.foreign.common import (
+    COMFY_SAMPLERS,
+    COMFY_SCHEDULERS,
+    IMAGE_SIZE_KEY,
+    ImageParameters,
+    _file_stem,
+    _json_object,
+    _number,
+    _put,
+    _put_sampler,
+    _put_size,
+    _result,
+)
 
 _COMFY_SAMPLER_NODES = ("KSampler", "KSamplerAdvanced")
 _MAX_HOPS = 32  # a link chain longer than this (or a cycle) is given up on

@@ -9,9 +9,9 @@ import struct
 from dataclasses import dataclass, field
 from pathlib import PureWindowsPath
 from typing import Any, Protocol
+
 from modules.infotext.create import CORE_KEYS, HASH_LENGTH, TRAILING_KEYS, format_value, join_infotext
 from modules.infotext.parse import MIN_PARAMETER_MATCHES, MISSING_DEFAULTS, parse_infotext
-
 
 # Not a text chunk: the image's (width, height), which NovelAI's reading needs (A1111 takes Size
 # from the image). Readers get it in ``info`` under this key.

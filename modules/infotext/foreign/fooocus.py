@@ -4,9 +4,22 @@ from __future__ import annotations
 
 import re
 from typing import Any
+
 from modules.infotext.foreign.common import (
-    COMFY_SAMPLERS, COMFY_SCHEDULERS, ImageParameters, _a1111_fields, _file_stem, _json_object, _number, _put,
-    _put_sampler, _put_size, _result, _short_hash, _text, text_chunks,
+    COMFY_SAMPLERS,
+    COMFY_SCHEDULERS,
+    ImageParameters,
+    _a1111_fields,
+    _file_stem,
+    _json_object,
+    _number,
+    _put,
+    _put_sampler,
+    _put_size,
+    _result,
+    _short_hash,
+    _text,
+    text_chunks,
 )
 
 
@@ -18,8 +31,8 @@ class FooocusReader:
     def read(self, info: dict[str, Any]) -> ImageParameters | None:
         scheme, text = info.get("fooocus_scheme"), info.get("parameters")
         if scheme == "a1111" and isinstance(text, str) and text.strip():
-            prompt, negative, params = _a1111_fields(text)
-            return ImageParameters(self.name, prompt, negative, params, text_chunks(info), text.strip())
+            prompt, negative, fields = _a1111_fields(text)
+            return ImageParameters(self.name, prompt, negative, fields, text_chunks(info), text.strip())
         data = _json_object(text)
         if data is None or not (scheme == "fooocus" or {"prompt", "guidance_scale", "base_model"} <= data.keys()):
             return None

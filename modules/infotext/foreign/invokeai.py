@@ -4,13 +4,21 @@ from __future__ import annotations
 
 import re
 from typing import Any
-from modules.errors import UserError
-from modules.sampling.sampler_table import parse_sampler_name
-from modules.infotext.foreign.common import (
-    INVOKEAI_SCHEDULERS, ImageParameters, _file_stem, _json_object, _number, _put, _put_size, _result,
-    _short_hash, _text,
-)
 
+from modules.errors import UserError
+from modules.infotext.foreign.common import (
+    INVOKEAI_SCHEDULERS,
+    ImageParameters,
+    _file_stem,
+    _json_object,
+    _number,
+    _put,
+    _put_size,
+    _result,
+    _short_hash,
+    _text,
+)
+from modules.sampling.sampler_table import parse_sampler_name
 
 _DREAM_PROMPT = re.compile(r'^"(.*?)"(?=\s+-|\s*$)(.*)$', re.DOTALL)
 _DREAM_FLAG = re.compile(r"\s-(\w+)\s+([^\s-][^\s]*|-?\d[^\s]*)")

@@ -6,10 +6,17 @@ import math
 from typing import Any
 
 from modules.errors import UserError
-from modules.sampling.sampler_table import parse_sampler_name
 from modules.infotext.foreign.common import (
-    IMAGE_SIZE_KEY, ImageParameters, _json_object, _number, _put, _put_size, _result, _text,
+    IMAGE_SIZE_KEY,
+    ImageParameters,
+    _json_object,
+    _number,
+    _put,
+    _put_size,
+    _result,
+    _text,
 )
+from modules.sampling.sampler_table import parse_sampler_name
 
 
 class NovelAIReader:
@@ -35,7 +42,8 @@ class NovelAIReader:
         size = info.get(IMAGE_SIZE_KEY)
         _put_size(params, *(size if isinstance(size, tuple) else (comment.get("width"), comment.get("height"))))
         params["Clip skip"], params["ENSD"] = "2", "31337"
-        prompt = info.get("Description") if isinstance(info.get("Description"), str) else ""
+        description = info.get("Description")
+        prompt = description if isinstance(description, str) else ""
         return _result(self.name, info, prompt.strip(), _text(comment.get("uc")) or "", params)
 
 
