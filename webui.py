@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from fastapi import FastAPI
 
-    from modules.services import Services
     from modules.cmd_args import Args
+    from modules.services import Services
 
 log = logging.getLogger("easel")
 
@@ -82,8 +82,8 @@ def main(argv: list[str] | None = None) -> int:
 
     import uvicorn
 
-    from modules.services import build_services
     from modules.errors import UserError
+    from modules.services import build_services
 
     try:
         services = build_services(args, load_now=False)  # the page answers first; the model loads after
