@@ -62,6 +62,8 @@ class Args:
     demo_checkpoint: Path | None = DEMO_CHECKPOINT  # None: --no-demo-model
     extensions_dir: Path = REPO_ROOT / "extensions"
     disable_extensions: bool = False
+    localizations_dir: Path = REPO_ROOT / "localizations"  # A1111-style <language>.json files
+    language: str | None = None  # None: the `language` setting decides ("auto": the browser's)
 
     @property
     def webui(self) -> bool:
@@ -162,6 +164,8 @@ def build_parser() -> argparse.ArgumentParser:
     models.add_argument("--models-dir", type=_folder, metavar="DIR", default=REPO_ROOT / "models", help="folder with Stable-diffusion/ and VAE/ (default: models/ in the Easel folder)")
     models.add_argument("--data-dir", type=_folder, metavar="DIR", default=REPO_ROOT / "data", help="where config.json, cache.json, caches/ and outputs/ are written (default: data/ in the Easel folder)")
     models.add_argument("--extensions-dir", type=_folder, metavar="DIR", default=REPO_ROOT / "extensions", help="folder of extensions (default: extensions/ in the Easel folder)")
+    models.add_argument("--localizations-dir", type=_folder, metavar="DIR", default=REPO_ROOT / "localizations", help="folder of A1111-style localization files (<language>.json; default: localizations/ in the Easel folder)")
+    models.add_argument("--language", default=None, metavar="LANG", help="language of the page: auto (the browser's, the default), en, zh-CN, or a file's language in --localizations-dir (default: the 'language' setting)")
     models.add_argument("--disable-extensions", action="store_true", help="start without loading any extension (to rule one out)")
     models.add_argument("--skip-load", action="store_true", help="start without loading a checkpoint")
     models.add_argument("--no-demo-model", action="store_true", help="when no checkpoint is found, do not fall back to Easel's bundled demo model (models/Stable-diffusion/easel-demo-shapes.safetensors)")
@@ -212,4 +216,6 @@ def parse_args(argv: list[str] | None = None) -> Args:
         demo_checkpoint=None if ns.no_demo_model else DEMO_CHECKPOINT,
         extensions_dir=ns.extensions_dir,
         disable_extensions=ns.disable_extensions,
+        localizations_dir=ns.localizations_dir,
+        language=ns.language,
     )

@@ -36,6 +36,7 @@ from modules.extensions.loader import load_extensions
 from modules.extensions.registry import ExtensionRegistry
 from modules.generation.previews import PreviewChooser
 from modules.history import HistorySchemaError, HistoryStore
+from modules.i18n import Translations
 from modules.jobs import JobQueue
 from modules.lora.files import LoraLibrary
 from modules.outputs import OutputWriter
@@ -64,6 +65,7 @@ class Services:
     outputs: OutputWriter
     loras: LoraLibrary
     embeddings: EmbeddingLibrary
+    translations: Translations  # the page's words in other languages (modules/i18n.py)
 
     @property
     def settings(self) -> Settings:
@@ -141,6 +143,7 @@ def build_services(args: Args, load_now: bool = True) -> Services:
         args=args, paths=paths, models=models, generation=Submitter(queue, runner, settings, styles, loras),
         config=SettingsControl(store, models, manager, queue, extensions), registry=registry, manager=manager, queue=queue,
         history=history, styles=styles, extensions=extensions, outputs=outputs, loras=loras, embeddings=embeddings,
+        translations=Translations.load([args.localizations_dir], forced=args.language or settings.language),
     )
     log.info("%d checkpoint(s), %d VAE(s) found.", len(registry.checkpoints), len(registry.vaes))
     queue.start()

@@ -81,9 +81,12 @@ class ResultRecorder:
             result.paths.append(path)
             self._record(request, result, text, seed, model_hash, checkpoint.model_name, path, hooks.task, image.size)
         for reason, count in unsaved.items():
-            what = "The image was" if len(result.images) == 1 else f"{count} of {len(result.images)} images were"
-            result.notes.append(f"{what} not saved to the outputs folder: {reason}. It is shown here: download it from "
-                                "the gallery, then free some disk space or make the outputs folder writable.")
+            if len(result.images) == 1:
+                result.notes.append(f"The image was not saved to the outputs folder: {reason}. It is shown here: download it from "
+                                    "the gallery, then free some disk space or make the outputs folder writable.")
+            else:
+                result.notes.append(f"{count} of {len(result.images)} images were not saved to the outputs folder: {reason}. They are shown "
+                                    "here: download them from the gallery, then free some disk space or make the outputs folder writable.")
         if len(result.images) > 1 and self.settings.grid_save:
             self._save_grid(checkpoint, request, result, outputs, saving, bool(unsaved))
 

@@ -23,7 +23,7 @@ from modules.jobs import JobQueue
 log = logging.getLogger(__name__)
 
 # Settings that only take effect when Easel starts again.
-RESTART_SETTINGS = ("device", "dtype", "sd_vae_checkpoint_cache")
+RESTART_SETTINGS = ("device", "dtype", "sd_vae_checkpoint_cache", "language")
 EXTENSIONS_ENABLED_KEY = "extensions_enabled"  # config.json: {extension name: enabled}, set from Settings
 
 

@@ -178,9 +178,11 @@ class ModelRegistry:
         if len(matches) == 1:
             return matches[0]
         names = ", ".join(e.name for e in entries[:10]) or "none"
-        hint = f"several match: {', '.join(m.name for m in matches[:5])}" if matches else f"available: {names}"
-        where = " or ".join(f"{d.parent.name}/{d.name}" for d in folders[:2]) or "the model folders"
-        raise ModelNotFoundError(f"No {what} named '{query}' in {where} ({hint}). Press refresh after adding files.")
+        where = " or ".join(f"{d.parent.name}/{d.name}" for d in folders[:2]) or "models/"
+        if matches:
+            several = ", ".join(m.name for m in matches[:5])
+            raise ModelNotFoundError(f"Several {what} files match '{query}' in {where}: {several}. Write more of the name.")
+        raise ModelNotFoundError(f"No {what} named '{query}' in {where} (available: {names}). Press refresh after adding files.")
 
     def automatic_vae(self, checkpoint: ModelFile) -> ModelFile | None:
         """A1111's "Automatic": the first VAE whose file name starts with the checkpoint's stem

@@ -69,14 +69,18 @@ class Preparation:
 def check_inputs(request: Img2ImgRequest, max_megapixels: float) -> None:
     """Refuses what cannot be used before the job is queued: unreadable or oversized images."""
     for index, image in enumerate([*request.init_images, *([request.mask] if request.mask is not None else [])]):
-        what = "The mask" if index == len(request.init_images) else f"Image {index + 1}"
+        is_mask = index == len(request.init_images)
         if not isinstance(image, Image.Image):
-            raise UserError(f"{what} is not a picture Easel can read ({type(image).__name__}).")
+            if is_mask:
+                raise UserError(f"The mask is not a picture Easel can read ({type(image).__name__}).")
+            raise UserError(f"Image {index + 1} is not a picture Easel can read ({type(image).__name__}).")
         check_size(image, max_megapixels)
         try:
             image.load()  # a truncated or corrupt file fails here, not in the middle of the job
         except (OSError, ValueError) as error:
-            raise UserError(f"{what} could not be read ({error}); it may be cut short or damaged. Save it again and retry.") from error
+            if is_mask:
+                raise UserError(f"The mask could not be read ({error}); it may be cut short or damaged. Save it again and retry.") from error
+            raise UserError(f"Image {index + 1} could not be read ({error}); it may be cut short or damaged. Save it again and retry.") from error
 
 
 def prepare(request: Img2ImgRequest) -> Preparation:

@@ -14,20 +14,24 @@ from fastapi import FastAPI
 from gradio.routes import App as GradioApp
 from starlette.routing import Mount
 
+from modules.checkpoints.manager import VAE_AUTOMATIC, VAE_NONE
 from modules.errors import UserError
 from modules.services import Services
 from modules.ui.access import PageGate
 from modules.ui.history_tab import build_history_tab
 from modules.ui.img2img import IMG2IMG_CSS, build_img2img_tab
 from modules.ui.outpainting import OUTPAINT_CSS, build_outpainting_tab
+from modules.ui.page_script import page_parts
 from modules.ui.png_info import build_png_info_tab
 from modules.ui.progress_view import PROGRESS_CSS
 from modules.ui.send_to import ModelLine, SendSource, SendWiring
 from modules.ui.sessions import SessionRuns
 from modules.ui.settings_tab import build_settings_tab
+from modules.ui.text import L, Words
 from modules.ui.txt2img import build_txt2img_tab
 
 log = logging.getLogger(__name__)
+VAE_MODES = (VAE_AUTOMATIC, VAE_NONE)  # translated in the dropdown; file names are not
 
 CSS = ".easel-status { min-height: 1.5em; }\n.easel-tokens { font-variant-numeric: tabular-nums; opacity: .8; }\n" \
       ".easel-tokens[data-over] { color: var(--error-text-color, #b91c1c); }\n" \
@@ -35,39 +39,40 @@ CSS = ".easel-status { min-height: 1.5em; }\n.easel-tokens { font-variant-numeri
       ".easel-restore-notice { border: 1px solid var(--color-accent); border-radius: 6px; padding: .4em .8em; font-size: .9em; }\n" \
       ".easel-restore-notice ul { margin: .2em 0 0 1.2em; }\n" + PROGRESS_CSS + IMG2IMG_CSS + OUTPAINT_CSS
 
-# Ctrl+Enter (or Cmd+Enter) generates, Esc interrupts, as in A1111: in whichever of the generation
-# tabs is showing (a hidden tab's buttons have no layout box).
-KEYBOARD_JS = """
-() => {
-  document.addEventListener('keydown', (e) => {
-    const click = (action) => {
-      const button = ['txt2img', 'img2img', 'outpaint'].map((tab) => document.getElementById(`${tab}-${action}`))
-        .find((b) => b && b.getClientRects().length > 0);
-      if (button) { button.click(); e.preventDefault(); }
-    };
-    if (e.key === 'Enter' && (e.ctrlKey || e.metaKey)) click('generate');
-    else if (e.key === 'Escape') click('interrupt');
-  });
-}
+LAYOUT_CSS = """
+/* The prompt row as A1111's: prompts on the left, the big Generate and the tools on the right. */
+.easel-toprow { align-items: stretch; }
+.easel-prompt-line { flex-wrap: nowrap !important; align-items: flex-start; }
+.easel-tool-button { min-width: 36px !important; max-width: 48px; padding: 0 !important; }
+.easel-style-row { align-items: center; }
+.easel-topbar { align-items: center; gap: .5em; }
+.easel-topbar .form { border-width: 0 !important; box-shadow: none !important; }
+.easel-topbar .block { padding: 2px 8px !important; }
+.easel-topbar .block label > span:first-child, .easel-topbar .block .container > span:first-child { font-size: .8em; margin-bottom: 1px; }
+.easel-brand { font-size: 1.6em; font-weight: 700; padding: 0 .3em; }
+.easel-status { font-size: .85em; margin: 0 !important; padding: 0 .3em !important; }
+.easel-status p { margin: .1em 0 !important; }
+.easel-toprow { gap: .6em; }
+.easel-prompts { gap: .4em !important; }
+.easel-send-row button { white-space: nowrap; }
 """
 
 
-def status_text(services: Services, error: str | None = None) -> str:
+def status_text(services: Services, words: Words, request: gr.Request | None = None, error: str | None = None) -> str:
     """One line about the active model (name, family, VAE), then the error of the last action."""
+    say = lambda text, **values: words.say(request, text, **values)  # noqa: E731
     loaded = services.manager.loaded
     waiting = services.models.startup_title() if loaded is None else None
     if loaded is None and waiting is not None:
-        line = f"**{html.escape(waiting)}** loads with the first generation (or when picked above)."
+        line = say("**{name}** loads with the first generation (or when picked above).", name=html.escape(waiting))
     elif loaded is None:
-        line = "No model loaded. Put a checkpoint in " + html.escape(str(services.paths.checkpoints_dir)) + " and press Refresh."
+        line = say("No model loaded. Put a checkpoint in {folder} and press Refresh.", folder=html.escape(str(services.paths.checkpoints_dir)))
     else:
-        vae = loaded.vae.name if loaded.vae is not None else "its own"
-        line = (
-            f"Active: **{html.escape(services.registry.title(loaded.checkpoint))}** · {html.escape(loaded.spec.family.label)}"
-            f" · VAE: {html.escape(vae)} ({html.escape(services.manager.vae_choice)})"
-        )
+        vae = html.escape(loaded.vae.name) if loaded.vae is not None else say("its own")
+        line = say("Active: **{title}** · {family} · VAE: {vae} ({choice})", title=html.escape(services.registry.title(loaded.checkpoint)),
+                   family=html.escape(loaded.spec.family.label), vae=vae, choice=html.escape(say(services.manager.vae_choice)))
     if error:
-        line += f"\n\n**Error:** {html.escape(error)}"
+        line += f"\n\n**{html.escape(say('Error:'))}** {html.escape(say(error))}"
     return line
 
 
@@ -85,53 +90,59 @@ def _run(action, *args) -> str | None:
 
 
 def build_ui(services: Services) -> gr.Blocks:
+    words = Words(services.translations)
+
     def checkpoint_dropdown() -> gr.Dropdown:
         return gr.Dropdown(choices=services.models.checkpoint_choices(), value=services.models.startup_name())
 
+    def vae_choices() -> list:
+        return [(L(choice), choice) if choice in VAE_MODES else choice for choice in services.models.vae_choices()]
+
     def vae_dropdown() -> gr.Dropdown:
-        return gr.Dropdown(choices=services.models.vae_choices(), value=services.manager.vae_choice)
+        return gr.Dropdown(choices=vae_choices(), value=services.manager.vae_choice)
 
-    def current(error: str | None = None):
-        return checkpoint_dropdown(), vae_dropdown(), status_text(services, error)
+    def current(error: str | None = None, request: gr.Request | None = None):
+        return checkpoint_dropdown(), vae_dropdown(), status_text(services, words, request, error)
 
-    def on_checkpoint(title: str | None):
-        return current(_run(services.models.switch_checkpoint, title) if title else None)
+    def on_checkpoint(title: str | None, request: gr.Request):
+        return current(_run(services.models.switch_checkpoint, title) if title else None, request)
 
-    def on_vae(choice: str | None):
-        return current(_run(services.models.switch_vae, choice) if choice else None)
+    def on_vae(choice: str | None, request: gr.Request):
+        return current(_run(services.models.switch_vae, choice) if choice else None, request)
 
-    def on_refresh():
-        return current(_run(services.models.refresh))
+    def on_refresh(request: gr.Request):
+        return current(_run(services.models.refresh), request)
+
+    def on_load(request: gr.Request):
+        return current(None, request)
 
     txt2img_runs, img2img_runs, outpaint_runs = SessionRuns(), SessionRuns(), SessionRuns()  # each tab's jobs and outcomes per session
     with gr.Blocks(title="Easel", analytics_enabled=False) as demo:
-        with gr.Row(equal_height=True):
-            gr.Markdown("# Easel", elem_id="easel-title")
+        with gr.Row(equal_height=True, elem_classes="easel-topbar"):
+            gr.HTML('<div class="easel-brand">Easel</div>', elem_id="easel-title", padding=False, container=False, min_width=90)
             checkpoint = gr.Dropdown(
-                label="Stable Diffusion checkpoint", choices=services.models.checkpoint_choices(), value=services.models.startup_name(),
+                label=L("Stable Diffusion checkpoint"), choices=services.models.checkpoint_choices(), value=services.models.startup_name(),
                 interactive=True, scale=4, elem_id="easel-checkpoint",
             )
-            vae = gr.Dropdown(
-                label="SD VAE", choices=services.models.vae_choices(), value=services.manager.vae_choice,
-                interactive=True, scale=2, elem_id="easel-vae",
-            )
-            refresh = gr.Button("Refresh", scale=0, min_width=100, elem_id="easel-refresh")
-        status = gr.Markdown(status_text(services), elem_classes="easel-status", elem_id="easel-status")
+            vae = gr.Dropdown(label=L("SD VAE"), choices=vae_choices(), value=services.manager.vae_choice, interactive=True, scale=2,
+                              elem_id="easel-vae")
+            refresh = gr.Button("🔄", scale=0, min_width=48, elem_id="easel-refresh", elem_classes="easel-tool-button")
+        status = gr.Markdown(status_text(services, words), elem_classes="easel-status", elem_id="easel-status")
         with gr.Tabs(elem_id="easel-tabs"):
             with gr.Tab("txt2img", id="txt2img", elem_id="tab-txt2img"):
                 txt2img = build_txt2img_tab(services, txt2img_runs)
             with gr.Tab("img2img", id="img2img", elem_id="tab-img2img"):
                 img2img = build_img2img_tab(services, img2img_runs)
-            with gr.Tab("Outpainting", id="Outpainting", elem_id="tab-outpainting"):
+            with gr.Tab(L("Outpainting"), id="Outpainting", elem_id="tab-outpainting"):
                 outpainting = build_outpainting_tab(services, outpaint_runs)
-            with gr.Tab("PNG Info", id="PNG Info", elem_id="tab-png-info"):
-                png_info = build_png_info_tab(lambda: services.settings.max_input_megapixels)
-            with gr.Tab("History", id="History", elem_id="tab-history") as history_tab_item:
-                history = build_history_tab(services.history, services.paths.data_dir / "exports")
+            with gr.Tab(L("PNG Info"), id="PNG Info", elem_id="tab-png-info"):
+                png_info = build_png_info_tab(lambda: services.settings.max_input_megapixels, words)
+            with gr.Tab(L("History"), id="History", elem_id="tab-history") as history_tab_item:
+                history = build_history_tab(services.history, services.paths.data_dir / "exports", words)
             for extension, tab in services.extensions.tabs():
-                with gr.Tab(tab.title, elem_id=f"tab-ext-{extension}"):
+                with gr.Tab(L(tab.title), elem_id=f"tab-ext-{extension}"):
                     services.extensions.guarded(extension, f"its tab {tab.title!r}", tab.build, services)
-            with gr.Tab("Settings", id="Settings", elem_id="tab-settings"):
+            with gr.Tab(L("Settings"), id="Settings", elem_id="tab-settings"):
                 settings_tab = build_settings_tab(services)
 
         model_line = ModelLine([checkpoint, vae, status], current, lambda name: _run(services.models.switch_checkpoint, name))
@@ -148,6 +159,7 @@ def build_ui(services: Services) -> gr.Blocks:
                            "outpainting": history.send_outpainting}
         sending.wire_saved_image(SendSource(history_buttons, history.selected_infotext, history.selected_path, history.message))
         demo.load(settings_tab.current_values, None, settings_tab.controls)
+        demo.load(settings_tab.extensions.status_html, None, settings_tab.extensions.status, show_progress="hidden")
         outputs = [checkpoint, vae, status]
         history_tab_item.select(*history.tab_search, show_progress="hidden")
         for event in [*txt2img.generations, *img2img.generations, *outpainting.generations]:  # the first generation may have loaded the model
@@ -156,14 +168,14 @@ def build_ui(services: Services) -> gr.Blocks:
         checkpoint.input(on_checkpoint, checkpoint, outputs, concurrency_id="model", concurrency_limit=1)
         vae.input(on_vae, vae, outputs, concurrency_id="model", concurrency_limit=1)
         refresh.click(on_refresh, None, outputs, concurrency_id="model", concurrency_limit=1)
-        demo.load(current, None, outputs)
+        demo.load(on_load, None, outputs)
     return demo
 
 
 def page_javascript(services: Services) -> str:
-    """Our keyboard shortcuts, then each extension's javascript/*.js, each in its own try block so
-    one extension's error does not stop the others."""
-    parts = [f"({KEYBOARD_JS.strip()})();"]
+    """Our script (modules/ui/page_script.py), then each extension's javascript/*.js, each in its
+    own try block so one part's error does not stop the others."""
+    parts = [f"try {{ ({part.strip()})(); }} catch (error) {{ console.error('Easel:', error); }}" for part in page_parts(services.translations)]
     for name, code in services.extensions.javascript():
         parts.append(f"try {{\n{code}\n}} catch (error) {{ console.error({name!r} + ' extension:', error); }}")
     return "() => {\n" + "\n".join(parts) + "\n}"
@@ -181,7 +193,8 @@ def mount_ui(app: FastAPI, services: Services) -> FastAPI:
     auth = list(services.args.gradio_auth) or None
     blocks = build_ui(services)
     app = gr.mount_gradio_app(
-        app, blocks, path="/", auth=auth, ssr_mode=False, css=CSS + services.extensions.css(), js=page_javascript(services),
+        app, blocks, path="/", auth=auth, ssr_mode=False, css=CSS + LAYOUT_CSS + services.extensions.css(), js=page_javascript(services),
+        i18n=Words(services.translations).gradio_i18n(),
         server_name=services.args.host, server_port=services.args.port,
         allowed_paths=[str(services.paths.outputs_dir.resolve())],
         max_file_size=int(services.args.max_upload_mb * 1e6), run_history=False, enable_monitoring=False, mcp_server=False,

@@ -5,54 +5,61 @@ from __future__ import annotations
 
 import html
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 import gradio as gr
 
 from modules.errors import UserError
 from modules.services import Services
+from modules.ui.progress_view import Say, english, error_html
+from modules.ui.text import L, Words
 
 
-def status_table(services: Services) -> str:
+def status_table(services: Services, say: Say = english) -> str:
+    """Every extension with its version, state and description (the state in the user's language)."""
     rows = "".join(
         f"<tr><td>{html.escape(e.name)}</td><td>{html.escape(e.manifest.version)}</td>"
-        f"<td>{html.escape(e.status)}</td><td>{html.escape(e.manifest.description)}</td></tr>"
+        f"<td>{html.escape(say(e.status))}</td><td>{html.escape(say(e.manifest.description))}</td></tr>"
         for e in services.extensions.extensions
     )
     if not rows:
-        return f"<p>No extensions in {html.escape(str(services.args.extensions_dir))}.</p>"
-    return ('<table id="extensions-table"><thead><tr><th>Extension</th><th>Version</th><th>State</th><th>About</th></tr></thead>'
-            f"<tbody>{rows}</tbody></table>")
+        return f"<p>{html.escape(say('No extensions in {folder}.', folder=str(services.args.extensions_dir)))}</p>"
+    head = "".join(f"<th>{html.escape(say(title))}</th>" for title in ("Extension", "Version", "State", "About"))
+    return f'<table id="extensions-table"><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>'
 
 
 @dataclass
 class ExtensionsSection:
     enabled: gr.CheckboxGroup
     settings: dict[tuple[str, str], gr.components.Component]
+    status: gr.HTML
+    status_html: Callable[[gr.Request], str]  # the table in the request's language (on page load)
 
 
 def build_extensions_section(services: Services) -> ExtensionsSection:
     registry = services.extensions
     usable = [e.name for e in registry.extensions]
-    with gr.Accordion("Extensions", open=True, elem_id="settings-extensions"):
-        gr.HTML(status_table(services), elem_id="extensions-status")
+    words = Words(services.translations)
+    with gr.Accordion(L("Extensions"), open=True, elem_id="settings-extensions"):
+        status = gr.HTML(status_table(services), elem_id="extensions-status")
         enabled = gr.CheckboxGroup(usable, value=[e.name for e in registry.extensions if e.enabled and e.name in usable],
-                                   label="Enabled extensions (load at the next start of Easel)", elem_id="extensions-enabled")
+                                   label=L("Enabled extensions (load at the next start of Easel)"), elem_id="extensions-enabled")
         settings: dict[tuple[str, str], gr.components.Component] = {}
         for name, spec in registry.settings():
             value = _setting(services, name, spec.key)
-            label = f"{name}: {spec.label}"
+            label, info = L(spec.label), name  # the extension's own label; its name under it
             elem_id = f"extension-setting-{name}-{spec.key}"
             if spec.choices:
-                settings[(name, spec.key)] = gr.Dropdown(list(spec.choices), value=value, label=label, elem_id=elem_id)
+                settings[(name, spec.key)] = gr.Dropdown([(L(choice), choice) for choice in spec.choices], value=value, label=label, info=info, elem_id=elem_id)
             elif isinstance(spec.default, bool):
-                settings[(name, spec.key)] = gr.Checkbox(value=value, label=label, elem_id=elem_id)
+                settings[(name, spec.key)] = gr.Checkbox(value=value, label=label, info=info, elem_id=elem_id)
             else:
-                settings[(name, spec.key)] = gr.Textbox(value=str(value), label=label, elem_id=elem_id)
-        apply = gr.Button("Apply extension changes", elem_id="extensions-apply")
+                settings[(name, spec.key)] = gr.Textbox(value=str(value), label=label, info=info, elem_id=elem_id)
+        apply = gr.Button(L("Apply extension changes"), elem_id="extensions-apply")
         message = gr.HTML("", elem_id="extensions-message")
 
-    def on_apply(values: dict[Any, Any]) -> str:
+    def on_apply(values: dict[Any, Any], request: gr.Request) -> str:
+        say = lambda text, **v: words.say(request, text, **v)  # noqa: E731
         chosen = set(values[enabled] or [])
         try:
             changed = services.config.set_extensions_enabled({name: name in chosen for name in usable})
@@ -60,14 +67,16 @@ def build_extensions_section(services: Services) -> ExtensionsSection:
                 if values[component] != _setting(services, name, key):
                     services.config.set_extension_setting(name, key, values[component])
         except UserError as error:
-            return f'<div class="easel-error" role="alert"><b>Error:</b> {html.escape(str(error))}</div>'
+            return error_html(str(error), say)
         if changed:
-            return ('<span class="easel-settings-result">Saved. Restart Easel to load or unload: '
-                    f"{html.escape(', '.join(changed))}.</span>")
-        return '<span class="easel-settings-result">Saved.</span>'
+            return f'<span class="easel-settings-result">{html.escape(say("Saved. Restart Easel to load or unload: {names}.", names=", ".join(changed)))}</span>'
+        return f'<span class="easel-settings-result">{html.escape(say("Saved."))}</span>'
 
     apply.click(on_apply, {enabled, *settings.values()}, message, show_progress="hidden")
-    return ExtensionsSection(enabled, settings)
+    def status_html(request: gr.Request) -> str:
+        return status_table(services, lambda text, **v: words.say(request, text, **v))
+
+    return ExtensionsSection(enabled, settings, status, status_html)
 
 
 def _setting(services: Services, extension: str, key: str) -> Any:

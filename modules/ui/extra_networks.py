@@ -15,6 +15,8 @@ from PIL import Image, ImageDraw, ImageFont
 from modules.app.models import ExtraNetwork
 from modules.errors import UserError
 from modules.services import Services
+from modules.ui.progress_view import Say, english, error_html
+from modules.ui.text import L, Words
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +30,7 @@ def name_card(entry: ExtraNetwork) -> Image.Image:
     draw = ImageDraw.Draw(card)
     font = ImageFont.load_default(size=16)
     small = ImageFont.load_default(size=12)
-    draw.text((10, 10), "Embedding" if entry.kind == "embedding" else "LoRA", font=small, fill=(220, 220, 220))
+    draw.text((10, 10), "Embedding" if entry.kind == "embedding" else "LoRA", font=small, fill=(220, 220, 220))  # drawn into the card picture
     line, lines = "", []
     for char in entry.name:
         if draw.textlength(line + char, font=font) > CARD[0] - 20:
@@ -70,18 +72,21 @@ class ExtraNetworksPanel:
 
 
 def build_extra_networks(services: Services, prefix: str, prompt: gr.Textbox) -> ExtraNetworksPanel:
-    def listing() -> tuple[list, list[ExtraNetwork], str]:
+    words = Words(services.translations)
+
+    def listing(say: Say = english) -> tuple[list, list[ExtraNetwork], str]:
         entries = services.models.extra_networks()
         items = [(card_image(e), f"{e.name} [{e.short_hash}]" if e.short_hash else e.name) for e in entries]
-        note = "" if entries else (f"No embeddings in {services.paths.embeddings_dir} and no LoRAs in "
-                                   f"{services.paths.models_dir / 'Lora'}.")
+        note = "" if entries else say("No embeddings in {embeddings} and no LoRAs in {loras}.", embeddings=str(services.paths.embeddings_dir),
+                                      loras=str(services.paths.loras_dir))
         return items, entries, html.escape(note)
 
-    items, entries, note = listing()
-    with gr.Accordion("Extra networks (embeddings, LoRAs)", open=False, elem_id=f"{prefix}-extra-networks"):
+    items, entries, _ = listing()
+    with gr.Accordion(L("Extra networks (embeddings, LoRAs)"), open=False, elem_id=f"{prefix}-extra-networks"):
         with gr.Row():
-            message = gr.HTML(note, elem_id=f"{prefix}-extra-networks-message")
-            refresh = gr.Button("Refresh", size="sm", scale=0, min_width=90, elem_id=f"{prefix}-extra-networks-refresh")
+            message = gr.HTML(L("No embeddings or LoRAs yet: put files in models/embeddings and models/Lora, then refresh.") if not entries else "",
+                              elem_id=f"{prefix}-extra-networks-message")
+            refresh = gr.Button("🔄", size="sm", scale=0, min_width=48, elem_id=f"{prefix}-extra-networks-refresh", elem_classes="easel-tool-button")
         gallery = gr.Gallery(items, columns=6, height=260, allow_preview=False, show_label=False, interactive=False,
                              elem_id=f"{prefix}-extra-networks-cards")
     state = gr.State(entries)
@@ -91,12 +96,13 @@ def build_extra_networks(services: Services, prefix: str, prompt: gr.Textbox) ->
             return text
         return insert_tag(text, shown[event.index].tag)
 
-    def on_refresh_networks():
+    def on_refresh_networks(request: gr.Request):
+        say = lambda text, **v: words.say(request, text, **v)  # noqa: E731
         try:
             services.models.refresh()
         except UserError as error:
-            return gr.skip(), gr.skip(), f'<div class="easel-error"><b>Error:</b> {html.escape(str(error))}</div>'
-        return listing()
+            return gr.skip(), gr.skip(), error_html(str(error), say)
+        return listing(say)
 
     gallery.select(on_click, [prompt, state], prompt, show_progress="hidden")
     refresh.click(on_refresh_networks, None, [gallery, state, message], show_progress="hidden")

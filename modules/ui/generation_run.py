@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import html
 import logging
+import time
 from dataclasses import dataclass
 from dataclasses import fields as dataclass_fields
 from pathlib import Path
@@ -21,11 +22,12 @@ from modules.errors import UserError
 from modules.extensions.api import Script
 from modules.generation.outpaint import OutpaintRequest
 from modules.generation.request import GenerationRequest
-from modules.jobs import Job, JobState
+from modules.jobs import Job, JobState, ProgressEvent
 from modules.services import Services
 from modules.ui import progress_view
 from modules.ui.generation_panel import Fields, GenerationPanel
 from modules.ui.sessions import Outcome, SessionRuns, session_key
+from modules.ui.text import Words
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +65,8 @@ def field_values(values: dict[Any, Any], fields: Fields, request_type: type[Gene
     for name, component in fields.items():
         value = values[component]
         kind = declared.get(name)
-        label = getattr(component, "label", None) or name.replace("_", " ")
+        label = getattr(component, "label", None)
+        label = getattr(label, "key", label) or name.replace("_", " ")  # the English text of an L(...) label
         if kind in (int, float):
             if value is None:
                 raise UserError(f"{label} is empty: enter a number.")
@@ -86,11 +89,11 @@ def preview_every(services: Services) -> int:
     return settings.show_progress_every_n_steps if settings.show_progress_type != "None" else 0
 
 
-def gallery_items(outcome: Outcome) -> list:
+def gallery_items(outcome: Outcome, say: progress_view.Say = progress_view.english) -> list:
     """Saved files when there are any (served as they are: PNG with their parameters), else images."""
     items = []
     for index, (image, path, seed) in enumerate(zip(outcome.images, outcome.paths, outcome.seeds)):
-        caption = "Grid" if index == 0 and outcome.has_grid else f"Seed {seed}"
+        caption = say("Grid") if index == 0 and outcome.has_grid else say("Seed {seed}", seed=seed)
         items.append((str(path) if path is not None else image, caption))
     return items
 
@@ -99,8 +102,24 @@ def info_html(prefix: str, outcome: Outcome, index: int) -> str:
     if not outcome.infotexts:
         return ""
     index = min(max(index, 0), len(outcome.infotexts) - 1)
-    text = outcome.infotexts[index]
+    text = outcome.infotexts[index]  # infotext is a format, never translated
     return f'<pre class="easel-infotext" id="{prefix}-infotext">{html.escape(text)}</pre>'
+
+
+class StepRate:
+    """Sampling steps per second, measured over the job's steps so far (every batch's steps count)."""
+
+    def __init__(self) -> None:
+        self.start: tuple[float, int] | None = None
+
+    def measure(self, event: ProgressEvent) -> float | None:
+        done = event.image_index * event.steps + event.step
+        now = time.monotonic()
+        if self.start is None:
+            self.start = (now, done)
+            return None
+        seconds, steps = now - self.start[0], done - self.start[1]
+        return steps / seconds if seconds > 0 and steps > 0 else None
 
 
 def _outcome(result) -> Outcome:
@@ -127,12 +146,23 @@ def wire_generation(
     Returns the Generate events (the shell refreshes its model line after them)."""
     out = panel.output
     prefix = panel.prefix
-
-    def say(notice: str, text: str) -> str:
-        return f"{text} · {notice}" if notice else text
+    words = Words(services.translations)
 
     def on_generate(values: dict[Any, Any], request: gr.Request) -> Iterator[dict]:
         session = session_key(request)
+
+        def say(text: str, **values: Any) -> str:
+            return words.say(request, text, **values)
+
+        def with_notice(notice: str, text: str) -> str:
+            return f"{text} · {say(notice)}" if notice else text
+
+        def failed(message: str) -> dict:
+            """The error in the progress line and, big, where the picture would be."""
+            box = progress_view.error_html(message, say)
+            return {out.progress: box, out.failure: gr.HTML(box, visible=True), out.preview: gr.Image(visible=False),
+                    out.gallery: gr.Gallery(visible=True)}
+
         try:
             prepared = prepare(values)
             if prepared.script is not None:
@@ -141,13 +171,15 @@ def wire_generation(
             else:
                 job = submit(prepared.request)
         except UserError as error:
-            yield {out.progress: progress_view.error_html(str(error))}
+            yield failed(str(error))
             return
         notice = prepared.notice
         runs.start(session, job.id)
         subscription = services.queue.subscribe(job.id)
+        rate = StepRate()
         try:
-            yield {out.progress: progress_view.starting_html(say(notice, "Starting…")), out.preview: None}
+            yield {out.progress: progress_view.starting_html(with_notice(notice, say("Starting…"))), out.failure: gr.HTML("", visible=False),
+                   out.preview: gr.Image(value=None, visible=True), out.gallery: gr.Gallery(visible=False)}
             while True:
                 event = subscription.get(timeout=POLL_SECONDS)
                 if event is None:
@@ -155,16 +187,17 @@ def wire_generation(
                         break
                     position = job.position
                     if position is not None:
-                        yield {out.progress: progress_view.queued_html(position)}
+                        yield {out.progress: progress_view.queued_html(position, say)}
                     elif job.state == JobState.RUNNING and job.last_event is None:
-                        yield {out.progress: progress_view.starting_html(say(notice, "Loading the model and encoding the prompt…"))}
+                        yield {out.progress: progress_view.starting_html(with_notice(notice, say("Loading the model and encoding the prompt…")))}
                     continue
                 if event.final:
                     break
                 if event.steps == 0:  # before sampling: e.g. "Loading the model"
-                    yield {out.progress: progress_view.starting_html(say(notice, f"{event.textinfo}…" if event.textinfo else "Starting…"))}
+                    text = say("{what}…", what=say(event.textinfo)) if event.textinfo else say("Starting…")
+                    yield {out.progress: progress_view.starting_html(with_notice(notice, text))}
                     continue
-                update: dict = {out.progress: progress_view.step_html(event)}
+                update: dict = {out.progress: progress_view.step_html(event, say, rate.measure(event))}
                 if event.preview is not None:
                     update[out.preview] = event.preview
                 yield update
@@ -174,18 +207,19 @@ def wire_generation(
         result = job.result(timeout=0) if job.state != JobState.FAILED else None
         if result is None:
             runs.finish(session, job.id, None)
-            yield {out.progress: progress_view.error_html(job.error_message or "The job ended without images.")}
+            yield failed(job.error_message or "The job ended without images.")
             return
         outcome = _outcome(result)
         runs.finish(session, job.id, outcome)
         state = "interrupted" if result.interrupted else "done"
-        seconds = result.timings.get("total", 0.0)
-        summary = f"{'Interrupted' if result.interrupted else 'Done'}: {len(result.images)} image(s) in {seconds:.1f} s"
-        notes = " · ".join(note for note in (notice, *result.notes) if note)
+        seconds = f"{result.timings.get('total', 0.0):.1f}"
+        summary = (say("Interrupted: {count} image(s) in {seconds} s", count=len(result.images), seconds=seconds) if result.interrupted
+                   else say("Done: {count} image(s) in {seconds} s", count=len(result.images), seconds=seconds))
+        notes = " · ".join(say(note) for note in (notice, *result.notes) if note)
         yield {
-            out.progress: progress_view.done_html(say(notes, summary), state),
-            out.preview: outcome.images[-1] if outcome.images else None,
-            out.gallery: gallery_items(outcome),
+            out.progress: progress_view.done_html(f"{summary} · {notes}" if notes else summary, state),
+            out.preview: gr.Image(value=outcome.images[-1] if outcome.images else None, visible=False),
+            out.gallery: gr.Gallery(value=gallery_items(outcome, say), visible=True),
             out.info: info_html(prefix, outcome, 0),
         }
 
@@ -221,7 +255,7 @@ def wire_generation(
 
     fields = panel.fields
     row = panel.prompt_row
-    views = [out.progress, out.preview, out.gallery, out.info]
+    views = [out.progress, out.failure, out.preview, out.gallery, out.info]
     generations = [
         row.generate.click(on_generate, inputs, views, concurrency_limit=None, show_progress="hidden"),
         fields["prompt"].submit(on_generate, inputs, views, concurrency_limit=None, show_progress="hidden"),

@@ -5,6 +5,7 @@ upscale by / resize to, and, folded, the pass's own sampler, schedule and prompt
 
 from __future__ import annotations
 
+import html
 from typing import Any
 
 import gradio as gr
@@ -14,6 +15,8 @@ from modules.generation.request import HIRES_UPSCALERS, GenerationRequest
 from modules.sampling.sampler_table import sampler_labels
 from modules.sampling.schedules import schedule_labels
 from modules.ui.generation_panel import Fields
+from modules.ui.progress_view import Say, english
+from modules.ui.text import L, Words
 
 SAME_SAMPLER = "Use same sampler"
 SAME_SCHEDULER = "Use same scheduler"
@@ -24,44 +27,47 @@ def build_hires_fix(fields: Fields) -> gr.HTML:
     """The controls (elem ids txt2img-hr-*); the settings show while the checkbox is on. Returns the
     size line, for `wire_size_line` once the width and height sliders exist."""
     with gr.Group():
-        fields["enable_hr"] = gr.Checkbox(label="Hires. fix", value=False, elem_id="txt2img-hr-enable")
+        fields["enable_hr"] = gr.Checkbox(label=L("Hires. fix"), value=False, elem_id="txt2img-hr-enable")
     with gr.Column(visible=False, elem_id="txt2img-hr-settings") as settings:
         with gr.Row():
-            fields["hr_upscaler"] = gr.Dropdown(label="Upscaler", choices=list(HIRES_UPSCALERS), value="Latent", elem_id="txt2img-hr-upscaler")
-            fields["hr_second_pass_steps"] = gr.Slider(0, 150, value=0, step=1, label="Hires steps (0: same)", elem_id="txt2img-hr-steps")
+            fields["hr_upscaler"] = gr.Dropdown(label=L("Upscaler"), choices=[(L(name), name) for name in HIRES_UPSCALERS], value="Latent", elem_id="txt2img-hr-upscaler")
+            fields["hr_second_pass_steps"] = gr.Slider(0, 150, value=0, step=1, label=L("Hires steps (0: same)"), elem_id="txt2img-hr-steps")
         with gr.Row():
-            fields["denoising_strength"] = gr.Slider(0.0, 1.0, value=DEFAULT_STRENGTH, step=0.01, label="Denoising strength", elem_id="txt2img-hr-denoising")
-            fields["hr_scale"] = gr.Slider(1.0, 4.0, value=2.0, step=0.05, label="Upscale by", elem_id="txt2img-hr-scale")
+            fields["denoising_strength"] = gr.Slider(0.0, 1.0, value=DEFAULT_STRENGTH, step=0.01, label=L("Denoising strength"), elem_id="txt2img-hr-denoising")
+            fields["hr_scale"] = gr.Slider(1.0, 4.0, value=2.0, step=0.05, label=L("Upscale by"), elem_id="txt2img-hr-scale")
         with gr.Row():
-            fields["hr_resize_x"] = gr.Slider(0, 2048, value=0, step=8, label="Resize width to", elem_id="txt2img-hr-resize-x")
-            fields["hr_resize_y"] = gr.Slider(0, 2048, value=0, step=8, label="Resize height to", elem_id="txt2img-hr-resize-y")
+            fields["hr_resize_x"] = gr.Slider(0, 2048, value=0, step=8, label=L("Resize width to"), elem_id="txt2img-hr-resize-x")
+            fields["hr_resize_y"] = gr.Slider(0, 2048, value=0, step=8, label=L("Resize height to"), elem_id="txt2img-hr-resize-y")
         size_line = gr.HTML("", elem_id="txt2img-hr-size", padding=True)
-        with gr.Accordion("Hires sampler and prompts", open=False, elem_id="txt2img-hr-extra"):
+        with gr.Accordion(L("Hires sampler and prompts"), open=False, elem_id="txt2img-hr-extra"):
             with gr.Row():
-                fields["hr_sampler_name"] = gr.Dropdown(label="Hires sampling method", choices=[SAME_SAMPLER, *sampler_labels()], value=SAME_SAMPLER, elem_id="txt2img-hr-sampler")
-                fields["hr_scheduler"] = gr.Dropdown(label="Hires schedule type", choices=[SAME_SCHEDULER, *schedule_labels()], value=SAME_SCHEDULER, elem_id="txt2img-hr-scheduler")
-            fields["hr_prompt"] = gr.Textbox(label="Hires prompt", lines=2, placeholder="Empty: the same prompt as the first pass", elem_id="txt2img-hr-prompt")
-            fields["hr_negative_prompt"] = gr.Textbox(label="Hires negative prompt", lines=2, placeholder="Empty: the same negative prompt as the first pass", elem_id="txt2img-hr-negative-prompt")
+                fields["hr_sampler_name"] = gr.Dropdown(label=L("Hires sampling method"), choices=[(L(SAME_SAMPLER), SAME_SAMPLER), *sampler_labels()], value=SAME_SAMPLER, elem_id="txt2img-hr-sampler")
+                fields["hr_scheduler"] = gr.Dropdown(label=L("Hires schedule type"), choices=[(L(SAME_SCHEDULER), SAME_SCHEDULER), *((L(label), label) for label in schedule_labels())], value=SAME_SCHEDULER, elem_id="txt2img-hr-scheduler")
+            fields["hr_prompt"] = gr.Textbox(label=L("Hires prompt"), lines=2, placeholder=L("Empty: the same prompt as the first pass"), elem_id="txt2img-hr-prompt")
+            fields["hr_negative_prompt"] = gr.Textbox(label=L("Hires negative prompt"), lines=2, placeholder=L("Empty: the same negative prompt as the first pass"), elem_id="txt2img-hr-negative-prompt")
 
     fields["enable_hr"].change(lambda on: gr.Column(visible=bool(on)), fields["enable_hr"], settings, show_progress="hidden")
     return size_line
 
 
-def wire_size_line(fields: Fields, size_line: gr.HTML) -> None:
+def wire_size_line(fields: Fields, size_line: gr.HTML, words: Words) -> None:
     sizes = [fields[name] for name in ("enable_hr", "width", "height", "hr_scale", "hr_resize_x", "hr_resize_y")]
-    gr.on([component.change for component in sizes], size_line_html, sizes, size_line, show_progress="hidden", concurrency_limit=None)
+
+    def line(enable: bool, width: float, height: float, scale: float, resize_x: float, resize_y: float, request: gr.Request) -> str:
+        return size_line_html(enable, width, height, scale, resize_x, resize_y, lambda text, **v: words.say(request, text, **v))
+
+    gr.on([component.change for component in sizes], line, sizes, size_line, show_progress="hidden", concurrency_limit=None)
 
 
-def size_line_html(enable: bool, width: float, height: float, scale: float, resize_x: float, resize_y: float) -> str:
+def size_line_html(enable: bool, width: float, height: float, scale: float, resize_x: float, resize_y: float, say: Say = english) -> str:
     """A1111's "from 512x512 to 1024x1024" (the size the hires pass makes), or nothing when off."""
     if not enable or not width or not height:
         return ""
     request = GenerationRequest(width=int(width), height=int(height), hr_scale=float(scale or 1.0), hr_resize_x=int(resize_x or 0), hr_resize_y=int(resize_y or 0))
     target = hires_target(request)
-    return (
-        f'<span class="easel-hr-size">from <span class="resolution">{int(width)}x{int(height)}</span>'
-        f' to <span class="resolution">{target.width}x{target.height}</span></span>'
-    )
+    text = html.escape(say("from {source} to {target}", source="\x00", target="\x01"))
+    text = text.replace("\x00", f'<span class="resolution">{int(width)}x{int(height)}</span>').replace("\x01", f'<span class="resolution">{target.width}x{target.height}</span>')
+    return f'<span class="easel-hr-size">{text}</span>'
 
 
 def hires_request_values(data: dict[str, Any]) -> dict[str, Any]:

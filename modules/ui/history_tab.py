@@ -15,6 +15,8 @@ import gradio as gr
 
 from modules.errors import UserError
 from modules.history import HistoryRow, HistoryStore
+from modules.ui.progress_view import Say, english, error_html
+from modules.ui.text import L, Words
 
 PAGE = 60
 
@@ -44,51 +46,52 @@ def day_range(text: str) -> tuple[float | None, float | None]:
     return day.timestamp(), (day + timedelta(days=1)).timestamp()
 
 
-def _caption(row: HistoryRow) -> str:
-    return f"{datetime.fromtimestamp(row.created_at):%Y-%m-%d %H:%M} · seed {row.seed}"
+def _caption(row: HistoryRow, say: Say = english) -> str:
+    return f"{datetime.fromtimestamp(row.created_at):%Y-%m-%d %H:%M} · " + say("seed {seed}", seed=row.seed)
 
 
-def build_history_tab(history: HistoryStore, export_dir: Path) -> HistoryTab:
+def build_history_tab(history: HistoryStore, export_dir: Path, words: Words) -> HistoryTab:
     with gr.Row():
-        text = gr.Textbox(label="Prompt contains", scale=4, elem_id="history-text")
-        model = gr.Textbox(label="Model (name or hash)", scale=2, elem_id="history-model")
-        day = gr.Textbox(label="Day (YYYY-MM-DD)", scale=2, elem_id="history-day")
-        search = gr.Button("Search", variant="primary", scale=0, min_width=100, elem_id="history-search")
+        text = gr.Textbox(label=L("Prompt contains"), scale=4, elem_id="history-text")
+        model = gr.Textbox(label=L("Model (name or hash)"), scale=2, elem_id="history-model")
+        day = gr.Textbox(label=L("Day (YYYY-MM-DD)"), scale=2, elem_id="history-day")
+        search = gr.Button(L("Search"), variant="primary", scale=0, min_width=100, elem_id="history-search")
     message = gr.HTML("", elem_id="history-message")
     with gr.Row():
         with gr.Column(scale=6):
-            gallery = gr.Gallery(label="History", columns=6, height=520, allow_preview=False, interactive=False, elem_id="history-gallery")
+            gallery = gr.Gallery(label=L("History"), columns=6, height=520, allow_preview=False, interactive=False, elem_id="history-gallery")
         with gr.Column(scale=4):
             info = gr.HTML("", elem_id="history-info")
             with gr.Row():
-                send_txt2img = gr.Button("Send to txt2img", interactive=False, elem_id="history-send-txt2img")
-                send_img2img = gr.Button("Send to img2img", interactive=False, elem_id="history-send-img2img")
-                send_inpaint = gr.Button("Send to inpaint", interactive=False, elem_id="history-send-inpaint")
-                send_outpainting = gr.Button("Send to outpainting", interactive=False, elem_id="history-send-outpainting")
+                send_txt2img = gr.Button(L("Send to txt2img"), interactive=False, elem_id="history-send-txt2img")
+                send_img2img = gr.Button(L("Send to img2img"), interactive=False, elem_id="history-send-img2img")
+                send_inpaint = gr.Button(L("Send to inpaint"), interactive=False, elem_id="history-send-inpaint")
+                send_outpainting = gr.Button(L("Send to outpainting"), interactive=False, elem_id="history-send-outpainting")
             with gr.Row():
-                export = gr.Button("Export infotext", interactive=False, elem_id="history-export")
-                delete = gr.Button("Delete image", variant="stop", interactive=False, elem_id="history-delete")
-            exported = gr.File(label="Infotext file", visible=False, elem_id="history-export-file")
+                export = gr.Button(L("Export infotext"), interactive=False, elem_id="history-export")
+                delete = gr.Button(L("Delete image"), variant="stop", interactive=False, elem_id="history-delete")
+            exported = gr.File(label=L("Infotext file"), visible=False, elem_id="history-export-file")
     ids = gr.State([])
     selected = gr.State(None)
     selected_infotext = gr.State(None)
     selected_path = gr.State(None)
     buttons = 6  # send to txt2img / img2img / inpaint / outpainting, export, delete
 
-    def rows_for(text_value: str, model_value: str, day_value: str) -> tuple[list[HistoryRow], str]:
+    def rows_for(text_value: str, model_value: str, day_value: str, say: Say) -> tuple[list[HistoryRow], str]:
         since, until = day_range(day_value)
         rows = [row for row in history.search(text_value or "", model_value or "", since, until, limit=PAGE) if row.path]
         total = history.count(text_value or "", model_value or "", since, until)
-        note = f"{total} image(s)" + (f"; showing the newest {len(rows)}" if total > len(rows) else "")
+        note = say("{count} image(s)", count=total) + (say("; showing the newest {count}", count=len(rows)) if total > len(rows) else "")
         return rows, note
 
-    def on_search(text_value: str, model_value: str, day_value: str):
+    def on_search(text_value: str, model_value: str, day_value: str, request: gr.Request):
+        say = lambda text, **values: words.say(request, text, **values)  # noqa: E731
         cleared = (gr.Button(interactive=False),) * buttons
         try:
-            rows, note = rows_for(text_value, model_value, day_value)
+            rows, note = rows_for(text_value, model_value, day_value, say)
         except UserError as error:
-            return [], [], f'<div class="easel-error"><b>Error:</b> {html.escape(str(error))}</div>', "", None, None, None, *cleared
-        items = [(row.path, _caption(row)) for row in rows]
+            return [], [], error_html(str(error), say), "", None, None, None, *cleared
+        items = [(row.path, _caption(row, say)) for row in rows]
         return items, [row.id for row in rows], html.escape(note), "", None, None, None, *cleared
 
     def on_select(row_ids: list[int], event: gr.SelectData):
@@ -106,10 +109,10 @@ def build_history_tab(history: HistoryStore, export_dir: Path) -> HistoryTab:
         path.write_text(history.export_infotext(row_id), encoding="utf-8")
         return gr.File(value=str(path), visible=True)
 
-    def on_delete(row_id: int | None, text_value: str, model_value: str, day_value: str):
+    def on_delete(row_id: int | None, text_value: str, model_value: str, day_value: str, request: gr.Request):
         if row_id is not None:
             history.delete(row_id, delete_file=True)
-        return on_search(text_value, model_value, day_value)
+        return on_search(text_value, model_value, day_value, request)
 
     filters = [text, model, day]
     send_buttons = [send_txt2img, send_img2img, send_inpaint, send_outpainting]

@@ -34,8 +34,10 @@ from modules.ui.generation_run import Prepared, field_values, preview_every, wir
 from modules.ui.img2img_inputs import INPAINT_TABS, SOURCE_TABS, multiple_of_8, resize_by_html, scaled_size, source_picture
 from modules.ui.scripts_panel import build_scripts_panel
 from modules.ui.sessions import SessionRuns
+from modules.ui.text import L, Words
 
 PREFIX = "img2img"
+Size = tuple[int, int] | None  # a sub-tab's picture size, None before a picture arrives
 IMAGE_HEIGHT = 420
 SKETCH_COLOURS = ["#000000", "#ffffff", "#ff0000", "#00a000", "#0000ff", "#ffff00"]
 # A small picture is shown filling its box (as the editors do), not at its own few pixels.
@@ -81,13 +83,14 @@ class Img2ImgTab:
 
 def display_values(values: dict[str, Any], image_size: tuple[int, int] | None) -> dict[str, Any]:
     """Request field values (e.g. from an infotext) as this tab's components show them: index radios
-    get their label; the size is the picture's own (as A1111's send-to), rounded to a multiple of 8."""
+    take A1111's index (one out of range is left out); the size is the picture's own (as A1111's
+    send-to), rounded to a multiple of 8."""
     shown = dict(values)
     for name, labels in INDEX_RADIOS.items():
         if name in shown:
             index = int(shown[name])
             if 0 <= index < len(labels):
-                shown[name] = labels[index]
+                shown[name] = index
             else:
                 del shown[name]
     if image_size is not None:
@@ -101,45 +104,50 @@ def _build_sources() -> tuple[dict, gr.Image, dict]:
     items: dict[str, gr.Tab] = {}
     uploads: list[Literal["upload", "webcam", "clipboard"]] = ["upload", "clipboard"]
     with gr.Tabs(elem_id="img2img-source-tabs", selected="img2img"):
-        with gr.Tab(SOURCE_TABS["img2img"], id="img2img", elem_id="img2img-source-img2img") as items["img2img"]:
+        with gr.Tab(L(SOURCE_TABS["img2img"]), id="img2img", elem_id="img2img-source-img2img") as items["img2img"]:
             pictures["img2img"] = gr.Image(
-                label="Image for img2img", type="pil", image_mode=None, format="png", sources=uploads, height=IMAGE_HEIGHT,
+                label=L("Image for img2img"), type="pil", image_mode=None, format="png", sources=uploads, height=IMAGE_HEIGHT,
                 elem_id="img2img-image",
             )
-        with gr.Tab(SOURCE_TABS["sketch"], id="sketch", elem_id="img2img-source-sketch") as items["sketch"]:
+        with gr.Tab(L(SOURCE_TABS["sketch"]), id="sketch", elem_id="img2img-source-sketch") as items["sketch"]:
             pictures["sketch"] = gr.ImageEditor(
-                label="Image for img2img (draw on it)", type="pil", image_mode="RGBA", format="png", sources=uploads,
+                label=L("Image for img2img (draw on it)"), type="pil", image_mode="RGBA", format="png", sources=uploads,
                 brush=gr.Brush(colors=list[str | tuple[str, float]](SKETCH_COLOURS), default_color="#000000", color_mode="defaults"),
                 layers=False, transforms=(), height=IMAGE_HEIGHT, elem_id="img2img-sketch",
             )
-        with gr.Tab(SOURCE_TABS["inpaint"], id="inpaint", elem_id="img2img-source-inpaint") as items["inpaint"]:
+        with gr.Tab(L(SOURCE_TABS["inpaint"]), id="inpaint", elem_id="img2img-source-inpaint") as items["inpaint"]:
             pictures["inpaint"] = gr.ImageEditor(
-                label="Image for inpainting (paint over what to change)", type="pil", image_mode="RGBA", format="png",
+                label=L("Image for inpainting (paint over what to change)"), type="pil", image_mode="RGBA", format="png",
                 sources=uploads, brush=gr.Brush(colors=list[str | tuple[str, float]](["#ffffff"]), color_mode="fixed"), layers=False, transforms=(),
                 height=IMAGE_HEIGHT, elem_id="img2img-inpaint",
             )
-        with gr.Tab(SOURCE_TABS["inpaint-upload"], id="inpaint-upload", elem_id="img2img-source-inpaint-upload") as items["inpaint-upload"]:
+        with gr.Tab(L(SOURCE_TABS["inpaint-upload"]), id="inpaint-upload", elem_id="img2img-source-inpaint-upload") as items["inpaint-upload"]:
             with gr.Row():
                 pictures["inpaint-upload"] = gr.Image(
-                    label="Image", type="pil", image_mode=None, format="png", sources=uploads, height=IMAGE_HEIGHT - 60,
+                    label=L("Image"), type="pil", image_mode=None, format="png", sources=uploads, height=IMAGE_HEIGHT - 60,
                     elem_id="img2img-inpaint-upload-image",
                 )
                 upload_mask = gr.Image(
-                    label="Mask (white = repaint)", type="pil", image_mode=None, format="png", sources=uploads,
+                    label=L("Mask (white = repaint)"), type="pil", image_mode=None, format="png", sources=uploads,
                     height=IMAGE_HEIGHT - 60, elem_id="img2img-inpaint-upload-mask",
                 )
     return pictures, upload_mask, items
 
 
+def _labelled(labels: tuple[str, ...]) -> list[tuple[Any, int]]:
+    """Radio choices for one of A1111's index settings: the label in the page's language, the index as value."""
+    return [(L(label), index) for index, label in enumerate(labels)]
+
+
 def _build_inpaint_controls(fields: Fields) -> gr.Column:
     with gr.Column(visible=False, elem_id="img2img-inpaint-controls") as controls, gr.Group():
-        fields["mask_blur"] = gr.Slider(0, 64, value=4, step=1, label="Mask blur", elem_id="img2img-mask-blur")
+        fields["mask_blur"] = gr.Slider(0, 64, value=4, step=1, label=L("Mask blur"), elem_id="img2img-mask-blur")
         with gr.Row():
-            fields["inpainting_mask_invert"] = gr.Radio(list(MASK_MODES), value=MASK_MODES[0], type="index", label="Mask mode", elem_id="img2img-mask-mode")
-            fields["inpainting_fill"] = gr.Radio(list(MASKED_CONTENT), value=MASKED_CONTENT[1], type="index", label="Masked content", elem_id="img2img-masked-content")
+            fields["inpainting_mask_invert"] = gr.Radio(_labelled(MASK_MODES), value=0, type="value", label=L("Mask mode"), elem_id="img2img-mask-mode")
+            fields["inpainting_fill"] = gr.Radio(_labelled(MASKED_CONTENT), value=1, type="value", label=L("Masked content"), elem_id="img2img-masked-content")
         with gr.Row():
-            fields["inpaint_full_res"] = gr.Radio(list(INPAINT_AREAS), value=INPAINT_AREAS[0], type="index", label="Inpaint area", elem_id="img2img-inpaint-area")
-            fields["inpaint_full_res_padding"] = gr.Slider(0, 256, value=32, step=4, label="Only masked padding, pixels", elem_id="img2img-inpaint-padding")
+            fields["inpaint_full_res"] = gr.Radio(_labelled(INPAINT_AREAS), value=0, type="value", label=L("Inpaint area"), elem_id="img2img-inpaint-area")
+            fields["inpaint_full_res_padding"] = gr.Slider(0, 256, value=32, step=4, label=L("Only masked padding, pixels"), elem_id="img2img-inpaint-padding")
     return controls
 
 
@@ -147,25 +155,26 @@ def build_img2img_tab(services: Services, runs: SessionRuns) -> Img2ImgTab:
     fields: Fields = {}
     defaults = services.models.generation_defaults()  # the demo model's size and CFG when Easel starts on it
     prompt_row = build_prompt_row(services, PREFIX, fields)
-    build_extra_networks(services, PREFIX, fields["prompt"])
-    with gr.Row():
-        with gr.Column(scale=5):
+    with gr.Row(elem_classes="easel-workspace"):
+        with gr.Column(scale=5, min_width=340, elem_id=f"{PREFIX}-parameters"):
             pictures, upload_mask, source_items = _build_sources()
-            fields["resize_mode"] = gr.Radio(list(RESIZE_MODES), value=RESIZE_MODES[0], type="index", label="Resize mode", elem_id="img2img-resize-mode")
+            fields["resize_mode"] = gr.Radio(_labelled(RESIZE_MODES), value=0, type="value", label=L("Resize mode"), elem_id="img2img-resize-mode")
             inpaint_controls = _build_inpaint_controls(fields)
             build_sampler_controls(services, PREFIX, fields)
             with gr.Tabs(elem_id="img2img-resize-tabs", selected="to"):
-                with gr.Tab("Resize to", id="to", elem_id="img2img-resize-to") as resize_to_tab:
+                with gr.Tab(L("Resize to"), id="to", elem_id="img2img-resize-to") as resize_to_tab:
                     build_size_sliders(PREFIX, fields, defaults)
-                with gr.Tab("Resize by", id="by", elem_id="img2img-resize-by") as resize_by_tab:
-                    scale = gr.Slider(0.05, 4.0, value=1.0, step=0.05, label="Scale", elem_id="img2img-scale")
+                with gr.Tab(L("Resize by"), id="by", elem_id="img2img-resize-by") as resize_by_tab:
+                    scale = gr.Slider(0.05, 4.0, value=1.0, step=0.05, label=L("Scale"), elem_id="img2img-scale")
                     scale_line = gr.HTML(resize_by_html(None, 1.0), elem_id="img2img-scale-size", padding=True)
             build_batch_sliders(PREFIX, fields)
             build_cfg_slider(PREFIX, fields, defaults)
-            fields["denoising_strength"] = gr.Slider(0.0, 1.0, value=0.75, step=0.01, label="Denoising strength", elem_id="img2img-denoising")
+            fields["denoising_strength"] = gr.Slider(0.0, 1.0, value=0.75, step=0.01, label=L("Denoising strength"), elem_id="img2img-denoising")
             reuse_seed = build_seed_controls(PREFIX, fields)
+            # The sections, in SECTION_ORDER (modules/ui/sections.py).
             scripts = build_scripts_panel(services.extensions, "img2img", PREFIX)
-        with gr.Column(scale=6):
+            build_extra_networks(services, PREFIX, fields["prompt"])
+        with gr.Column(scale=6, min_width=340, elem_id=f"{PREFIX}-results"):
             output = build_output_column(PREFIX)
     source = gr.State("img2img")
     resize_by = gr.State(False)
@@ -187,7 +196,7 @@ def build_img2img_tab(services: Services, runs: SessionRuns) -> Img2ImgTab:
         return Prepared(request, script=script)
 
     _wire_sources(source_items, source, inpaint_controls)
-    _wire_sizes(pictures, sizes, source, scale, scale_line)
+    _wire_sizes(pictures, sizes, source, scale, scale_line, Words(services.translations))
     resize_to_tab.select(lambda: False, None, resize_by, show_progress="hidden")
     resize_by_tab.select(lambda: True, None, resize_by, show_progress="hidden")
     wire_prompt_row(services, prompt_row, fields, output.progress)
@@ -206,7 +215,7 @@ def _wire_sources(items: dict[str, gr.Tab], source: gr.State, inpaint_controls: 
         )
 
 
-def _wire_sizes(pictures: dict, sizes: dict[str, gr.State], source: gr.State, scale: gr.Slider, scale_line: gr.HTML) -> None:
+def _wire_sizes(pictures: dict, sizes: dict[str, gr.State], source: gr.State, scale: gr.Slider, scale_line: gr.HTML, words: Words) -> None:
     """Each sub-tab's picture size (kept when a picture arrives, so the "Resize by" line does not
     have to send the pictures back each time the slider moves)."""
     def image_size(image: Image.Image | None) -> tuple[int, int] | None:
@@ -224,8 +233,11 @@ def _wire_sizes(pictures: dict, sizes: dict[str, gr.State], source: gr.State, sc
 
     tabs = list(sizes)
 
-    def line(tab: str, factor: float, *known: tuple[int, int] | None) -> str:
-        return resize_by_html(dict(zip(tabs, known)).get(tab), factor)
+    assert len(tabs) == 4  # img2img, sketch, inpaint, inpaint-upload: one size each
+
+    def line(tab: str, factor: float, first: Size, second: Size, third: Size, fourth: Size, request: gr.Request) -> str:
+        known = dict(zip(tabs, (first, second, third, fourth)))
+        return resize_by_html(known.get(tab), factor, lambda text, **v: words.say(request, text, **v))
 
     triggers = [scale.change, source.change, *(state.change for state in sizes.values())]
     gr.on(triggers, line, [source, scale, *sizes.values()], scale_line, show_progress="hidden", concurrency_limit=None)

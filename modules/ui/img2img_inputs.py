@@ -10,8 +10,9 @@
 
 from __future__ import annotations
 
+import html
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 from PIL import Image
@@ -89,12 +90,12 @@ def scaled_size(size: tuple[int, int], scale: float) -> tuple[int, int]:
     return multiple_of_8(size[0] * scale), multiple_of_8(size[1] * scale)
 
 
-def resize_by_html(size: tuple[int, int] | list[int] | None, scale: float | None) -> str:
-    """A1111's "resize: from 512x512 to 1024x1024" under the Resize by slider."""
+def resize_by_html(size: tuple[int, int] | list[int] | None, scale: float | None, say: Callable[..., str] | None = None) -> str:
+    """A1111's "resize: from 512x512 to 1024x1024" under the Resize by slider, in the caller's language."""
+    say = say or (lambda text, **values: text.format(**values) if values else text)
     if not size or not scale:
-        return '<span class="easel-resize-by">No image yet: upload one to see the size it becomes.</span>'
+        return f'<span class="easel-resize-by">{html.escape(say("No image yet: upload one to see the size it becomes."))}</span>'
     width, height = scaled_size((int(size[0]), int(size[1])), float(scale))
-    return (
-        f'<span class="easel-resize-by">resize: from <span class="resolution">{int(size[0])}x{int(size[1])}</span>'
-        f' to <span class="resolution">{width}x{height}</span></span>'
-    )
+    text = html.escape(say("resize: from {source} to {target}", source="\x00", target="\x01"))
+    text = text.replace("\x00", f'<span class="resolution">{int(size[0])}x{int(size[1])}</span>').replace("\x01", f'<span class="resolution">{width}x{height}</span>')
+    return f'<span class="easel-resize-by">{text}</span>'

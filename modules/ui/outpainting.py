@@ -40,7 +40,9 @@ from modules.ui.generation_panel import (
     wire_prompt_row,
 )
 from modules.ui.generation_run import Prepared, field_values, preview_every, wire_generation
+from modules.ui.progress_view import Say, english
 from modules.ui.sessions import SessionRuns
+from modules.ui.text import L, Words
 
 if TYPE_CHECKING:
     from modules.picture_restore import PictureSettings
@@ -113,35 +115,40 @@ def settings_display_values(values: dict[str, Any]) -> dict[str, Any]:
     return shown
 
 
-def plan_canvas(image: Image.Image | None, directions: list[str], pixels: float | None, method: str) -> tuple[Image.Image | None, str]:
+def plan_canvas(image: Image.Image | None, directions: list[str], pixels: float | None, method: str, say: Say = english) -> tuple[Image.Image | None, str]:
     """The enlarged canvas to show and a line about it (sizes, each side's growth, rounding)."""
+    def span(text: str) -> str:
+        return f'<span class="easel-canvas-size" id="outpaint-canvas-size">{text}</span>'
+
     if image is None:
-        return None, '<span class="easel-canvas-size" id="outpaint-canvas-size">Upload a picture, or send one here from another tab.</span>'
+        return None, span(html.escape(say("Upload a picture, or send one here from another tab.")))
     if not directions:
-        return to_rgb(image), '<span class="easel-canvas-size" id="outpaint-canvas-size">Tick at least one side to extend.</span>'
+        return to_rgb(image), span(html.escape(say("Tick at least one side to extend.")))
     request = OutpaintRequest(Img2ImgRequest(), method=method if method in OUTPAINT_METHODS else DEFAULT_METHOD,
                               directions=tuple(directions), pixels=int(pixels or PIXELS_RANGE[0]))
     picture = to_rgb(image)
     expansion = resolve(request, picture.size).expansion
     width, height = expansion.size(picture.size)
-    grown = ", ".join(f"{side} +{amount}" for side, amount in expansion.sides())
+    grown = ", ".join(f"{say(side)} +{amount}" for side, amount in expansion.sides())
     rounded = any(amount != request.pixels for _, amount in expansion.sides())
-    note = f" (rounded up to a multiple of {OUTPAINT_METHODS[request.method].size_multiple})" if rounded else ""
-    line = f"{picture.width}x{picture.height} → <b>{width}x{height}</b>: {html.escape(grown)}{note}"
-    return canvas_preview(picture, expansion), f'<span class="easel-canvas-size" id="outpaint-canvas-size">{line}</span>'
+    note = say(" (rounded up to a multiple of {multiple})", multiple=OUTPAINT_METHODS[request.method].size_multiple) if rounded else ""
+    line = f"{picture.width}x{picture.height} → <b>{width}x{height}</b>: {html.escape(grown)}{html.escape(note)}"
+    return canvas_preview(picture, expansion), span(line)
 
 
 def _build_settings(settings: Fields, defaults: GenerationDefaults) -> tuple[gr.Markdown, gr.Group, gr.Radio]:
     """Directions, pixels, method and its own controls; returns the hint, mk2's group and poor man's fill."""
-    settings["directions"] = gr.CheckboxGroup(list(DIRECTIONS), value=list(DIRECTIONS), label="Outpainting direction", elem_id="outpaint-directions")
-    settings["pixels"] = gr.Slider(*PIXELS_RANGE, value=defaults.outpaint_pixels, step=8, label="Pixels to expand", elem_id="outpaint-pixels")
-    settings["method"] = gr.Radio(list(OUTPAINT_METHODS), value=DEFAULT_METHOD, label="Method", elem_id="outpaint-method")
-    hint = gr.Markdown(OUTPAINT_METHODS[DEFAULT_METHOD].hint, elem_id="outpaint-method-hint")
-    settings["mask_blur"] = gr.Slider(*MASK_BLUR_RANGE, value=OUTPAINT_METHODS[DEFAULT_METHOD].mask_blur, step=1, label="Mask blur", elem_id="outpaint-mask-blur")
+    settings["directions"] = gr.CheckboxGroup([(L(side), side) for side in DIRECTIONS], value=list(DIRECTIONS), label=L("Outpainting direction"),
+                                              elem_id="outpaint-directions")
+    settings["pixels"] = gr.Slider(*PIXELS_RANGE, value=defaults.outpaint_pixels, step=8, label=L("Pixels to expand"), elem_id="outpaint-pixels")
+    settings["method"] = gr.Radio([(L(name), name) for name in OUTPAINT_METHODS], value=DEFAULT_METHOD, label=L("Method"), elem_id="outpaint-method")
+    hint = gr.Markdown(L(OUTPAINT_METHODS[DEFAULT_METHOD].hint), elem_id="outpaint-method-hint")
+    settings["mask_blur"] = gr.Slider(*MASK_BLUR_RANGE, value=OUTPAINT_METHODS[DEFAULT_METHOD].mask_blur, step=1, label=L("Mask blur"), elem_id="outpaint-mask-blur")
     with gr.Group(visible=False, elem_id="outpaint-mk2-controls") as mk2_controls, gr.Row():
-        settings["noise_q"] = gr.Slider(0.0, 4.0, value=1.0, step=0.01, label="Fall-off exponent (lower=higher detail)", elem_id="outpaint-falloff")
-        settings["color_variation"] = gr.Slider(0.0, 1.0, value=0.05, step=0.01, label="Color variation", elem_id="outpaint-color-variation")
-    settings["inpainting_fill"] = gr.Radio(list(MASKED_CONTENT), value="fill", type="index", label="Masked content", visible=False, elem_id="outpaint-masked-content")
+        settings["noise_q"] = gr.Slider(0.0, 4.0, value=1.0, step=0.01, label=L("Fall-off exponent (lower=higher detail)"), elem_id="outpaint-falloff")
+        settings["color_variation"] = gr.Slider(0.0, 1.0, value=0.05, step=0.01, label=L("Color variation"), elem_id="outpaint-color-variation")
+    settings["inpainting_fill"] = gr.Radio([(L(label), label) for label in MASKED_CONTENT], value="fill", type="index", label=L("Masked content"),
+                                           visible=False, elem_id="outpaint-masked-content")
     return hint, mk2_controls, settings["inpainting_fill"]
 
 
@@ -150,24 +157,26 @@ def build_outpainting_tab(services: Services, runs: SessionRuns) -> OutpaintingT
     defaults = services.models.generation_defaults()  # the demo model's size, CFG and pixels to expand when Easel starts on it
     settings: Fields = {}
     prompt_row = build_prompt_row(services, PREFIX, fields)
-    with gr.Row():
-        with gr.Column(scale=5):
+    words = Words(services.translations)
+    with gr.Row(elem_classes="easel-workspace"):
+        with gr.Column(scale=5, min_width=340, elem_id=f"{PREFIX}-parameters"):
             with gr.Row():
-                image = gr.Image(label="Picture to extend", type="pil", image_mode=None, format="png", sources=["upload", "clipboard"],
+                image = gr.Image(label=L("Picture to extend"), type="pil", image_mode=None, format="png", sources=["upload", "clipboard"],
                                  height=IMAGE_HEIGHT, elem_id="outpaint-image")
-                canvas = gr.Image(label="Enlarged canvas (new area checkered)", type="pil", format="png", interactive=False,
+                canvas = gr.Image(label=L("Enlarged canvas (new area checkered)"), type="pil", format="png", interactive=False,
                                   height=IMAGE_HEIGHT, elem_id="outpaint-canvas")
-            canvas_line = gr.HTML(plan_canvas(None, [], 0, DEFAULT_METHOD)[1], elem_id="outpaint-canvas-line", padding=False)
+            canvas_line = gr.HTML(L("Upload a picture, or send one here from another tab."), elem_id="outpaint-canvas-line", padding=False,
+                                  elem_classes="easel-canvas-size")
             hint, mk2_controls, poor_mans_fill = _build_settings(settings, defaults)
             build_sampler_controls(services, PREFIX, fields)
             with gr.Column(visible=False, elem_id="outpaint-window") as window:
-                gr.Markdown("Window (mk2) / tile (poor man's) size:")
+                gr.Markdown(L("Window (mk2) / tile (poor man's) size:"))
                 build_size_sliders(PREFIX, fields, defaults)
             build_batch_sliders(PREFIX, fields)
             build_cfg_slider(PREFIX, fields, defaults)
-            fields["denoising_strength"] = gr.Slider(0.0, 1.0, value=0.8, step=0.01, label="Denoising strength", elem_id="outpaint-denoising")
+            fields["denoising_strength"] = gr.Slider(0.0, 1.0, value=0.8, step=0.01, label=L("Denoising strength"), elem_id="outpaint-denoising")
             reuse_seed = build_seed_controls(PREFIX, fields)
-        with gr.Column(scale=6):
+        with gr.Column(scale=6, min_width=340, elem_id=f"{PREFIX}-results"):
             output = build_output_column(PREFIX)
     panel = GenerationPanel(PREFIX, fields, prompt_row, reuse_seed, output)
 
@@ -188,14 +197,17 @@ def build_outpainting_tab(services: Services, runs: SessionRuns) -> OutpaintingT
 
     def on_method(method: str) -> tuple:
         row = OUTPAINT_METHODS.get(method, OUTPAINT_METHODS[DEFAULT_METHOD])
-        return (row.hint, row.mask_blur, gr.Group(visible=method == "Outpainting mk2"),
+        return (L(row.hint), row.mask_blur, gr.Group(visible=method == "Outpainting mk2"),
                 gr.Radio(visible=row.fill_is_choice), gr.Column(visible=method in WINDOW_METHODS))
 
     settings["method"].input(on_method, settings["method"], [hint, settings["mask_blur"], mk2_controls, poor_mans_fill, window], show_progress="hidden")
     # .change too (without touching the mask blur), so a method restored by a send shows its controls
     settings["method"].change(lambda method: on_method(method)[2:], settings["method"], [mk2_controls, poor_mans_fill, window], show_progress="hidden")
     planned = [image, settings["directions"], settings["pixels"], settings["method"]]
-    gr.on([c.change for c in planned], plan_canvas, planned, [canvas, canvas_line], show_progress="hidden",
+    def planned_canvas(image: Image.Image | None, directions: list[str], pixels: float | None, method: str, request: gr.Request) -> tuple:
+        return plan_canvas(image, directions, pixels, method, lambda text, **v: words.say(request, text, **v))
+
+    gr.on([c.change for c in planned], planned_canvas, planned, [canvas, canvas_line], show_progress="hidden",
           concurrency_limit=None, trigger_mode="always_last")
     wire_prompt_row(services, prompt_row, fields, output.progress)
     inputs = {*fields.values(), *settings.values(), image}

@@ -17,6 +17,8 @@ import gradio as gr
 
 from modules.errors import UserError
 from modules.infotext.foreign import ImageParameters, read_image_parameters
+from modules.ui.progress_view import Say, english, error_html
+from modules.ui.text import L, Words
 from modules.uploads import pixel_limit_problem
 
 log = logging.getLogger(__name__)
@@ -33,8 +35,9 @@ class PngInfoTab:
     message: gr.HTML
 
 
-def parameters_table(found: ImageParameters) -> str:
-    rows = [("Made with", found.source), ("Prompt", found.prompt), ("Negative prompt", found.negative_prompt)]
+def parameters_table(found: ImageParameters, say: Say = english) -> str:
+    """The parameters as a table: the three headings in the user's language, the picture's own keys as written (a format)."""
+    rows = [(say("Made with"), found.source), (say("Prompt"), found.prompt), (say("Negative prompt"), found.negative_prompt)]
     rows += [(key, value) for key, value in found.params.items() if key not in ("Prompt", "Negative prompt")]
     body = "".join(f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(str(v))}</td></tr>" for k, v in rows if v not in (None, ""))
     return f'<table class="easel-params" id="png-info-table">{body}</table>'
@@ -44,25 +47,28 @@ def raw_text(found: ImageParameters) -> str:
     return "\n\n".join(f"[{key}]\n{value}" for key, value in found.raw.items())
 
 
-def build_png_info_tab(max_megapixels: Callable[[], float]) -> PngInfoTab:
+def build_png_info_tab(max_megapixels: Callable[[], float], words: Words) -> PngInfoTab:
     """`max_megapixels()`: the largest picture read (the live setting); a larger one is refused
     from its header, with a sentence, before anything else reads it."""
     with gr.Row():
         with gr.Column(scale=4):
-            image_file = gr.File(label="Drop an image (PNG, JPEG, WebP)", file_types=["image"], type="filepath", elem_id="png-info-file")
-            shown = gr.Image(label="Image", interactive=False, type="filepath", elem_id="png-info-image")
+            image_file = gr.File(label=L("Drop an image (PNG, JPEG, WebP)"), file_types=["image"], type="filepath", elem_id="png-info-file")
+            shown = gr.Image(label=L("Image"), interactive=False, type="filepath", elem_id="png-info-image")
         with gr.Column(scale=6):
             message = gr.HTML("", elem_id="png-info-message")
             table = gr.HTML("", elem_id="png-info-parameters")
             with gr.Row():
-                send_txt2img = gr.Button("Send to txt2img", variant="primary", interactive=False, elem_id="png-info-send-txt2img")
-                send_img2img = gr.Button("Send to img2img", interactive=False, elem_id="png-info-send-img2img")
-                send_inpaint = gr.Button("Send to inpaint", interactive=False, elem_id="png-info-send-inpaint")
-                send_outpainting = gr.Button("Send to outpainting", interactive=False, elem_id="png-info-send-outpainting")
-            raw = gr.Textbox(label="Raw metadata", lines=8, interactive=False, elem_id="png-info-raw")
+                send_txt2img = gr.Button(L("Send to txt2img"), variant="primary", interactive=False, elem_id="png-info-send-txt2img")
+                send_img2img = gr.Button(L("Send to img2img"), interactive=False, elem_id="png-info-send-img2img")
+                send_inpaint = gr.Button(L("Send to inpaint"), interactive=False, elem_id="png-info-send-inpaint")
+                send_outpainting = gr.Button(L("Send to outpainting"), interactive=False, elem_id="png-info-send-outpainting")
+            raw = gr.Textbox(label=L("Raw metadata"), lines=8, interactive=False, elem_id="png-info-raw")
     parameters = gr.State(None)
 
-    def on_file(path: str | None):
+    def on_file(path: str | None, request: gr.Request):
+        def say(text: str, **values: object) -> str:
+            return words.say(request, text, **values)
+
         off = (gr.Button(interactive=False),) * 4
         if not path:
             return None, "", "", "", None, *off
@@ -72,11 +78,11 @@ def build_png_info_tab(max_megapixels: Callable[[], float]) -> PngInfoTab:
                 raise UserError(too_large)
             found = read_image_parameters(path)
         except UserError as error:
-            return None, f'<div class="easel-error" role="alert"><b>Error:</b> {html.escape(str(error))}</div>', "", "", None, *off
-        note = "" if found.raw else '<span id="png-info-none">This image carries no generation parameters.</span>'
+            return None, error_html(str(error), say), "", "", None, *off
+        note = "" if found.raw else f'<span id="png-info-none">{html.escape(say("This image carries no generation parameters."))}</span>'
         usable = found.infotext is not None
         return (
-            path, note, parameters_table(found) if found.raw else "", raw_text(found), found.infotext,
+            path, note, parameters_table(found, say) if found.raw else "", raw_text(found), found.infotext,
             gr.Button(interactive=usable), *(gr.Button(interactive=True),) * 3,
         )
 

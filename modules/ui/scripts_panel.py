@@ -16,6 +16,7 @@ import gradio as gr
 from modules.errors import UserError
 from modules.extensions.api import Control, Script
 from modules.extensions.registry import ExtensionRegistry
+from modules.ui.text import L
 
 NONE = "None"
 
@@ -23,14 +24,14 @@ NONE = "None"
 def build_control(control: Control, elem_id: str) -> gr.components.Component:
     if control.kind == "slider":
         low, high = control.minimum if control.minimum is not None else 0, control.maximum if control.maximum is not None else 100  # gradio's own defaults
-        return gr.Slider(low, high, value=control.default, step=control.step, label=control.label, elem_id=elem_id)
+        return gr.Slider(low, high, value=control.default, step=control.step, label=L(control.label), elem_id=elem_id)
     if control.kind == "number":
-        return gr.Number(value=control.default, label=control.label, elem_id=elem_id)
+        return gr.Number(value=control.default, label=L(control.label), elem_id=elem_id)
     if control.kind == "checkbox":
-        return gr.Checkbox(value=control.default, label=control.label, elem_id=elem_id)
+        return gr.Checkbox(value=control.default, label=L(control.label), elem_id=elem_id)
     if control.kind == "dropdown":
-        return gr.Dropdown(list(control.choices or ()), value=control.default, label=control.label, elem_id=elem_id)
-    return gr.Textbox(value=control.default, label=control.label, lines=control.lines, elem_id=elem_id)
+        return gr.Dropdown([(L(choice), choice) for choice in control.choices or ()], value=control.default, label=L(control.label), elem_id=elem_id)
+    return gr.Textbox(value=control.default, label=L(control.label), lines=control.lines, elem_id=elem_id)
 
 
 def _slug(text: str) -> str:
@@ -70,13 +71,13 @@ class ScriptsPanel:
 def build_scripts_panel(registry: ExtensionRegistry, tab: str, prefix: str) -> ScriptsPanel:
     panel = ScriptsPanel()
     for script in registry.scripts(tab, always_on=True):
-        with gr.Accordion(script.title, open=False, elem_id=f"{prefix}-script-{_slug(script.title)}"):
+        with gr.Accordion(L(script.title), open=False, elem_id=f"{prefix}-script-{_slug(script.title)}"):
             controls = {c.name: build_control(c, f"{prefix}-{_slug(script.title)}-{_slug(c.name)}") for c in script.controls}
         panel.always_on[script.name] = (script, controls)
     selectable = registry.scripts(tab, always_on=False)
     if not selectable:
         return panel
-    panel.selector = gr.Dropdown([NONE, *(s.title for s in selectable)], value=NONE, label="Script", elem_id=f"{prefix}-script")
+    panel.selector = gr.Dropdown([(L(NONE), NONE), *((L(s.title), s.title) for s in selectable)], value=NONE, label=L("Script"), elem_id=f"{prefix}-script")
     groups = []
     for script in selectable:
         with gr.Group(visible=False, elem_id=f"{prefix}-script-{_slug(script.title)}") as group:

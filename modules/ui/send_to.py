@@ -40,8 +40,9 @@ from modules.services import Services
 from modules.ui.hires_fix import hires_display_values
 from modules.ui.img2img import Img2ImgTab, display_values
 from modules.ui.outpainting import OutpaintingTab
-from modules.ui.progress_view import error_html
+from modules.ui.progress_view import Say, english, error_html
 from modules.ui.sessions import SessionRuns, session_key
+from modules.ui.text import Words
 from modules.ui.txt2img import Txt2ImgTab
 
 log = logging.getLogger(__name__)
@@ -52,7 +53,7 @@ class ModelLine:
     """The model controls at the top of the page, and how to refresh them after a switch."""
 
     components: list  # checkpoint dropdown, VAE dropdown, status line
-    refresh: Callable[[str | None], tuple]  # error message (or None) -> their new values
+    refresh: Callable[[str | None, gr.Request | None], tuple]  # (error message or None, request) -> their new values
     switch: Callable[[str], str | None]  # checkpoint name -> error message (or None)
 
 
@@ -66,9 +67,15 @@ class SendSource:
     message: gr.HTML
 
 
-def notice_html(items: list[NotApplied]) -> str:
+def notice_update(text: str) -> gr.HTML:
+    """The notice's update: shown with `text`, hidden when there is nothing to say."""
+    return gr.HTML(value=text, visible=bool(text))
+
+
+def notice_html(items: list[NotApplied], say: Say = english) -> str:
     """The notice beside the restored fields: every setting of the picture that was not applied,
-    one line per reason (an extension's eight settings share one line)."""
+    one line per reason (an extension's eight settings share one line). Keys and values are the
+    picture's own (infotext is a format); the reasons are in the user's language."""
     if not items:
         return ""
     by_reason: dict[str, list[NotApplied]] = {}
@@ -76,11 +83,12 @@ def notice_html(items: list[NotApplied]) -> str:
         by_reason.setdefault(item.reason, []).append(item)
     rows = "".join(
         "<li>" + ", ".join(f"<code>{html.escape(item.key)}: {html.escape(item.value)}</code>" for item in group)
-        + f" — {html.escape(reason)}</li>"
+        + f" — {html.escape(say(reason))}</li>"
         for reason, group in by_reason.items()
     )
-    return (f'<div class="easel-restore-notice" role="status"><b>Restored from the picture, except {len(items)} '
-            f'setting{"s" if len(items) != 1 else ""}:</b><ul>{rows}</ul></div>')
+    title = say("Restored from the picture, except 1 setting:") if len(items) == 1 else \
+        say("Restored from the picture, except {count} settings:", count=len(items))
+    return f'<div class="easel-restore-notice" role="status"><b>{html.escape(title)}</b><ul>{rows}</ul></div>'
 
 
 class SendWiring:
@@ -88,6 +96,7 @@ class SendWiring:
 
     def __init__(self, services: Services, model_line: ModelLine, txt2img: Txt2ImgTab, img2img: Img2ImgTab, outpainting: OutpaintingTab):
         self.services, self.model_line = services, model_line
+        self.words = Words(services.translations)
         self.txt2img, self.img2img, self.outpainting = txt2img, img2img, outpainting
 
     # --- what a send changes ---------------------------------------------------------------------
@@ -120,7 +129,10 @@ class SendWiring:
         updates.update({component: values[name] for name, component in self.img2img.fields.items() if name in values})
         return updates
 
-    def model_updates(self, restored: PictureSettings) -> dict:
+    def say(self, request: gr.Request | None) -> Say:
+        return lambda text, **values: self.words.say(request, text, **values)
+
+    def model_updates(self, restored: PictureSettings, request: gr.Request | None = None) -> dict:
         """Switches to the checkpoint and VAE the picture names (a failed switch joins the notice);
         the model line's updates."""
         loaded = self.services.manager.loaded
@@ -134,14 +146,14 @@ class SendWiring:
                 self.services.models.switch_vae(restored.vae)
             except UserError as error:
                 restored.not_applied.insert(0, NotApplied("VAE", restored.vae, str(error)))
-        return dict(zip(self.model_line.components, self.model_line.refresh(None)))
+        return dict(zip(self.model_line.components, self.model_line.refresh(None, request)))
 
-    def picture_updates(self, target: str, image: Image.Image, restored: PictureSettings | None) -> dict:
+    def picture_updates(self, target: str, image: Image.Image, restored: PictureSettings | None, say: Say = english) -> dict:
         if target == "outpainting":
             updates = self.outpainting.receive(image, restored)
         else:
             updates = self.img2img_updates(target, image, restored)
-        updates[self.notice_component(target)] = notice_html(restored.not_applied if restored else [])
+        updates[self.notice_component(target)] = notice_update(notice_html(restored.not_applied if restored else [], say))
         return updates
 
     def picture_outputs(self, target: str) -> list:
@@ -166,7 +178,7 @@ class SendWiring:
                 restored = self.restore(target, infotext) if infotext else None
                 if restored is not None:
                     restored.not_applied = [item for item in restored.not_applied if item.key not in ("Model", "VAE")]
-                return self.picture_updates(target, outcome.images[index], restored)
+                return self.picture_updates(target, outcome.images[index], restored, self.say(request))
             return send
 
         for target, button in buttons.items():
@@ -174,24 +186,26 @@ class SendWiring:
 
     def wire_saved_image(self, source: SendSource) -> None:
         """PNG Info / History: the parameters to txt2img, or the image and them to img2img / inpaint."""
-        def to_txt2img(infotext: str | None) -> dict:
+        def to_txt2img(infotext: str | None, request: gr.Request) -> dict:
+            say = self.say(request)
             if not infotext:
-                return {source.message: error_html("Nothing to send: this image carries no generation parameters.")}
+                return {source.message: error_html("Nothing to send: this image carries no generation parameters.", say)}
             restored = self.restore("txt2img", infotext)
-            updates = self.model_updates(restored)
+            updates = self.model_updates(restored, request)
             updates.update(self.txt2img_updates(restored))
-            updates[self.txt2img.prompt_row.notice] = notice_html(restored.not_applied)
+            updates[self.txt2img.prompt_row.notice] = notice_update(notice_html(restored.not_applied, say))
             updates[source.message] = ""
             return updates
 
         def to_img2img(target: str):
-            def send(infotext: str | None, path: str | None) -> dict:
+            def send(infotext: str | None, path: str | None, request: gr.Request) -> dict:
+                say = self.say(request)
                 image, error = open_picture(path)
                 if image is None:
-                    return {source.message: error_html(error)}
+                    return {source.message: error_html(error, say)}
                 restored = self.restore(target, infotext) if infotext else None
-                updates = self.model_updates(restored) if restored else {}
-                updates.update(self.picture_updates(target, image, restored))
+                updates = self.model_updates(restored, request) if restored else {}
+                updates.update(self.picture_updates(target, image, restored, say))
                 updates[source.message] = ""
                 return updates
             return send
@@ -218,20 +232,21 @@ class SendWiring:
         outputs = [*tab.fields.values(), *(self.outpainting.settings.values() if target == "outpainting" else ())]
 
         def paste(text: str | None, request: gr.Request) -> dict:
+            say = self.say(request)
             infotext = (text or "").strip()
             if not infotext:
                 picked = runs.picked(session_key(request))
                 infotext = picked[0].infotexts[picked[1]] if picked is not None and picked[0].infotexts else ""
             if not infotext:
-                return {tab.prompt_row.notice: error_html("Nothing to read: paste a picture's parameters into the prompt box, or generate first.")}
+                return {tab.prompt_row.notice: notice_update(error_html("Nothing to read: paste a picture's parameters into the prompt box, or generate first.", say))}
             restored = self.restore(target, infotext)
-            updates = self.model_updates(restored)
+            updates = self.model_updates(restored, request)
             if target == "outpainting":
                 updates.update(self.outpainting.parameter_updates(restored))
             else:
                 values = hires_display_values(restored.fields) if target == "txt2img" else display_values(restored.fields, None)
                 updates.update({component: values[name] for name, component in tab.fields.items() if name in values})
-            updates[tab.prompt_row.notice] = notice_html(restored.not_applied)
+            updates[tab.prompt_row.notice] = notice_update(notice_html(restored.not_applied, say))
             return updates
 
         tab.prompt_row.paste.click(

@@ -16,7 +16,13 @@ from modules.app.settings_control import RESTART_SETTINGS
 from modules.config import Settings
 from modules.errors import UserError
 from modules.services import Services
-from modules.ui.extensions_settings import build_extensions_section
+from modules.ui.extensions_settings import ExtensionsSection, build_extensions_section
+from modules.ui.progress_view import error_html
+from modules.ui.text import L, Words
+
+# Each language by its own name (a language Easel has no name for shows its code).
+LANGUAGE_NAMES = {"en": "English", "zh-CN": "简体中文", "zh-TW": "繁體中文", "ja": "日本語", "ko": "한국어", "de": "Deutsch", "fr": "Français",
+                  "es": "Español", "ru": "Русский"}
 
 # Shown in the top row instead (switching a model is not a "setting" there).
 TOP_ROW_SETTINGS = ("sd_model_checkpoint", "sd_vae")
@@ -38,17 +44,24 @@ LABELS = {
     "img2img_fix_steps": "img2img: run exactly the steps set",
     "device": "Device",
     "dtype": "Weights dtype",
+    "language": "Language",
 }
 
 
-def _component(name: str, spec: dict[str, Any], value: Any) -> gr.components.Component:
+def setting_label(name: str) -> str:
+    """A setting's English label ("... (needs a restart)" for the ones that apply at the next start)."""
     label = LABELS.get(name, name.replace("_", " ").capitalize())
-    if name in RESTART_SETTINGS:
-        label += " (needs a restart)"
-    info = spec["description"]
+    return f"{label} (needs a restart)" if name in RESTART_SETTINGS else label
+
+
+def _component(name: str, spec: dict[str, Any], value: Any, languages: list[str]) -> gr.components.Component:
+    label, info = L(setting_label(name)), L(spec["description"])
     elem_id = f"setting-{name}"
+    if name == "language":  # the languages there are tables for
+        return gr.Dropdown(label=label, info=info, choices=[(L("auto (the browser's)"), "auto"), *((LANGUAGE_NAMES.get(code, code), code) for code in languages)],
+                           value=value, elem_id=elem_id)
     if spec["choices"]:
-        return gr.Dropdown(label=label, info=info, choices=list(spec["choices"]), value=value, elem_id=elem_id)
+        return gr.Dropdown(label=label, info=info, choices=[(L(choice), choice) for choice in spec["choices"]], value=value, elem_id=elem_id)
     if isinstance(spec["default"], bool):
         return gr.Checkbox(label=label, info=info, value=value, elem_id=elem_id)
     if isinstance(spec["default"], (int, float)):
@@ -64,24 +77,27 @@ class SettingsTab:
 
     controls: list[gr.components.Component]
     current_values: Callable[[], list[Any]]
+    extensions: ExtensionsSection
 
 
 def build_settings_tab(services: Services) -> SettingsTab:
     described = Settings.describe()
     controls: dict[str, gr.components.Component] = {}
     with gr.Row():
-        apply = gr.Button("Apply settings", variant="primary", scale=0, min_width=180, elem_id="settings-apply")
+        apply = gr.Button(L("Apply settings"), variant="primary", scale=0, min_width=180, elem_id="settings-apply")
         result = gr.HTML("", elem_id="settings-result")
     with gr.Column(elem_id="settings-list"):
         for spec_field in fields(Settings):
             name = spec_field.name
             if name in TOP_ROW_SETTINGS:
                 continue
-            controls[name] = _component(name, described[name], getattr(services.settings, name))
-    build_extensions_section(services)
-    gr.Markdown(f"Saved to `{html.escape(str(services.paths.config_file))}`.")
+            controls[name] = _component(name, described[name], getattr(services.settings, name), services.translations.languages)
+    extensions = build_extensions_section(services)
+    gr.Markdown(L("Settings are saved to config.json in the data folder."))
+    words = Words(services.translations)
 
-    def on_apply(values: dict[Any, Any]) -> str:
+    def on_apply(values: dict[Any, Any], request: gr.Request) -> str:
+        say = lambda text, **v: words.say(request, text, **v)  # noqa: E731
         current = services.settings
         changed = {}
         for name, component in controls.items():
@@ -91,19 +107,20 @@ def build_settings_tab(services: Services) -> SettingsTab:
             if value != getattr(current, name):
                 changed[name] = value
         if not changed:
-            return '<span class="easel-settings-result">Nothing changed.</span>'
+            return f'<span class="easel-settings-result">{html.escape(say("Nothing changed."))}</span>'
         try:
             services.config.apply(changed)
         except UserError as error:
-            return f'<div class="easel-error" role="alert"><b>Error:</b> {html.escape(str(error))}</div>'
+            return error_html(str(error), say)
         later = [name for name in changed if name in RESTART_SETTINGS]
-        text = "Saved: " + "; ".join(f"{LABELS.get(n, n)} = {v}" for n, v in changed.items()) + "."
+        saved = "; ".join(f"{say(LABELS.get(n, n))} = {say(v) if isinstance(v, str) else v}" for n, v in changed.items())
+        text = say("Saved: {settings}.", settings=saved)
         if later:
-            text += " Restart Easel for " + ", ".join(LABELS.get(n, n) for n in later) + " to take effect."
+            text += " " + say("Restart Easel for {settings} to take effect.", settings=", ".join(say(LABELS.get(n, n)) for n in later))
         return f'<span class="easel-settings-result">{html.escape(text)}</span>'
 
     def current_values() -> list:
         return [getattr(services.settings, name) for name in controls]
 
     apply.click(on_apply, set(controls.values()), result, show_progress="hidden")
-    return SettingsTab(list(controls.values()), current_values)
+    return SettingsTab(list(controls.values()), current_values, extensions)

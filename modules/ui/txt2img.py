@@ -33,6 +33,7 @@ from modules.ui.generation_run import Prepared, field_values, preview_every, wir
 from modules.ui.hires_fix import build_hires_fix, hires_request_values, wire_size_line
 from modules.ui.scripts_panel import build_scripts_panel
 from modules.ui.sessions import SessionRuns
+from modules.ui.text import Words
 
 PREFIX = "txt2img"
 
@@ -53,22 +54,23 @@ def build_txt2img_tab(services: Services, runs: SessionRuns) -> Txt2ImgTab:
     fields: Fields = {}
     defaults = services.models.generation_defaults()  # the demo model's size and CFG when Easel starts on it
     prompt_row = build_prompt_row(services, PREFIX, fields)
-    build_extra_networks(services, PREFIX, fields["prompt"])
-    with gr.Row():
-        with gr.Column(scale=5):
+    with gr.Row(elem_classes="easel-workspace"):
+        with gr.Column(scale=5, min_width=340, elem_id=f"{PREFIX}-parameters"):
             build_sampler_controls(services, PREFIX, fields)
-            hires_size_line = build_hires_fix(fields)
             with gr.Row():
-                with gr.Column(scale=4):
+                with gr.Column(scale=4, min_width=200):
                     build_size_sliders(PREFIX, fields, defaults)
-                with gr.Column(scale=3):
+                with gr.Column(scale=3, min_width=140):
                     build_batch_sliders(PREFIX, fields)
             build_cfg_slider(PREFIX, fields, defaults)
             reuse_seed = build_seed_controls(PREFIX, fields)
+            # The sections, in SECTION_ORDER (modules/ui/sections.py).
+            hires_size_line = build_hires_fix(fields)
             scripts = build_scripts_panel(services.extensions, "txt2img", PREFIX)
-        with gr.Column(scale=6):
+            build_extra_networks(services, PREFIX, fields["prompt"])
+        with gr.Column(scale=6, min_width=340, elem_id=f"{PREFIX}-results"):
             output = build_output_column(PREFIX)
-    wire_size_line(fields, hires_size_line)
+    wire_size_line(fields, hires_size_line, Words(services.translations))
     panel = GenerationPanel(PREFIX, fields, prompt_row, reuse_seed, output)
 
     def prepare(values: dict[Any, Any]) -> Prepared:

@@ -92,8 +92,8 @@ class PageRecorder:
         self.pages = []
         self.urls: list[str] = []
 
-    def open(self):
-        context = self.browser.new_context(viewport={"width": 1280, "height": 1000})
+    def open(self, width: int = 1280, height: int = 1000, locale: str = "en-US", color_scheme: str = "light"):
+        context = self.browser.new_context(viewport={"width": width, "height": height}, locale=locale, color_scheme=color_scheme)
         context.add_init_script(RECORD_TOASTS)
         context.on("request", lambda request: self.urls.append(request.url))
         self.contexts.append(context)
@@ -119,6 +119,31 @@ class PageRecorder:
     def close(self):
         for context in self.contexts:
             context.close()
+
+
+@pytest.fixture(scope="session")
+def demo_webui(tmp_path_factory) -> Server:
+    """A real `python webui.py` as a new user starts it: an empty models folder, so Easel runs its
+    bundled demo model (tabs open at the demo's 64x64 and CFG 2.5)."""
+    root = tmp_path_factory.mktemp("browser-demo")
+    (root / "models").mkdir()
+    server = Server("browser-demo", ["--models-dir", str(root / "models"), "--data-dir", str(root / "data")], root)
+    try:
+        server.wait_ready("/")
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def demo_pages(browser, demo_webui, tmp_path):
+    recorder = PageRecorder(browser, demo_webui, tmp_path)
+    try:
+        yield recorder
+        assert recorder.outside_requests() == [], "the page reached outside 127.0.0.1"
+        assert recorder.toasts() == [], "the page showed error pop-ups"
+    finally:
+        recorder.close()
 
 
 @pytest.fixture

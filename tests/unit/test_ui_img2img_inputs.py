@@ -88,12 +88,14 @@ def test_resize_by_line():
 
 
 def test_infotext_values_become_what_the_img2img_controls_show():
-    from modules.ui.img2img import display_values
+    from modules.ui.img2img import INDEX_RADIOS, display_values
 
     shown = display_values({"inpainting_fill": 2, "inpaint_full_res": True, "inpainting_mask_invert": 1, "seed": 5, "width": 1}, (100, 60))
-    assert shown["inpainting_fill"] == "latent noise"
-    assert shown["inpaint_full_res"] == "Only masked"
-    assert shown["inpainting_mask_invert"] == "Inpaint not masked"
+    # The radios' values are A1111's indexes; their labels (translated on the page) are INDEX_RADIOS'.
+    assert (shown["inpainting_fill"], shown["inpaint_full_res"], shown["inpainting_mask_invert"]) == (2, 1, 1)
+    assert INDEX_RADIOS["inpainting_fill"][2] == "latent noise"
+    assert INDEX_RADIOS["inpaint_full_res"][1] == "Only masked"
+    assert INDEX_RADIOS["inpainting_mask_invert"][1] == "Inpaint not masked"
     assert (shown["width"], shown["height"], shown["seed"]) == (96, 64, 5)
     assert "inpainting_fill" not in display_values({"inpainting_fill": 9}, None)
 

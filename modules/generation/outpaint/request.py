@@ -71,7 +71,9 @@ def _check_range(what: str, value: Any, limits: tuple[float, float], whole: bool
     low, high = limits
     kind = (int,) if whole else (int, float)
     if isinstance(value, bool) or not isinstance(value, kind):
-        raise RequestError(f"{what} must be a {'whole ' if whole else ''}number, not {value!r}.")
+        if whole:
+            raise RequestError(f"{what} must be a whole number, not {value!r}.")
+        raise RequestError(f"{what} must be a number, not {value!r}.")
     if not low <= value <= high:
         raise RequestError(f"{what} must be between {low:g} and {high:g}, not {value:g}.")
 
