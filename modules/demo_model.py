@@ -6,6 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from modules.i18n import N_
+
 if TYPE_CHECKING:
     from modules.checkpoints.registry import ModelFile
 
@@ -27,7 +29,7 @@ class GenerationDefaults:
 # overshoot (LMS, PLMS and Heun then draw the wrong colours; see its model card).
 # Outpainting 128 pixels each way would make its 64x64 picture 320x320, which it fills with a
 # crowd of small shapes; 32 makes 128x128.
-DEMO_DEFAULTS = GenerationDefaults(64, 64, 2.5, "Easel's demo model: drawn at 64x64 and CFG 2.5, the size and scale it was trained and measured at.", 32)
+DEMO_DEFAULTS = GenerationDefaults(64, 64, 2.5, N_("Easel's demo model: drawn at 64x64 and CFG 2.5, the size and scale it was trained and measured at."), 32)
 
 
 def first_checkpoint(checkpoints: list["ModelFile"]) -> "ModelFile":

@@ -34,9 +34,12 @@ ENGLISH = "en"
 AUTO = "auto"
 COOKIE = "easel-language"
 _PLACEHOLDER = re.compile(r"\{(\w+)\}")
-# Words the code puts into a sentence's placeholder ("No {what} named ..."): a captured value that is a
-# text of the table is translated too, so these need rows of their own.
-FILLED_WORDS = ("checkpoint", "VAE", "unet", "vae", "text encoder", "text encoder 2")
+
+
+def N_(text: str) -> str:
+    """Marks an English text kept as data (a choice's hint, a state, a word put into a sentence) for the
+    tables (tools/i18n_keys.py collects these); it is translated where it is shown."""
+    return text
 
 
 def normalise_language(code: str | None) -> str | None:
@@ -84,7 +87,10 @@ class Table:
             if not isinstance(key, str) or not isinstance(value, str) or not value:
                 continue
             self.texts[key] = value
-            if _PLACEHOLDER.search(key) and not any(t.key == key for t in self.templates):
+            # A key of placeholders and punctuation only ("{title}: {error}") would match any sentence:
+            # it is looked up exactly, never used as a pattern.
+            wording = re.search(r"[A-Za-z]{2}", _PLACEHOLDER.sub("", key))
+            if wording and _PLACEHOLDER.search(key) and not any(t.key == key for t in self.templates):
                 self.templates.append(Template.of(key))
         self.templates.sort(key=lambda t: -len(t.key))  # the most specific shape first
 
@@ -115,7 +121,8 @@ class Translations:
 
     @classmethod
     def load(cls, folders: list[Path] | None = None, forced: str | None = None) -> Translations:
-        """Easel's tables, then the A1111 localization files in `folders` (theirs win)."""
+        """Easel's tables, then the localization files in `folders` in order (an extension's
+        `localizations/`, the user's A1111 files): a later file's entries win."""
         tables: dict[str, Table] = {}
         for path in sorted(LOCALES.glob("*.json")):
             _merge(tables, path)

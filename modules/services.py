@@ -143,7 +143,9 @@ def build_services(args: Args, load_now: bool = True) -> Services:
         args=args, paths=paths, models=models, generation=Submitter(queue, runner, settings, styles, loras),
         config=SettingsControl(store, models, manager, queue, extensions), registry=registry, manager=manager, queue=queue,
         history=history, styles=styles, extensions=extensions, outputs=outputs, loras=loras, embeddings=embeddings,
-        translations=Translations.load([args.localizations_dir], forced=args.language or settings.language),
+        # an extension's own localizations/ (its descriptions and labels), then the user's files
+        translations=Translations.load([*(e.folder / "localizations" for e in extensions.extensions), args.localizations_dir],
+                                       forced=args.language or settings.language),
     )
     log.info("%d checkpoint(s), %d VAE(s) found.", len(registry.checkpoints), len(registry.vaes))
     queue.start()

@@ -9,7 +9,8 @@ Three sources:
 2. the code: the literal texts handed to `say(...)`, `error_html(...)`, `L(...)`, the tooltips and
    the script texts;
 3. the sentences users read from the code below the UI: `UserError` messages (and its subclasses)
-   and the notes jobs write, as templates: an f-string's `{expression}` becomes a `{name}`.
+   and the notes jobs write, as templates: an f-string's `{expression}` becomes a `{name}`; and the
+   texts kept as data, marked `N_("...")` where they are written.
 """
 
 from __future__ import annotations
@@ -73,6 +74,8 @@ def code_texts() -> dict[str, str]:
                 candidates = arguments[:2] if name == "html" else arguments[:1]
             elif ERROR_CLASSES.search(name) or name == "UserError":
                 candidates = arguments[:1]
+            elif name == "N_":
+                candidates = arguments[:1]
             elif name == "NotApplied" and len(arguments) >= 3:
                 candidates = arguments[2:3]
             elif name == "append" and isinstance(node.func, ast.Attribute) and ast.unparse(node.func.value).endswith("notes"):
@@ -86,27 +89,32 @@ def code_texts() -> dict[str, str]:
     return found
 
 
-def page_texts() -> dict[str, str]:
-    """Every L(...) text of the page as built (labels, choices, info, values) on a tiny model."""
+def built_page():
+    """The page's Blocks as `webui.py` builds them, on a tiny model (nothing is served)."""
     import tempfile
-
-    from gradio.i18n import I18nData
 
     from modules.cmd_args import parse_args
     from modules.services import build_services
     from modules.ui.app import build_ui
     from tools.make_test_models import write_test_checkpoint
 
-    found: dict[str, str] = {}
     with tempfile.TemporaryDirectory() as folder:
         root = Path(folder)
         write_test_checkpoint(root / "models" / "Stable-diffusion" / "tiny.safetensors", "sd1", "tiny", seed=1)
         args = parse_args(["--models-dir", str(root / "models"), "--data-dir", str(root / "data"), "--skip-load", "--no-demo-model"])
         services = build_services(args, load_now=False)
         try:
-            blocks = build_ui(services)
+            return build_ui(services)
         finally:
             services.close()
+
+
+def page_texts() -> dict[str, str]:
+    """Every L(...) text of the page as built (labels, choices, info, values) on a tiny model."""
+    from gradio.i18n import I18nData
+
+    found: dict[str, str] = {}
+    blocks = built_page()
 
     def visit(value: object, where: str) -> None:
         if isinstance(value, I18nData):
@@ -124,15 +132,18 @@ def page_texts() -> dict[str, str]:
 
 def all_texts() -> dict[str, str]:
     from modules.ui.page_script import SCRIPT_TEXTS
+    from modules.ui.text import GRADIO_GAPS
     from modules.ui.tooltips import TOOLTIPS
-
-    from modules.i18n import FILLED_WORDS
 
     texts = {**page_texts(), **code_texts()}
     for text in (*TOOLTIPS.values(), *SCRIPT_TEXTS):
         texts.setdefault(text, "modules/ui/tooltips.py")
-    for text in FILLED_WORDS:
-        texts.setdefault(text, "modules/i18n.py")
+    for text in GRADIO_GAPS.values():
+        texts.setdefault(text, "modules/ui/text.py")
+    for manifest in sorted((ROOT / "extensions").glob("*/extension.json")):  # the bundled extensions' descriptions
+        description = json.loads(manifest.read_text(encoding="utf-8")).get("description")
+        if description:
+            texts.setdefault(description, str(manifest.relative_to(ROOT)))
     return texts
 
 

@@ -68,8 +68,8 @@ def run_matrix(run):
 
 def setup(api):
     api.add_script(Script("Prompt matrix", [
-        Checkbox("put_at_start", "Put variable parts at start of prompt"),
-        Checkbox("different_seeds", "Use different seed for each picture"),
-        Dropdown("prompt_type", "Select prompt", ["positive", "negative"]),
-        Dropdown("delimiter", "Select joining char", ["comma", "space"]),
+        Checkbox("put_at_start", "Put variable parts at start of prompt", tooltip="Write the chosen parts before the fixed text, not after it."),
+        Checkbox("different_seeds", "Use different seed for each picture", tooltip="Each combination gets its own seed (seed, seed+1, ...)."),
+        Dropdown("prompt_type", "Select prompt", ["positive", "negative"], tooltip="Which prompt holds the 'a|b|c' parts."),
+        Dropdown("delimiter", "Select joining char", ["comma", "space"], tooltip="What goes between the parts that are joined."),
     ], run=run_matrix))

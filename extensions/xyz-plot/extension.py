@@ -20,15 +20,20 @@ from .axes import AXES
 
 AXIS_NAMES = list(AXES)
 MAX_CELLS = 500
+VALUES_TIP = "Comma-separated values; ranges as 1-5, 1-10 (+3) or 1-10 [4]."
 
 
 def controls():
     return [
-        Dropdown("x_type", "X type", AXIS_NAMES, "Seed"), Textbox("x_values", "X values"),
-        Dropdown("y_type", "Y type", AXIS_NAMES, "Nothing"), Textbox("y_values", "Y values"),
-        Dropdown("z_type", "Z type", AXIS_NAMES, "Nothing"), Textbox("z_values", "Z values"),
-        Checkbox("draw_legend", "Draw legend", True), Checkbox("include_lone_images", "Include sub images", True),
-        Checkbox("no_fixed_seeds", "Keep -1 for seeds", False),
+        Dropdown("x_type", "X type", AXIS_NAMES, "Seed", tooltip="The setting that changes from column to column."),
+        Textbox("x_values", "X values", tooltip=VALUES_TIP),
+        Dropdown("y_type", "Y type", AXIS_NAMES, "Nothing", tooltip="The setting that changes from row to row."),
+        Textbox("y_values", "Y values", tooltip=VALUES_TIP),
+        Dropdown("z_type", "Z type", AXIS_NAMES, "Nothing", tooltip="The setting that makes a separate grid for each value."),
+        Textbox("z_values", "Z values", tooltip=VALUES_TIP),
+        Checkbox("draw_legend", "Draw legend", True, tooltip="Write each row's and column's value beside the grid."),
+        Checkbox("include_lone_images", "Include sub images", True, tooltip="Show and save each picture on its own as well as the grid."),
+        Checkbox("no_fixed_seeds", "Keep -1 for seeds", False, tooltip="On: a seed of -1 draws a new seed for every cell; off: one is drawn and all cells share it."),
     ]
 
 

@@ -20,6 +20,10 @@ from modules.checkpoints.registry import ModelFile
 from modules.checkpoints.tensor_files import SafetensorsFile, load_pickle_checkpoint, open_tensor_file
 from modules.checkpoints.weights import WeightSet, normalize_component, normalize_spec, read_component
 from modules.errors import ModelLoadError
+from modules.i18n import N_
+
+# A diffusers folder's components as its messages name them.
+COMPONENT_WORDS = {"unet": N_("unet"), "vae": N_("vae"), "text_encoder": N_("text encoder"), "text_encoder_2": N_("text encoder 2")}
 
 log = logging.getLogger(__name__)
 
@@ -134,7 +138,7 @@ def read_diffusers_folder(path: Path, dtype: torch.dtype) -> WeightSet:
                         break
                 else:
                     sources[key] = ldm_keys.Source(key)
-            tensors[name] = read_component(file, sources, expected, dtype, name.replace("_", " "))
+            tensors[name] = read_component(file, sources, expected, dtype, COMPONENT_WORDS.get(name, name))
         finally:
             file.close()
     return WeightSet(spec, tensors, str(path))

@@ -13,6 +13,7 @@ from typing import Literal, Sequence
 
 from modules.checkpoints.hashing import HashCache, legacy_hash
 from modules.errors import ModelNotFoundError
+from modules.i18n import N_
 
 CHECKPOINT_SUFFIXES = (".safetensors", ".ckpt")
 VAE_SUFFIXES = (".safetensors", ".ckpt", ".pt")
@@ -153,11 +154,11 @@ class ModelRegistry:
 
     def find_checkpoint(self, query: str) -> ModelFile:
         """Finds a checkpoint by title, name, stem or model_name, hash, then unique substring."""
-        return self._find(query, self.checkpoints, "checkpoint", self.checkpoint_dirs)
+        return self._find(query, self.checkpoints, N_("checkpoint"), self.checkpoint_dirs)
 
     def find_vae(self, query: str) -> ModelFile:
         """Finds a VAE by file name, stem or relative name, then unique substring."""
-        return self._find(query, self.vaes, "VAE", self.vae_dirs)
+        return self._find(query, self.vaes, N_("VAE"), self.vae_dirs)
 
     def _find(self, query: str, entries: list[ModelFile], what: str, folders: list[Path]) -> ModelFile:
         query = query.strip()

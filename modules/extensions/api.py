@@ -35,6 +35,7 @@ class Control:
     step: float | None = None
     choices: tuple[str, ...] | None = None
     lines: int = 1
+    tooltip: str = ""  # one line under the label: what the control does (translated like every label)
 
     def convert(self, value: Any) -> Any:
         """`value` (from the UI or an API client) as this control's type; ValueError if it is not one."""
@@ -61,25 +62,25 @@ class Control:
         return str(value)
 
 
-def Slider(name: str, label: str, minimum: float, maximum: float, default: float, step: float = 1) -> Control:  # noqa: N802
-    return Control(name, label, default, "slider", minimum, maximum, step)
+def Slider(name: str, label: str, minimum: float, maximum: float, default: float, step: float = 1, tooltip: str = "") -> Control:  # noqa: N802
+    return Control(name, label, default, "slider", minimum, maximum, step, tooltip=tooltip)
 
 
-def Number(name: str, label: str, default: float) -> Control:  # noqa: N802
-    return Control(name, label, default, "number")
+def Number(name: str, label: str, default: float, tooltip: str = "") -> Control:  # noqa: N802
+    return Control(name, label, default, "number", tooltip=tooltip)
 
 
-def Checkbox(name: str, label: str, default: bool = False) -> Control:  # noqa: N802
-    return Control(name, label, default, "checkbox")
+def Checkbox(name: str, label: str, default: bool = False, tooltip: str = "") -> Control:  # noqa: N802
+    return Control(name, label, default, "checkbox", tooltip=tooltip)
 
 
-def Dropdown(name: str, label: str, choices: list[str] | tuple[str, ...], default: str | None = None) -> Control:  # noqa: N802
+def Dropdown(name: str, label: str, choices: list[str] | tuple[str, ...], default: str | None = None, tooltip: str = "") -> Control:  # noqa: N802
     choices = tuple(choices)
-    return Control(name, label, default if default is not None else choices[0], "dropdown", choices=choices)
+    return Control(name, label, default if default is not None else choices[0], "dropdown", choices=choices, tooltip=tooltip)
 
 
-def Textbox(name: str, label: str, default: str = "", lines: int = 1) -> Control:  # noqa: N802
-    return Control(name, label, default, "text", lines=lines)
+def Textbox(name: str, label: str, default: str = "", lines: int = 1, tooltip: str = "") -> Control:  # noqa: N802
+    return Control(name, label, default, "text", lines=lines, tooltip=tooltip)
 
 
 # -- hook arguments ----------------------------------------------------------------------------

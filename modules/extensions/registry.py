@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from modules.extensions.api import HOOKS, ApiRoute, ExtensionApi, ExtensionSetting, Script, Tab
+from modules.i18n import N_
 
 log = logging.getLogger(__name__)
 
@@ -48,10 +49,10 @@ class Extension:
     @property
     def status(self) -> str:
         if self.error:
-            return f"failed: {self.error}"
+            return N_(f"failed: {self.error}")
         if not self.enabled:
-            return "disabled"
-        return "loaded" if self.api is not None else "enabled (loads at the next start)"
+            return N_("disabled")
+        return N_("loaded") if self.api is not None else N_("enabled (loads at the next start)")
 
 
 @dataclass

@@ -55,6 +55,9 @@ LAYOUT_CSS = """
 .easel-toprow { gap: .6em; }
 .easel-prompts { gap: .4em !important; }
 .easel-send-row button { white-space: nowrap; }
+.easel-stage { display: grid !important; }
+.easel-stage > * { grid-area: 1 / 1; }
+.easel-stage > .easel-preview { z-index: 1; }
 """
 
 
@@ -129,9 +132,9 @@ def build_ui(services: Services) -> gr.Blocks:
             refresh = gr.Button("🔄", scale=0, min_width=48, elem_id="easel-refresh", elem_classes="easel-tool-button")
         status = gr.Markdown(status_text(services, words), elem_classes="easel-status", elem_id="easel-status")
         with gr.Tabs(elem_id="easel-tabs"):
-            with gr.Tab("txt2img", id="txt2img", elem_id="tab-txt2img"):
+            with gr.Tab(L("txt2img"), id="txt2img", elem_id="tab-txt2img"):
                 txt2img = build_txt2img_tab(services, txt2img_runs)
-            with gr.Tab("img2img", id="img2img", elem_id="tab-img2img"):
+            with gr.Tab(L("img2img"), id="img2img", elem_id="tab-img2img"):
                 img2img = build_img2img_tab(services, img2img_runs)
             with gr.Tab(L("Outpainting"), id="Outpainting", elem_id="tab-outpainting"):
                 outpainting = build_outpainting_tab(services, outpaint_runs)

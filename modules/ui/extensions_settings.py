@@ -24,7 +24,7 @@ def status_table(services: Services, say: Say = english) -> str:
     )
     if not rows:
         return f"<p>{html.escape(say('No extensions in {folder}.', folder=str(services.args.extensions_dir)))}</p>"
-    head = "".join(f"<th>{html.escape(say(title))}</th>" for title in ("Extension", "Version", "State", "About"))
+    head = "".join(f"<th>{html.escape(title)}</th>" for title in (say("Extension"), say("Version"), say("State"), say("About")))
     return f'<table id="extensions-table"><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>'
 
 

@@ -174,10 +174,13 @@ def build_seed_controls(prefix: str, fields: Fields) -> gr.Button:
 def build_output_column(prefix: str) -> OutputColumn:
     progress = gr.HTML("", elem_id=f"{prefix}-progress", padding=False)
     failure = gr.HTML("", visible=False, elem_id=f"{prefix}-failure", elem_classes="easel-failure")
-    preview = gr.Image(label=L("Live preview"), type="pil", format="png", interactive=False, height=IMAGE_BOX, visible=False,
-                       elem_id=f"{prefix}-preview", elem_classes="easel-preview")
-    gallery = gr.Gallery(label=L("Output"), format="png", columns=4, height=IMAGE_BOX, preview=True, interactive=False,
-                         object_fit="contain", elem_id=f"{prefix}-gallery")
+    # The preview and the gallery share one place (.easel-stage stacks them): the page never moves
+    # while one gives way to the other, even in the instant both are shown.
+    with gr.Column(elem_classes="easel-stage"):
+        preview = gr.Image(label=L("Live preview"), type="pil", format="png", interactive=False, height=IMAGE_BOX, visible=False,
+                           elem_id=f"{prefix}-preview", elem_classes="easel-preview")
+        gallery = gr.Gallery(label=L("Output"), format="png", columns=4, height=IMAGE_BOX, preview=True, interactive=False,
+                             object_fit="contain", elem_id=f"{prefix}-gallery")
     with gr.Row(elem_classes="easel-send-row"):
         send = {target: gr.Button(L(label), size="sm", min_width=90, elem_id=f"{prefix}-send-{target}") for target, label in SEND_TARGETS.items()}
         show_folder = gr.Button("📂", size="sm", scale=0, min_width=40, elem_id=f"{prefix}-open-folder", elem_classes="easel-tool-button")

@@ -22,16 +22,17 @@ NONE = "None"
 
 
 def build_control(control: Control, elem_id: str) -> gr.components.Component:
+    info = L(control.tooltip) if control.tooltip else None
     if control.kind == "slider":
         low, high = control.minimum if control.minimum is not None else 0, control.maximum if control.maximum is not None else 100  # gradio's own defaults
-        return gr.Slider(low, high, value=control.default, step=control.step, label=L(control.label), elem_id=elem_id)
+        return gr.Slider(low, high, value=control.default, step=control.step, label=L(control.label), info=info, elem_id=elem_id)
     if control.kind == "number":
-        return gr.Number(value=control.default, label=L(control.label), elem_id=elem_id)
+        return gr.Number(value=control.default, label=L(control.label), info=info, elem_id=elem_id)
     if control.kind == "checkbox":
-        return gr.Checkbox(value=control.default, label=L(control.label), elem_id=elem_id)
+        return gr.Checkbox(value=control.default, label=L(control.label), info=info, elem_id=elem_id)
     if control.kind == "dropdown":
-        return gr.Dropdown([(L(choice), choice) for choice in control.choices or ()], value=control.default, label=L(control.label), elem_id=elem_id)
-    return gr.Textbox(value=control.default, label=L(control.label), lines=control.lines, elem_id=elem_id)
+        return gr.Dropdown([(L(choice), choice) for choice in control.choices or ()], value=control.default, label=L(control.label), info=info, elem_id=elem_id)
+    return gr.Textbox(value=control.default, label=L(control.label), info=info, lines=control.lines, elem_id=elem_id)
 
 
 def _slug(text: str) -> str:
@@ -70,10 +71,13 @@ class ScriptsPanel:
 
 def build_scripts_panel(registry: ExtensionRegistry, tab: str, prefix: str) -> ScriptsPanel:
     panel = ScriptsPanel()
-    for script in registry.scripts(tab, always_on=True):
-        with gr.Accordion(L(script.title), open=False, elem_id=f"{prefix}-script-{_slug(script.title)}"):
-            controls = {c.name: build_control(c, f"{prefix}-{_slug(script.title)}-{_slug(c.name)}") for c in script.controls}
-        panel.always_on[script.name] = (script, controls)
+    always_on = registry.scripts(tab, always_on=True)
+    if always_on:
+        with gr.Column(elem_id=f"{prefix}-always-on"):  # the "extensions" section (modules/ui/sections.py)
+            for script in always_on:
+                with gr.Accordion(L(script.title), open=False, elem_id=f"{prefix}-script-{_slug(script.title)}"):
+                    controls = {c.name: build_control(c, f"{prefix}-{_slug(script.title)}-{_slug(c.name)}") for c in script.controls}
+                panel.always_on[script.name] = (script, controls)
     selectable = registry.scripts(tab, always_on=False)
     if not selectable:
         return panel

@@ -18,6 +18,10 @@ from gradio.i18n import I18nData
 
 from modules.i18n import COOKIE, ENGLISH, Translations
 
+# Gradio's own keys some of its bundled locales lack (its status tracker announces "common.complete" to screen
+# readers): the English given here, translated through the tables like every other text.
+GRADIO_GAPS = {"common.complete": "Done", "common.download_all": "Download All"}
+
 
 def L(text: str) -> Any:
     """A static English text, translated by the page (typed Any: Gradio takes it where a str goes)."""
@@ -49,13 +53,14 @@ class Words:
     def gradio_i18n(self) -> gr.I18n:
         """The tables for Gradio's page: each language's, or the forced language's under every locale."""
         tables = {language: table.texts for language, table in self.translations.tables.items()}
+        gaps = lambda language: {key: self.translations.text(english, language) for key, english in GRADIO_GAPS.items()}  # noqa: E731
         forced = self.translations.forced
         if forced is not None and forced != ENGLISH:
-            chosen = tables.get(forced, {})
+            chosen = {**tables.get(forced, {}), **gaps(forced)}
             return gr.I18n(**{locale: chosen for locale in (ENGLISH, *tables)})
         if forced == ENGLISH:
-            return gr.I18n(**{locale: {} for locale in (ENGLISH, *tables)})
-        return gr.I18n(**{ENGLISH: {}}, **tables)
+            return gr.I18n(**{locale: gaps(ENGLISH) for locale in (ENGLISH, *tables)})
+        return gr.I18n(**{ENGLISH: gaps(ENGLISH)}, **{language: {**texts, **gaps(language)} for language, texts in tables.items()})
 
 
 # Keeps the easel-language cookie equal to the page's language (Gradio sets <html lang> to the

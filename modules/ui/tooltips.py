@@ -30,6 +30,7 @@ TOOLTIPS: dict[str, str] = {
     "-subseed-strength": "How much of the variation seed's noise to mix in: 0 none, 1 only it.",
     "-seed-resize-w": "Make the noise as for this width, to keep a picture's look at another size (0: off).",
     "-seed-resize-h": "Make the noise as for this height, to keep a picture's look at another size (0: off).",
+    "-extra-networks-refresh": "Look in the models folders again for new embeddings and LoRAs.",
     "-clip-skip": "Stop the text encoder this many layers before its last (2 suits many anime models).",
     "-hr-enable": "Make the picture at its size, then enlarge it and add detail in a second pass.",
     "-hr-upscaler": "How the first picture is enlarged before the second pass.",

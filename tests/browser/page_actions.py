@@ -88,7 +88,15 @@ def wait_for_progress(page, pattern: str, timeout: float = 120.0, tab: str = "tx
 
 
 def gallery_srcs(page, tab: str = "txt2img") -> list[str]:
-    return page.locator(f"#{tab}-gallery img").evaluate_all("els => els.map(e => e.src)")
+    """The gallery's pictures in order, once each: Gradio draws the preview's strip of thumbnails and,
+    behind it, the grid of the same pictures (and the large one shown)."""
+    return page.locator(f"#{tab}-gallery").evaluate(
+        """root => {
+            const strip = root.querySelectorAll('.thumbnail-small img');
+            const items = strip.length ? strip : root.querySelectorAll('.thumbnail-item img, img');
+            return Array.from(items).map(e => e.src);
+        }"""
+    )
 
 
 def info_text(page, tab: str = "txt2img") -> str:

@@ -9,17 +9,18 @@ raises in every hook, `broken-import` fails to import, `newer-api` asks for API 
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from modules.services import build_services
 from modules.cmd_args import parse_args
 from modules.errors import UserError
 from modules.generation.request import GenerationRequest
 from modules.infotext.parse import parse_infotext
+from modules.services import build_services
 from tools.make_test_models import write_test_checkpoint
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "extensions"
@@ -220,5 +221,21 @@ def test_the_readme_example_works_as_documented(tmp_path, tokenizer_cache):
         assert red(warm) > red(plain) * 1.2
         assert parse_infotext(warm.infotexts[0])["Warm tint"] == "0.5" and "Warm tint" not in plain.infotexts[0]
         assert not warm.notes
+    finally:
+        own.queue.close()
+
+
+def test_an_extensions_own_translations_are_used_and_the_users_files_win(tmp_path, tokenizer_cache):
+    """recorder/localizations/zh-CN.json translates its texts; a user's localizations/ file wins."""
+    user = tmp_path / "localizations"
+    user.mkdir()
+    (user / "zh_CN.json").write_text(json.dumps({"Mood": "情绪"}, ensure_ascii=False), encoding="utf-8")
+    own = make_services(tmp_path, "--localizations-dir", str(user))
+    try:
+        say = own.translations.text
+        assert say("Uses every hook and records each call (for tests).", "zh-CN") == "使用每个钩子并记录每次调用（测试用）。"
+        assert say("Shout the prompt", "zh-CN") == "大声喊出提示词"
+        assert say("Mood", "zh-CN") == "情绪"
+        assert say("Sampling steps", "zh-CN") == "迭代步数"  # Easel's own table still there
     finally:
         own.queue.close()

@@ -67,8 +67,8 @@ REQUESTS: dict[str, tuple[str, dict]] = {
 
 @pytest.fixture(scope="module")
 def app(tmp_path_factory):
-    from modules.services import build_services
     from modules.cmd_args import parse_args
+    from modules.services import build_services
     from tools.make_test_models import write_test_checkpoint
     from webui import create_app
 
@@ -146,7 +146,18 @@ def test_api_answers_are_unchanged(app, name):
 
 def test_the_ui_surface_is_unchanged(app):
     """Every component with an elem id in the page: its type, label and choices (what a user sees)."""
+    from gradio.i18n import I18nData
+
     from modules.ui.app import build_ui
+
+    def english(value):  # a translated text as the English the code wrote
+        if isinstance(value, I18nData):
+            return value.key
+        if isinstance(value, str) and value.startswith("__i18n__"):  # a button's value, as Gradio stores it
+            return json.loads(value.removeprefix("__i18n__"))["key"]
+        if isinstance(value, (list, tuple)):
+            return [english(item) for item in value]
+        return value
 
     _, services = app
     blocks = build_ui(services)
@@ -157,8 +168,8 @@ def test_the_ui_surface_is_unchanged(app):
             continue
         choices = getattr(block, "choices", None)
         text = block.value if type(block).__name__ == "Button" else None  # a button's label is its value
-        surface.append({"id": elem_id, "type": type(block).__name__, "label": getattr(block, "label", None) or text,
-                        "choices": [list(c) if isinstance(c, tuple) else c for c in choices] if choices else None})
+        surface.append({"id": elem_id, "type": type(block).__name__, "label": english(getattr(block, "label", None) or text),
+                        "choices": english(choices) if choices else None})
     surface.sort(key=lambda item: item["id"])
     path = GOLDEN / "ui-surface.json"
     if UPDATE:

@@ -87,7 +87,10 @@ def test_the_page_gets_every_table_or_the_forced_one_under_every_locale():
 
     translations = Translations.load([])
     zh = Words(translations).gradio_i18n().translations_dict
-    assert zh["zh-CN"]["Sampling steps"] != "Sampling steps" and zh["en"] == {}
+    assert zh["zh-CN"]["Sampling steps"] != "Sampling steps"
+    # English needs no table, only Gradio's own keys its locales lack (a screen reader hears "Done")
+    assert zh["en"] == {"common.complete": "Done", "common.download_all": "Download All"}
+    assert zh["zh-CN"]["common.complete"] == "完成"
     translations.forced = "zh-CN"
     forced = Words(translations).gradio_i18n().translations_dict
     assert forced["en"]["Sampling steps"] == forced["zh-CN"]["Sampling steps"] == zh["zh-CN"]["Sampling steps"]
@@ -114,3 +117,36 @@ def test_a_sentence_whose_translation_reorders_its_values_keeps_each_in_its_plac
     # a value the code fills in from a short list of words is translated too
     missing = "No checkpoint named 'x' in models/Stable-diffusion (available: a.safetensors). Press refresh after adding files."
     assert translations.text(missing, "zh-CN").startswith("models/Stable-diffusion 中没有名为 'x' 的模型 (checkpoint)")
+
+
+def test_a_key_of_placeholders_only_is_never_a_pattern():
+    translations = table(**{"{title}: {error}": "{title}：{error}", "Prompt matrix": "提示词矩阵"})
+    # an extension's English sentence must not come out half translated
+    assert translations.text("Prompt matrix: makes every combination.", "zh-CN") == "Prompt matrix: makes every combination."
+    assert translations.text("{title}: {error}", "zh-CN") == "{title}：{error}"
+
+
+def test_every_parameter_of_the_generation_tabs_says_what_it_does():
+    """A tooltip (modules/ui/tooltips.py, by elem id suffix) or a line under the label (`info`)."""
+    import gradio as gr
+
+    from modules.ui.tooltips import TOOLTIPS
+    from tools.i18n_keys import built_page
+
+    kinds = (gr.Slider, gr.Number, gr.Dropdown, gr.Radio, gr.Checkbox, gr.CheckboxGroup, gr.Textbox, gr.Button)
+    parameters = [block for block in built_page().blocks.values()
+                  if isinstance(block, kinds) and (block.elem_id or "").startswith(("txt2img-", "img2img-", "outpaint-"))
+                  and block.visible is not False]
+    silent = [block.elem_id for block in parameters if not block.info and not any(block.elem_id.endswith(suffix) for suffix in TOOLTIPS)]
+    assert len(parameters) > 80 and silent == [], silent
+
+
+def test_the_sections_under_the_parameters_come_in_their_fixed_order():
+    from modules.ui.sections import SECTION_ORDER
+    from tools.i18n_keys import built_page
+
+    ids = [block.elem_id for block in built_page().blocks.values() if getattr(block, "elem_id", None)]  # in the order built
+    for prefix in ("txt2img", "img2img"):
+        present = [name for name, suffix in SECTION_ORDER if f"{prefix}{suffix}" in ids]
+        placed = sorted(present, key=lambda name: ids.index(prefix + dict(SECTION_ORDER)[name]))
+        assert placed == present and "script" in present and "networks" in present, (prefix, placed)

@@ -36,6 +36,7 @@ from modules.generation.outpaint import canvas as cv
 from modules.generation.outpaint.passes import PassRunner
 from modules.generation.outpaint.spectral import matched_noise
 from modules.generation.request import MaskedContent
+from modules.i18n import N_
 
 if TYPE_CHECKING:
     from modules.generation.outpaint.request import OutpaintRequest
@@ -210,14 +211,14 @@ OUTPAINT_METHODS: dict[str, OutpaintMethod] = {
     for row in (
         OutpaintMethod("Easel fill", paint_easel, easel_passes, seam_band=lambda blur: 0, mask_blur=8,
                        inpainting_fill=MaskedContent.ORIGINAL, fill_is_choice=False, size_multiple=8,
-                       hint="Starts the new area from the picture's edge colours: a denoising strength of 0.75-1 repaints them."),
+                       hint=N_("Starts the new area from the picture's edge colours: a denoising strength of 0.75-1 repaints them.")),
         OutpaintMethod("Outpainting mk2", paint_mk2, mk2_passes, seam_band=lambda blur: blur + blur_radius(4 * blur),
                        mask_blur=8, inpainting_fill=MaskedContent.ORIGINAL, fill_is_choice=False, size_multiple=64,
-                       hint="Recommended settings: Sampling Steps: 80-100, Sampler: Euler a, Denoising strength: 0.8"),
+                       hint=N_("Recommended settings: Sampling Steps: 80-100, Sampler: Euler a, Denoising strength: 0.8")),
         OutpaintMethod("Poor man's outpainting", paint_poor_mans, poor_mans_passes,
                        seam_band=lambda blur: 2 * blur + blur_radius(2 * blur), mask_blur=4, inpainting_fill=MaskedContent.FILL,
                        fill_is_choice=True, size_multiple=64,
-                       hint="Tiles of the img2img size, overlapping by the pixels to expand; only the border tiles are painted."),
+                       hint=N_("Tiles of the img2img size, overlapping by the pixels to expand; only the border tiles are painted.")),
     )
 }
 
