@@ -40,8 +40,11 @@ KEYBOARD_JS = r"""
     }
     let inner = text.slice(start, end), weight = 1.0;
     const weighted = text[start - 1] === '(' && text[end] === ')' && /:([-+]?\d*\.?\d+)$/.exec(inner);
+    const after = text[start - 1] === '(' && /^:([-+]?\d*\.?\d+)\)/.exec(text.slice(end));  // "(" + selection + ":w)"
     if (weighted) {
       weight = parseFloat(weighted[1]); inner = inner.slice(0, weighted.index); start -= 1; end += 1;
+    } else if (after) {
+      weight = parseFloat(after[1]); start -= 1; end += after[0].length;
     } else if (/^\(.*:([-+]?\d*\.?\d+)\)$/.test(inner)) {
       const m = /^\((.*):([-+]?\d*\.?\d+)\)$/.exec(inner); inner = m[1]; weight = parseFloat(m[2]);
     }

@@ -71,3 +71,28 @@ def test_the_page_follows_a_dark_system_theme(demo_pages):
     red, green, blue = (int(part) for part in background[background.index("(") + 1:background.index(")")].split(",")[:3])
     assert red + green + blue < 3 * 80, f"a dark system theme should give a dark page, got {background}"
     demo_pages.shot(page, "dark")
+
+
+def test_prompt_shortcuts_change_the_emphasis_and_move_items(demo_pages):
+    page = demo_pages.open(1366, 768)
+    box = page.locator("#txt2img-prompt textarea")
+    box.fill("a cat, a dog, grass")
+    box.evaluate("el => el.setSelectionRange(2, 5)")  # "cat" selected
+    box.press("Control+ArrowUp")
+    expect(box).to_have_value("a (cat:1.1), a dog, grass")
+    box.press("Control+ArrowUp")
+    expect(box).to_have_value("a (cat:1.2), a dog, grass")
+    box.press("Control+ArrowDown")
+    box.press("Control+ArrowDown")
+    expect(box).to_have_value("a cat, a dog, grass")  # back at 1: the brackets go
+    box.evaluate("el => el.setSelectionRange(10, 10)")  # the cursor inside "dog", nothing selected
+    box.press("Control+ArrowDown")
+    expect(box).to_have_value("a cat, a (dog:0.9), grass")
+    box.fill("a cat, a dog, grass")
+    box.evaluate("el => el.setSelectionRange(3, 3)")  # in "a cat"
+    box.press("Alt+ArrowRight")
+    expect(box).to_have_value("a dog, a cat, grass")
+    box.press("Alt+ArrowRight")
+    expect(box).to_have_value("a dog, grass, a cat")
+    box.press("Alt+ArrowLeft")
+    expect(box).to_have_value("a dog, a cat, grass")

@@ -155,3 +155,15 @@ def test_bad_input_says_what_to_fix_and_loses_nothing(pages):
     start(page)
     wait_for_progress(page, r"Done: 1 image")
     assert "Size: 96x64" in info_text(page)
+
+
+def test_alt_enter_skips_to_the_next_image(pages):
+    page = pages.open()
+    set_prompt(page, "skipping")
+    small_run(page, steps=150, seed=5, batch_count=2)
+    start(page)
+    wait_for_progress(page, r"Step \d+/150")
+    page.keyboard.press("Alt+Enter")  # the first image stops where it is; the second one starts
+    wait_for_progress(page, r"Batch 2/2", timeout=30)
+    page.keyboard.press("Escape")
+    wait_for_progress(page, r"Interrupted", timeout=30)
