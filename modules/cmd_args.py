@@ -20,6 +20,8 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from modules.upscalers.catalog import FOLDERS as UPSCALER_FLAGS  # (folder, its flag); a light module
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 # The small demo model that ships with Easel (tools/train_demo_model.py): listed and loaded when no
 # other checkpoint is found, so a fresh install draws something before any download.
@@ -64,6 +66,11 @@ class Args:
     disable_extensions: bool = False
     localizations_dir: Path = REPO_ROOT / "localizations"  # A1111-style <language>.json files
     language: str | None = None  # None: the `language` setting decides ("auto": the browser's)
+    upscaler_dirs: dict[str, Path] = field(default_factory=dict)  # "ESRGAN" -> --esrgan-models-path...; unset: <models-dir>/<name>
+
+    def upscaler_folders(self) -> dict[str, Path]:
+        """Where each of A1111's upscaler folders is read from (modules/upscalers/catalog.py)."""
+        return {name: self.upscaler_dirs.get(name, self.models_dir / name) for name, _ in UPSCALER_FLAGS}
 
     @property
     def webui(self) -> bool:
@@ -166,6 +173,8 @@ def build_parser() -> argparse.ArgumentParser:
     models.add_argument("--extensions-dir", type=_folder, metavar="DIR", default=REPO_ROOT / "extensions", help="folder of extensions (default: extensions/ in the Easel folder)")
     models.add_argument("--localizations-dir", type=_folder, metavar="DIR", default=REPO_ROOT / "localizations", help="folder of A1111-style localization files (<language>.json; default: localizations/ in the Easel folder)")
     models.add_argument("--language", default=None, metavar="LANG", help="language of the page: auto (the browser's, the default), en, zh-CN, or a file's language in --localizations-dir (default: the 'language' setting)")
+    for name, flag in UPSCALER_FLAGS:
+        models.add_argument(flag, type=_folder, metavar="DIR", default=None, help=f"folder of {name} upscaler models (default: models/{name})")
     models.add_argument("--disable-extensions", action="store_true", help="start without loading any extension (to rule one out)")
     models.add_argument("--skip-load", action="store_true", help="start without loading a checkpoint")
     models.add_argument("--no-demo-model", action="store_true", help="when no checkpoint is found, do not fall back to Easel's bundled demo model (models/Stable-diffusion/easel-demo-shapes.safetensors)")
@@ -218,4 +227,6 @@ def parse_args(argv: list[str] | None = None) -> Args:
         disable_extensions=ns.disable_extensions,
         localizations_dir=ns.localizations_dir,
         language=ns.language,
+        upscaler_dirs={name: getattr(ns, flag.removeprefix("--").replace("-", "_")) for name, flag in UPSCALER_FLAGS
+                       if getattr(ns, flag.removeprefix("--").replace("-", "_")) is not None},
     )

@@ -50,6 +50,8 @@ class Settings:
     max_input_megapixels: float = setting(25.0, "Largest picture (and mask) img2img and inpaint accept, in megapixels; bigger ones are refused with a message.", minimum=0.25, maximum=400.0)
     max_queued_jobs: int = setting(64, "Jobs that may wait in the queue at once (the running one not counted); more are refused with \"the queue is full\" (the API answers 503) until one starts. 0: no limit.", minimum=0, maximum=100000)
     language: str = setting("auto", "Language of the page: auto (the browser's), en, zh-CN, or any language with a file in localizations/ (restart to apply).")
+    ESRGAN_tile: int = setting(192, "Upscaler models run on tiles of this many pixels a side, so memory stays bounded (0: the whole picture at once).", minimum=0, maximum=4096)
+    ESRGAN_tile_overlap: int = setting(8, "Pixels the upscaler tiles overlap by, blended so no seam shows.", minimum=0, maximum=256)
     img2img_fix_steps: bool = setting(False, "img2img runs exactly the steps set (A1111's option); off: steps x denoising strength of them.")
 
     @staticmethod

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import torch
 
+from modules.app.extras_jobs import ExtrasJobs
 from modules.app.models import ModelControl
 from modules.app.results import ResultRecorder
 from modules.app.settings_control import EXTENSIONS_ENABLED_KEY, SettingsControl
@@ -43,6 +44,8 @@ from modules.outputs import OutputWriter
 from modules.paths import AppPaths
 from modules.prompts.embeddings import EmbeddingLibrary
 from modules.prompts.styles import StyleStore
+from modules.upscalers.catalog import UpscalerCatalog
+from modules.upscalers.service import Upscalers, tile_settings
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +69,8 @@ class Services:
     loras: LoraLibrary
     embeddings: EmbeddingLibrary
     translations: Translations  # the page's words in other languages (modules/i18n.py)
+    upscalers: Upscalers  # the built-in and installed upscalers (modules/upscalers)
+    extras: ExtrasJobs  # upscaling finished pictures, as queued jobs
 
     @property
     def settings(self) -> Settings:
@@ -134,13 +139,15 @@ def build_services(args: Args, load_now: bool = True) -> Services:
     outputs = OutputWriter(paths.outputs_dir)
     models = ModelControl(registry, manager, store, loras, embeddings, paths.checkpoints_dir, args.ckpt)
     models.restore_vae_choice()
+    upscalers = Upscalers(UpscalerCatalog(args.upscaler_folders()), device, lambda: tile_settings(store.settings), half=dtype == torch.float16)
     runner = backend.runner(RunnerParts(
         manager, ResultRecorder(registry, settings, outputs, history), settings,
         PreviewChooser(paths.vae_approx_dir, paths.preview_factors_file), extensions, loras,
-        ensure_model=models.ensure_model, default_checkpoint=models.startup_name,
+        ensure_model=models.ensure_model, default_checkpoint=models.startup_name, upscalers=upscalers,
     ))
     services = Services(
-        args=args, paths=paths, models=models, generation=Submitter(queue, runner, settings, styles, loras),
+        args=args, paths=paths, models=models, generation=Submitter(queue, runner, settings, styles, loras, upscalers), upscalers=upscalers,
+        extras=ExtrasJobs(queue, upscalers, lambda: store.settings.max_input_megapixels),
         config=SettingsControl(store, models, manager, queue, extensions), registry=registry, manager=manager, queue=queue,
         history=history, styles=styles, extensions=extensions, outputs=outputs, loras=loras, embeddings=embeddings,
         # an extension's own localizations/ (its descriptions and labels), then the user's files

@@ -43,7 +43,19 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   # Only for its MIT CLIP vocabulary file (the tokenizer is built from it offline); its own
   # dependencies (torchvision, timm...) are not needed.
   .venv/bin/pip install -q --no-deps "open-clip-torch==3.3.0" 2>&1 | quiet
+  # spandrel reads upscaler model files (ESRGAN, SwinIR, DAT...); it imports torchvision for two
+  # architectures Easel does not run. A CUDA/ROCm torch gets the matching torchvision; a CPU torch
+  # gets none (PyPI's Linux torchvision wheels are CUDA builds that fail beside it): see
+  # modules/upscalers/spandrel_import.py.
+  .venv/bin/pip install -q --no-deps "spandrel==0.4.2" 2>&1 | quiet
+  if .venv/bin/python -c "import sys, torch; sys.exit(0 if (torch.version.cuda or torch.version.hip) else 1)"; then
+    if [ -n "${EASEL_TORCH_INDEX:-}" ]; then
+      .venv/bin/pip install -q --no-deps "torchvision==0.28.0" --index-url "$EASEL_TORCH_INDEX" 2>&1 | quiet
+    else
+      .venv/bin/pip install -q --no-deps "torchvision==0.28.0" 2>&1 | quiet
+    fi
+  fi
   for f in "${nodeps[@]}"; do .venv/bin/pip install -q --no-deps -r "$f" 2>&1 | quiet; done
-  .venv/bin/python -c "import torch, diffusers, transformers, gradio" || { echo "Install failed: see the pip output above." >&2; exit 1; }
+  .venv/bin/python -c "import torch, diffusers, transformers, gradio; from modules.upscalers.spandrel_import import import_spandrel; import_spandrel()" || { echo "Install failed: see the pip output above." >&2; exit 1; }
   echo "$want" > "$stamp"
 fi

@@ -18,6 +18,7 @@ from modules.errors import ModelNotFoundError, UserError
 from modules.generation.request import RequestError
 from modules.infotext.embed import UnreadableImageError
 from modules.jobs import JobNotFoundError, QueueFullError
+from modules.upscalers.extras import ExtrasError
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +40,7 @@ def status_for(exc: UserError) -> int:
         return 404
     if isinstance(exc, QueueFullError):
         return 503
-    if isinstance(exc, (RequestError, ApiInputError, UnreadableImageError)):
+    if isinstance(exc, (RequestError, ApiInputError, UnreadableImageError, ExtrasError)):
         return 422
     return 400
 

@@ -24,14 +24,13 @@ from modules.api.list_schemas import (
     UpscalerItem,
 )
 from modules.api.scripts import available_scripts, extension_script_info
-from modules.generation.request import IMAGE_UPSCALERS, LATENT_UPSCALE_MODES
+from modules.generation.request import LATENT_UPSCALE_MODES
 from modules.sampling.sampler_table import SAMPLERS, SamplerSpec
 from modules.sampling.schedules import SCHEDULES
 from modules.services import Services
+from modules.upscalers.catalog import UpscalerCatalog
 
 A1111_NO_RHO = -1.0  # A1111's default_rho of schedules without one
-UPSCALER_NONE = "None"
-UPSCALERS: tuple[str, ...] = (UPSCALER_NONE, *IMAGE_UPSCALERS)  # what /upscalers lists and extras use
 
 
 def sampler_options(row: SamplerSpec) -> dict[str, str]:
@@ -57,8 +56,18 @@ def schedulers() -> list[dict[str, Any]]:
     ]
 
 
-def upscalers() -> list[dict[str, Any]]:
-    return [{"name": name, "model_name": None, "model_path": None, "model_url": None, "scale": 4.0} for name in UPSCALERS]
+def upscalers(catalog: UpscalerCatalog) -> list[dict[str, Any]]:
+    """A1111's /upscalers: the built-ins, then each installed model file (its listed scale)."""
+    return [
+        {"name": entry.name, "model_name": entry.path.stem if entry.path else None,
+         "model_path": str(entry.path) if entry.path else None, "model_url": None, "scale": float(entry.scale)}
+        for entry in catalog.entries()
+    ]
+
+
+def realesrgan_models(catalog: UpscalerCatalog) -> list[dict[str, Any]]:
+    """A1111's /realesrgan-models: the Real-ESRGAN models that are installed (models/RealESRGAN)."""
+    return [{"name": entry.name, "path": str(entry.path), "scale": entry.scale} for entry in catalog.entries() if entry.folder == "RealESRGAN"]
 
 
 def memory() -> dict[str, Any]:
@@ -97,8 +106,14 @@ def add_misc_routes(router: APIRouter, services: Services) -> None:
 
     @router.get("/upscalers", response_model=list[UpscalerItem])
     def get_upscalers() -> list[dict[str, Any]]:
-        """Image upscalers for extras and hires fix (Easel has no model upscalers yet)."""
-        return upscalers()
+        """Upscalers for extras, hires fix and SD upscale: None, Lanczos, Nearest, then the model
+        files in models/ESRGAN, RealESRGAN, SwinIR, DAT, HAT and ScuNET."""
+        return upscalers(services.upscalers.catalog)
+
+    @router.get("/realesrgan-models", response_model=list[dict[str, Any]])
+    def get_realesrgan_models() -> list[dict[str, Any]]:
+        """The installed Real-ESRGAN models (models/RealESRGAN)."""
+        return realesrgan_models(services.upscalers.catalog)
 
     @router.get("/latent-upscale-modes", response_model=list[LatentUpscalerModeItem])
     def get_latent_upscale_modes() -> list[dict[str, str]]:
@@ -148,8 +163,7 @@ def add_misc_routes(router: APIRouter, services: Services) -> None:
     def refresh_loras() -> None:
         services.loras.refresh()
 
-    for path, what in (("/hypernetworks", "hypernetworks"), ("/face-restorers", "face restorers"),
-                       ("/realesrgan-models", "RealESRGAN models")):
+    for path, what in (("/hypernetworks", "hypernetworks"), ("/face-restorers", "face restorers")):
         router.add_api_route(path, _empty_list, methods=["GET"], response_model=list[dict[str, Any]],
                              summary=f"{what.capitalize()} (none in Easel yet: an empty list)")
 

@@ -40,6 +40,7 @@ if TYPE_CHECKING:
     from modules.checkpoints.manager import LoadedModel, ModelManager
     from modules.config import Settings
     from modules.lora.files import LoraLibrary
+    from modules.upscalers.service import Upscalers
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +83,7 @@ class InProcessRunner:
     extensions: ExtensionRegistry | None = None
     loras: "LoraLibrary | None" = None  # models/Lora; None: LoRA tags are noted and left out
     ensure_model: Callable[[], object] | None = None  # loads the start-up checkpoint when none is loaded
+    upscalers: "Upscalers | None" = None  # model upscalers for hires fix (None: latent, Lanczos and Nearest only)
     lora_patcher: LoraPatcher = field(default_factory=LoraPatcher)  # applies a job's LoRAs in place, restores them bitwise after
 
     def check(self, spec: JobSpec) -> None:
@@ -123,7 +125,7 @@ class InProcessRunner:
             ))
 
         preview = self.preview(model) if request.preview_every else None
-        return TaskContext(on_step, preview, hooks.engine(), self.settings.img2img_fix_steps)
+        return TaskContext(on_step, preview, hooks.engine(), self.settings.img2img_fix_steps, self.upscalers)
 
     def preview(self, model: "LoadedModel") -> PreviewMethod | None:
         return self.previews.choose(self.settings.show_progress_type, model.vae_module, sdxl=model.spec.family.latent_space == "sdxl")

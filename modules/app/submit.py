@@ -17,16 +17,18 @@ from modules.app.runner import JobRunner, JobSpec
 from modules.app.script_jobs import ScriptCall
 from modules.generation.loras import request_loras
 from modules.generation.outpaint import OutpaintRequest
-from modules.generation.request import GenerationRequest, Img2ImgRequest
+from modules.generation.request import HIRES_UPSCALERS, IMAGE_UPSCALERS, LATENT_UPSCALE_MODES, GenerationRequest, Img2ImgRequest
 from modules.generation.tasks import RUNS, TASKS, outpaint_run
 from modules.jobs import Job, JobQueue
 from modules.sampling.sampler_table import find_sampler
+from modules.upscalers.catalog import UnknownUpscalerError
 
 if TYPE_CHECKING:
     from modules.config import Settings
     from modules.extensions.api import Script
     from modules.lora.files import LoraLibrary
     from modules.prompts.styles import StyleStore
+    from modules.upscalers.service import Upscalers
 
 Request = TypeVar("Request", bound=GenerationRequest)  # a task's request comes back as the same class
 
@@ -35,8 +37,9 @@ class Submitter:
     """Validates, styles and queues generation jobs for a runner."""
 
     def __init__(self, queue: JobQueue, runner: JobRunner, settings: "Settings", styles: "StyleStore | None" = None,
-                 loras: "LoraLibrary | None" = None):
+                 loras: "LoraLibrary | None" = None, upscalers: "Upscalers | None" = None):
         self.queue = queue
+        self.upscalers = upscalers  # the installed model upscalers hires fix may name
         self.runner = runner
         self.settings = settings  # the live settings object (input size limit)
         self.styles = styles
@@ -76,12 +79,23 @@ class Submitter:
         the OutpaintRequest around `request`)."""
         request.validate()
         find_sampler(request.sampler_name)
+        if request.enable_hr:
+            request = replace(request, hr_upscaler=self.hires_upscaler(request.hr_upscaler))
         TASKS[task].check(inputs, self.settings.max_input_megapixels)
         request_loras(self.loras, request)  # a malformed <lora:...> tag is refused now
         if request.styles and self.styles is not None:
             prompt, negative = self.styles.apply_styles(request.prompt, request.negative_prompt, request.styles)
             return replace(request, prompt=prompt, negative_prompt=negative)
         return request
+
+    def hires_upscaler(self, name: str) -> str:
+        """The hires upscaler's name as listed (a latent mode, a built-in, an installed model; case
+        as A1111 lists it). UnknownUpscalerError names the installed ones."""
+        if name in LATENT_UPSCALE_MODES or name in IMAGE_UPSCALERS:
+            return name
+        if self.upscalers is None:
+            raise UnknownUpscalerError(f"No upscaler named {name!r}: only {', '.join(HIRES_UPSCALERS)} are available here.")
+        return self.upscalers.catalog.find(name).name  # "None" too: a plain Lanczos resize, as in A1111
 
     def _queue(self, spec: JobSpec, job_id: str | None) -> Job:
         self.runner.check(spec)

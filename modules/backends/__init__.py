@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from modules.config import Settings
     from modules.extensions.registry import ExtensionRegistry
     from modules.lora.files import LoraLibrary
+    from modules.upscalers.service import Upscalers
 
 BACKENDS = ("inprocess", "ray")
 RAY_INSTALL_HINT = "pip install -r requirements-ray.txt"
@@ -39,6 +40,7 @@ class RunnerParts:
     loras: "LoraLibrary | None"
     ensure_model: Callable[[], object]  # loads the start-up checkpoint when none is loaded
     default_checkpoint: Callable[[], str | None]  # the checkpoint a request without one uses
+    upscalers: "Upscalers | None" = None  # hires fix's model upscalers
 
 
 class InProcessBackend:
@@ -48,7 +50,7 @@ class InProcessBackend:
 
     def runner(self, parts: RunnerParts) -> JobRunner:
         return InProcessRunner(parts.manager, parts.recorder, parts.settings, parts.previews, parts.extensions, parts.loras,
-                               parts.ensure_model)
+                               parts.ensure_model, parts.upscalers)
 
 
 class RayBackend:

@@ -39,6 +39,8 @@ from modules.errors import ModelNotFoundError, UserError
 from modules.jobs import JobQueue, ProgressEvent
 from modules.lora.files import LoraLibrary
 from modules.prompts.embeddings import EmbeddingLibrary
+from modules.upscalers.catalog import FOLDERS, UpscalerCatalog
+from modules.upscalers.service import TileSettings, Upscalers, tile_settings
 
 log = logging.getLogger(__name__)
 
@@ -185,8 +187,14 @@ class GenerationWorker:
         loras.refresh()
         queue = JobQueue(max_pending=0, devices=(self.info.replica_id,))
         # No outputs and no history: the replica describes its pictures; the UI node saves them.
+        def tiles() -> TileSettings:  # from the settings the UI node sent with the job
+            runner = generation.runner
+            assert isinstance(runner, InProcessRunner)
+            return tile_settings(runner.settings)
+
+        upscalers = Upscalers(UpscalerCatalog({name: self.config.models_dir / name for name, _ in FOLDERS}), manager.device, tiles)
         generation = in_process_generation(manager, queue, preview_cache=cache / "preview_factors.json",
-                                           vae_approx_dir=self.config.models_dir / "VAE-approx", loras=loras)
+                                           vae_approx_dir=self.config.models_dir / "VAE-approx", loras=loras, upscalers=upscalers)
         queue.start()
         self.loads += 1
         return HeldCheckpoint(sha256, entry, manager, generation)

@@ -10,19 +10,36 @@ the latent cropped to it (centre).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 from PIL import Image
 
 from modules.checkpoints.manager import LoadedModel
-from modules.generation.engine import Progress, SamplingPass, decode_pixels, encode, model_denoiser, resolve_sampler, sample, tail_steps
+from modules.errors import UserError
+from modules.generation.engine import (
+    Interrupted,
+    Progress,
+    SamplingPass,
+    StepEvent,
+    decode_pixels,
+    encode,
+    model_denoiser,
+    resolve_sampler,
+    sample,
+    tail_steps,
+)
 from modules.generation.guidance import StepConditions
-from modules.generation.request import LATENT_UPSCALE_MODES, GenerationRequest
+from modules.generation.request import IMAGE_UPSCALERS, LATENT_UPSCALE_MODES, GenerationRequest
 from modules.sampling import noise as noise_mod
 from modules.sampling.partial import partial_schedule
 from modules.sampling.sampler_table import SamplerSpec
+from modules.upscalers.progress import describe_tiles
+
+if TYPE_CHECKING:
+    from modules.upscalers.progress import OnProgress, TileProgress
+    from modules.upscalers.service import Upscalers
 
 OPT_F = 8  # pixels per latent cell
 
@@ -97,20 +114,46 @@ def hires_sampler(request: GenerationRequest) -> tuple[SamplerSpec, str]:
     return resolve_sampler(request.hr_sampler_name or request.sampler_name, request.hr_scheduler or request.scheduler)
 
 
-def upscale(model: LoadedModel, latent: torch.Tensor, request: GenerationRequest, target: HiresTarget, notes: list[str] | None = None) -> torch.Tensor:
-    """The first pass's latent at the target size (before the crop)."""
+def upscale(model: LoadedModel, latent: torch.Tensor, request: GenerationRequest, target: HiresTarget, progress: Progress | None = None,
+            upscalers: "Upscalers | None" = None) -> torch.Tensor:
+    """The first pass's latent at the target size (before the crop). Latent modes interpolate the
+    latent; Lanczos and Nearest resize the decoded picture; a model upscaler runs A1111's loop
+    (`resize_image`: upscale by the larger of the two ratios, then Lanczos to the exact size),
+    reporting its tiles as progress (an interrupt stops it between tiles)."""
     size = (target.upscale_y // OPT_F, target.upscale_x // OPT_F)
     if request.hr_upscaler in LATENT_UPSCALE_MODES:
         mode, antialias = LATENT_UPSCALE_MODES[request.hr_upscaler]
         return torch.nn.functional.interpolate(latent, size=size, mode=mode, antialias=antialias)
-    resample = Image.Resampling.LANCZOS if request.hr_upscaler == "Lanczos" else Image.Resampling.NEAREST
-    pixels = decode_pixels(model, latent, notes)
+    dest = (size[1] * OPT_F, size[0] * OPT_F)
+    pixels = decode_pixels(model, latent, progress.notes if progress else None)
     images = []
     for image in pixels:
         array = (image.permute(1, 2, 0).cpu().numpy() * 255).astype(np.uint8)  # A1111 truncates, too
-        resized = Image.fromarray(array).resize((size[1] * OPT_F, size[0] * OPT_F), resample=resample)
+        picture = Image.fromarray(array)
+        if request.hr_upscaler in IMAGE_UPSCALERS or request.hr_upscaler == "None":  # None: A1111 resizes with Lanczos
+            resample = Image.Resampling.NEAREST if request.hr_upscaler == "Nearest" else Image.Resampling.LANCZOS
+            resized = picture.resize(dest, resample=resample)
+        else:
+            if upscalers is None:
+                raise UserError(f"The upscaler {request.hr_upscaler!r} is a model, and model upscalers are not available here.")
+            scale = max(dest[0] / picture.width, dest[1] / picture.height)
+            resized = upscalers.upscale(picture, request.hr_upscaler, scale, _tile_reporter(progress)) if scale > 1 else picture
+            if resized.size != dest:
+                resized = resized.resize(dest, resample=Image.Resampling.LANCZOS)
         images.append(torch.from_numpy(np.asarray(resized, dtype=np.float32) / 255).permute(2, 0, 1))
     return encode(model, torch.stack(images))
+
+
+def _tile_reporter(progress: Progress | None) -> "OnProgress | None":
+    """Tile progress as step events (the progress line shows the text; the step callback may raise
+    Interrupted between tiles)."""
+    if progress is None or progress.on_step is None:
+        return None
+    on_step = progress.on_step
+
+    def report(tiles: "TileProgress") -> None:
+        on_step(StepEvent(progress.first_image, progress.image_count, progress.steps_before, progress.steps_total, None, describe_tiles(tiles)))
+    return report
 
 
 def crop(latent: torch.Tensor, target: HiresTarget) -> torch.Tensor:
@@ -129,10 +172,16 @@ def hires_pass(
     progress: Progress,
     time_ids: torch.Tensor | None,
     image_conditioning: torch.Tensor | None,
+    upscalers: "Upscalers | None" = None,
 ) -> tuple[torch.Tensor | None, bool]:
-    """Upscales the first pass's `latent` and runs the second pass. Returns (latent, interrupted)."""
+    """Upscales the first pass's `latent` and runs the second pass. Returns (latent, interrupted);
+    interrupted while upscaling, the first pass's latent."""
     target = hires_target(request)
-    latent = crop(upscale(model, latent, request, target, progress.notes), target)
+    try:
+        upscaled = upscale(model, latent, request, target, progress, upscalers)
+    except Interrupted:
+        return latent, True
+    latent = crop(upscaled, target)
     sampler, schedule = hires_sampler(request)
     steps = hires_steps(request)
     total, t_enc = tail_steps(steps, hires_strength(request), fix_steps=True)

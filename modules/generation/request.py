@@ -72,7 +72,7 @@ class GenerationRequest:
     hr_scale: float = 2.0  # used when hr_resize_x and hr_resize_y are both 0
     hr_resize_x: int = 0  # target size; one of them 0 keeps the aspect ratio
     hr_resize_y: int = 0
-    hr_upscaler: str = "Latent"  # one of HIRES_UPSCALERS
+    hr_upscaler: str = "Latent"  # a latent mode, a built-in resizer or an installed model (checked at submit)
     hr_second_pass_steps: int = 0  # 0: the same as steps
     hr_sampler_name: str | None = None  # None: the first pass's sampler
     hr_scheduler: str | None = None
@@ -108,8 +108,8 @@ class GenerationRequest:
         return self
 
     def _validate_hires(self) -> None:
-        if self.hr_upscaler not in HIRES_UPSCALERS:
-            raise RequestError(f"Could not find upscaler named {self.hr_upscaler!r}: hr_upscaler must be one of {', '.join(HIRES_UPSCALERS)}.")
+        if not isinstance(self.hr_upscaler, str) or not self.hr_upscaler.strip():
+            raise RequestError(f"hr_upscaler must name an upscaler (see /upscalers and /latent-upscale-modes), not {self.hr_upscaler!r}.")
         if not 1.0 <= self.hr_scale <= 8.0:
             raise RequestError(f"hr_scale must be between 1 and 8, not {self.hr_scale:g}.")
         for name in ("hr_resize_x", "hr_resize_y"):
@@ -130,7 +130,7 @@ class GenerationRequest:
 
 
 # Hires fix upscalers: the latent ones interpolate the latent (torch mode, antialias), the others
-# resize the decoded image and encode it again. More may come from extensions.
+# resize the decoded image (PIL, or a model from modules/upscalers) and encode it again.
 LATENT_UPSCALE_MODES: dict[str, tuple[str, bool]] = {
     "Latent": ("bilinear", False),
     "Latent (antialiased)": ("bilinear", True),

@@ -23,6 +23,7 @@ from modules.generation.txt2img import txt2img
 
 if TYPE_CHECKING:
     from modules.checkpoints.manager import LoadedModel
+    from modules.upscalers.service import Upscalers
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,7 @@ class TaskContext:
     preview: PreviewMethod | None = None
     hooks: EngineHooks | None = None
     fix_steps: bool = False  # A1111's img2img_fix_steps: run exactly `steps` steps at any strength
+    upscalers: "Upscalers | None" = None  # hires fix's model upscalers (None: latent modes, Lanczos and Nearest only)
 
 
 # (model, the job's request, context) -> result. For outpainting the request is the base img2img
@@ -50,7 +52,7 @@ class Task:
 
 
 def _run_txt2img(model: "LoadedModel", request: GenerationRequest, ctx: TaskContext) -> GenerationResult:
-    return txt2img(model, request, on_step=ctx.on_step, preview=ctx.preview, hooks=ctx.hooks)
+    return txt2img(model, request, on_step=ctx.on_step, preview=ctx.preview, hooks=ctx.hooks, upscalers=ctx.upscalers)
 
 
 def _run_img2img(model: "LoadedModel", request: GenerationRequest, ctx: TaskContext) -> GenerationResult:

@@ -11,7 +11,7 @@
 from __future__ import annotations
 
 import time
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import torch
 
@@ -39,6 +39,9 @@ from modules.sampling import noise as noise_mod
 from modules.sampling.labels import sampler_and_schedule
 from modules.sampling.sampler_table import sigmas_for
 
+if TYPE_CHECKING:
+    from modules.upscalers.service import Upscalers
+
 
 def txt2img(
     model: LoadedModel,
@@ -46,9 +49,11 @@ def txt2img(
     on_step: Callable[[StepEvent], None] | None = None,
     preview: PreviewMethod | None = None,
     hooks: EngineHooks | None = None,
+    upscalers: "Upscalers | None" = None,
 ) -> GenerationResult:
     """Generates `n_iter` batches of `batch_size` images. `on_step` may raise Interrupted/Skipped;
-    `hooks`: the extensions' per-batch and per-model-call hooks."""
+    `hooks`: the extensions' per-batch and per-model-call hooks; `upscalers`: hires fix's model
+    upscalers."""
     # 1. validate
     request.validate()
     sampler, schedule = resolve_sampler(request.sampler_name, request.scheduler)
@@ -99,7 +104,7 @@ def txt2img(
         if hires and not interrupted:
             assert latent is not None  # sample gives None only when interrupted
             progress.steps_before = len(sigmas) - 1
-            latent, interrupted = hires_pass(model, request, latent, seeds, subseeds, hr_conds, hr_unconds, progress, hr_time_ids, hr_image_conditioning)
+            latent, interrupted = hires_pass(model, request, latent, seeds, subseeds, hr_conds, hr_unconds, progress, hr_time_ids, hr_image_conditioning, upscalers)
         # 6. decode
         if latent is None:
             return [], [], interrupted

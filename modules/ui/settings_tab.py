@@ -42,6 +42,8 @@ LABELS = {
     "default_sampler": "Default sampler",
     "max_input_megapixels": "Largest img2img input (megapixels)",
     "img2img_fix_steps": "img2img: run exactly the steps set",
+    "ESRGAN_tile": "Upscaler tile size",
+    "ESRGAN_tile_overlap": "Upscaler tile overlap",
     "device": "Device",
     "dtype": "Weights dtype",
     "language": "Language",

@@ -154,7 +154,7 @@ def test_extras_resize_to_with_crop_and_batch(api):
     "path, body, status, words",
     [
         ("extra-single-image", {"image": "", "upscaler_1": "Lanczos"}, 422, ["image is empty"]),
-        ("extra-single-image", {"image": "<image>", "upscaler_1": "R-ESRGAN 4x+"}, 404, ["no upscaler named 'R-ESRGAN 4x+'"]),
+        ("extra-single-image", {"image": "<image>", "upscaler_1": "R-ESRGAN 4x+"}, 404, ["No upscaler named 'R-ESRGAN 4x+' is installed", "models/ESRGAN"]),
         ("extra-single-image", {"image": "<image>", "upscaler_1": "Lanczos", "upscaling_resize": 40}, 422, ["at most 8"]),
         ("extra-batch-images", {"imageList": []}, 422, ["imageList is empty"]),
         ("interrogate", {"image": "<image>", "model": "clip"}, 404, ["no interrogate model"]),
