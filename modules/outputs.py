@@ -205,18 +205,19 @@ class OutputWriter:
         model_hash: str | None = None,
         quality: int = 95,
         kind: str = "images",
+        chunks: dict[str, str] | None = None,
     ) -> Path:
         """Saves ``image`` with ``infotext`` and returns its path.
 
         pattern: A1111's file name pattern (see :data:`TAGS`). request: where [steps], [sampler],
         [cfg], [width], [height]... come from (without it those tags stay as written, except the
         size, which is then the image's). when: the time used for the folder and the date tags
-        (default: now). kind: "grids" saves under ``<task>-grids``."""
+        (default: now). kind: "grids" saves under ``<task>-grids``. chunks: more PNG text chunks."""
         # 1. Check the names and encode outside the lock (the slow part).
         when = when or datetime.now()
         folder = self.folder(task, when, kind)
         _, extension = image_format(fmt)
-        data = image_bytes_with_infotext(image, infotext, fmt, quality)
+        data = image_bytes_with_infotext(image, infotext, fmt, quality, chunks)
         decoration = expand_pattern(pattern, self._fields(image, seed, prompt, model_name, model_hash, when, request))
 
         # 2. Claim a number (its NNNNN.tmp), write the bytes through that file, then rename it into place.

@@ -36,6 +36,7 @@ from modules.extensions.api import ModelLoaded
 from modules.extensions.loader import load_extensions
 from modules.extensions.registry import ExtensionRegistry
 from modules.generation.previews import PreviewChooser
+from modules.generation.request import LATENT_UPSCALE_MODES
 from modules.history import HistorySchemaError, HistoryStore
 from modules.i18n import Translations
 from modules.jobs import JobQueue
@@ -137,9 +138,10 @@ def build_services(args: Args, load_now: bool = True) -> Services:
     queue = JobQueue(max_pending=settings.max_queued_jobs, devices=backend.slots)
     history = open_history(paths)
     outputs = OutputWriter(paths.outputs_dir)
-    models = ModelControl(registry, manager, store, loras, embeddings, paths.checkpoints_dir, args.ckpt)
-    models.restore_vae_choice()
     upscalers = Upscalers(UpscalerCatalog(args.upscaler_folders()), device, lambda: tile_settings(store.settings), half=dtype == torch.float16)
+    models = ModelControl(registry, manager, store, loras, embeddings, paths.checkpoints_dir, args.ckpt,
+                          hires_upscalers=lambda: [*LATENT_UPSCALE_MODES, *upscalers.names()])
+    models.restore_vae_choice()
     runner = backend.runner(RunnerParts(
         manager, ResultRecorder(registry, settings, outputs, history), settings,
         PreviewChooser(paths.vae_approx_dir, paths.preview_factors_file), extensions, loras,
@@ -147,7 +149,7 @@ def build_services(args: Args, load_now: bool = True) -> Services:
     ))
     services = Services(
         args=args, paths=paths, models=models, generation=Submitter(queue, runner, settings, styles, loras, upscalers), upscalers=upscalers,
-        extras=ExtrasJobs(queue, upscalers, lambda: store.settings.max_input_megapixels),
+        extras=ExtrasJobs(queue, upscalers, lambda: store.settings, outputs),
         config=SettingsControl(store, models, manager, queue, extensions), registry=registry, manager=manager, queue=queue,
         history=history, styles=styles, extensions=extensions, outputs=outputs, loras=loras, embeddings=embeddings,
         # an extension's own localizations/ (its descriptions and labels), then the user's files

@@ -25,7 +25,7 @@ from modules.api.list_schemas import (
     ExtrasSingleImageResponse,
 )
 from modules.api.schemas import ApiModel, PngInfoRequest, PngInfoResponse
-from modules.app.extras_jobs import ExtrasResult
+from modules.app.extras_jobs import ExtrasInput, ExtrasResult
 from modules.infotext.create import format_parameters
 from modules.infotext.embed import PARAMETERS_KEY, infotext_from_image
 from modules.infotext.foreign import image_info, read_info
@@ -56,10 +56,12 @@ def extras_options(body: ExtrasFields) -> ExtrasOptions:
 
 def run_extras_job(services: Services, images: list[Image.Image], body: ExtrasFields) -> ExtrasResult:
     """Queues the extras job (behind any generation, as A1111 takes the queue lock) and waits for it."""
-    job = services.extras.submit(images, extras_options(body), f"extras: {len(images)} image(s)")
+    job = services.extras.submit([ExtrasInput(image) for image in images], extras_options(body), description=f"extras: {len(images)} image(s)")
     result = job.result()
     if result is None or result.interrupted:
         raise ApiInputError("The extras job was interrupted before it finished.")
+    if result.skipped:
+        raise ApiInputError("Some images could not be upscaled: " + "; ".join(result.skipped))
     return result
 
 

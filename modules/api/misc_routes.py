@@ -143,7 +143,7 @@ def add_misc_routes(router: APIRouter, services: Services) -> None:
     def get_script_info() -> list[dict[str, Any]]:
         """Each script's arguments in `script_args` order (the extensions' always-on ones too)."""
         ours = [s.info() for s in (*available_scripts(False), *available_scripts(True))]
-        return ours + [extension_script_info(s, tab) for tab in ("txt2img", "img2img") for s in services.extensions.scripts(tab)]
+        return ours + [extension_script_info(s, tab, services.upscalers.names()) for tab in ("txt2img", "img2img") for s in services.extensions.scripts(tab)]
 
     @router.get("/extensions", response_model=list[ExtensionItem])
     def get_extensions() -> list[dict[str, Any]]:

@@ -145,7 +145,9 @@ def find_script(name: str, is_img2img: bool, others: tuple[str, ...] = ()) -> Se
     return script
 
 
-def extension_script_info(script: Any, tab: str) -> dict[str, Any]:
-    """/script-info's entry for an extension's script (modules.extensions.api.Script) on `tab`."""
-    args = [ScriptArg(c.label, c.default, c.minimum, c.maximum, c.step, c.choices).info() for c in script.controls]
+def extension_script_info(script: Any, tab: str, upscalers: list[str] | None = None) -> dict[str, Any]:
+    """/script-info's entry for an extension's script (modules.extensions.api.Script) on `tab`; an
+    upscaler control lists `upscalers` (the installed ones) as its choices."""
+    args = [ScriptArg(None if c.kind == "note" else c.label, c.default, c.minimum, c.maximum, c.step,
+                      tuple(upscalers or ()) if c.kind == "upscaler" else c.choices).info() for c in script.controls]
     return {"name": script.name, "is_alwayson": script.always_on, "is_img2img": tab == "img2img", "args": args}

@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable, Collection
 
 from modules.checkpoints.manager import VAE_AUTOMATIC, VAE_NONE, LoadedModel, ModelManager
 from modules.checkpoints.registry import ModelFile, ModelRegistry
@@ -54,8 +54,10 @@ class ModelControl:
     """Checkpoints, VAEs and extra networks as the UI and the API use them."""
 
     def __init__(self, registry: ModelRegistry, manager: ModelManager, store: SettingsStore, loras: "LoraLibrary",
-                 embeddings: "EmbeddingLibrary", checkpoints_dir: Path, startup_path: Path | None = None):
+                 embeddings: "EmbeddingLibrary", checkpoints_dir: Path, startup_path: Path | None = None,
+                 hires_upscalers: Callable[[], Collection[str]] | None = None):
         self.registry = registry
+        self.hires_upscalers = hires_upscalers  # () -> the names hires fix takes now (latent modes, built-ins, model files)
         self.manager = manager
         self.store = store  # remembers the chosen checkpoint and VAE (config.json)
         self.loras = loras
@@ -115,7 +117,9 @@ class ModelControl:
 
     def picture_restorer(self) -> PictureRestorer:
         """Restores a picture's settings against the models here (Send to, paste, the API's infotext)."""
-        return PictureRestorer(self.registry, self.loras, self.embeddings)
+        if self.hires_upscalers is None:
+            return PictureRestorer(self.registry, self.loras, self.embeddings)
+        return PictureRestorer(self.registry, self.loras, self.embeddings, self.hires_upscalers())
 
     def count_tokens(self, prompt: str) -> tuple[int, int]:
         """(tokens, limit) of the longest text the prompt becomes (A1111's `N/75` counter)."""

@@ -24,10 +24,12 @@ from modules.generation.tasks import TaskContext, run_task
 from modules.jobs import JobContext, ProgressEvent
 from modules.sampling.sampler_table import parse_sampler_name
 from modules.sampling.schedules import find_schedule
+from modules.upscalers.progress import TileProgress, describe_tiles
 
 if TYPE_CHECKING:
     from modules.app.runner import InProcessRunner
     from modules.checkpoints.manager import LoadedModel, ModelManager
+    from modules.upscalers.service import Upscalers
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +55,7 @@ def run_script(runner: "InProcessRunner", ctx: JobContext, call: ScriptCall, req
     stopped = _Stopped()
     loras = request_loras(runner.loras, request)  # applied by the runner; again after a model switch
 
-    def generate(cell: GenerationRequest) -> GenerationResult:
+    def generate(cell: GenerationRequest, infotext_extra: dict[str, Any] | None = None) -> GenerationResult:
         cell.validate()
         checkpoint = cell.checkpoint if cell.checkpoint and (
             manager.loaded is None or manager.loaded.checkpoint != manager.registry.find_checkpoint(cell.checkpoint)) else None
@@ -71,6 +73,7 @@ def run_script(runner: "InProcessRunner", ctx: JobContext, call: ScriptCall, req
         cell_ctx = TaskContext(task_ctx.on_step, task_ctx.preview, hooks.engine(), task_ctx.fix_steps, task_ctx.upscalers)
         result = run_task(call.task, model, cell, cell_ctx)
         result.extra_parameters.update(runner.lora_infotext(loras))
+        result.extra_parameters.update(infotext_extra or {})
         runner.recorder.describe(model, cell, result, hooks)
         stopped.interrupted |= result.interrupted
         return result
@@ -79,9 +82,24 @@ def run_script(runner: "InProcessRunner", ctx: JobContext, call: ScriptCall, req
         done = round(1000 * min(max(fraction, 0.0), 1.0))
         ctx.report(ProgressEvent(textinfo=text, step=max(done, 1), steps=1000, preview=images[-1] if images else None))
 
+    def upscale(image: Any, name: str, scale: float) -> Any:
+        if runner.upscalers is None:
+            raise UserError("Model upscalers are not available here.")
+
+        def on_tiles(tiles: TileProgress) -> None:
+            if ctx.interrupt_requested:
+                raise Interrupted()
+            ctx.report(ProgressEvent(textinfo=describe_tiles(tiles), step=max(tiles.tile, 1), steps=max(tiles.tiles, 1)))
+        return runner.upscalers.upscale(image, name, scale, on_tiles)
+
+    def canonical(kind: str, text: str) -> str:
+        if kind == "upscaler":
+            return upscaler_name(runner.upscalers, text)
+        return canonical_name(manager, kind, text)
+
     script = call.script
     run = ScriptRun(call.task, request, call.values, generate, manager.switch_checkpoint, manager.switch_vae, show,
-                    lambda: stopped.interrupted or ctx.interrupt_requested, lambda kind, text: canonical_name(manager, kind, text))
+                    lambda: stopped.interrupted or ctx.interrupt_requested, canonical, upscale)
     try:
         result = script.run(run)  # type: ignore[misc]
     except (Interrupted, Skipped, UserError):
@@ -112,6 +130,21 @@ def _held_model(manager: "ModelManager") -> "LoadedModel":
     and a checkpoint switch replaces it, never clears it."""
     assert manager.loaded is not None
     return manager.loaded
+
+
+def upscaler_name(upscalers: "Upscalers | None", text: str) -> str:
+    """An installed upscaler's name from its name (any case) or A1111's index into the list."""
+    if upscalers is None:
+        if text.strip().lower() in ("none", "lanczos", "nearest"):
+            return text.strip().capitalize()
+        raise UserError(f"No upscaler named {text!r}: model upscalers are not available here.")
+    names = upscalers.names()
+    if text.strip().isdigit() and text.strip() not in names:
+        index = int(text.strip())
+        if index >= len(names):
+            raise UserError(f"There is no upscaler number {index}: {len(names)} are installed ({', '.join(names)}).")
+        return names[index]
+    return upscalers.catalog.find(text.strip()).name
 
 
 def canonical_name(manager: "ModelManager", kind: str, text: str) -> str:

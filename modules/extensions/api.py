@@ -29,7 +29,7 @@ class Control:
     name: str
     label: str
     default: Any
-    kind: str = "text"  # "slider", "number", "checkbox", "dropdown", "text"
+    kind: str = "text"  # "slider", "number", "checkbox", "dropdown", "text", "upscaler", "note"
     minimum: float | None = None
     maximum: float | None = None
     step: float | None = None
@@ -53,6 +53,10 @@ class Control:
                 raise ValueError(f"{self.label} must be between {self.minimum:g} and {self.maximum:g}, not {number:g}")
             whole = isinstance(self.default, int) and not isinstance(self.default, bool)
             return int(number) if whole and number == int(number) else number
+        if self.kind == "upscaler":  # a name, or A1111's index into the upscaler list: ScriptRun.canonical("upscaler", ...) resolves it
+            if isinstance(value, bool) or not isinstance(value, (int, str)):
+                raise ValueError(f"{self.label} must be an upscaler's name or index, not {value!r}")
+            return str(value)
         if self.kind == "dropdown":
             if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < len(self.choices or ()):
                 return (self.choices or ())[value]  # A1111 clients send some choices by index
@@ -81,6 +85,17 @@ def Dropdown(name: str, label: str, choices: list[str] | tuple[str, ...], defaul
 
 def Textbox(name: str, label: str, default: str = "", lines: int = 1, tooltip: str = "") -> Control:  # noqa: N802
     return Control(name, label, default, "text", lines=lines, tooltip=tooltip)
+
+
+def Upscaler(name: str, label: str, default: str = "Lanczos", tooltip: str = "") -> Control:  # noqa: N802
+    """A choice among the installed upscalers (the list the Extras tab shows); the script gets the
+    name as given, to resolve with `run.canonical("upscaler", value)` (names and A1111's indexes)."""
+    return Control(name, label, default, "upscaler", tooltip=tooltip)
+
+
+def Note(name: str, text: str) -> Control:  # noqa: N802
+    """A line of text shown among the controls (A1111 scripts' info line); its value is ignored."""
+    return Control(name, text, "", "note")
 
 
 # -- hook arguments ----------------------------------------------------------------------------
@@ -190,12 +205,13 @@ class ScriptRun:
     task: str
     request: Any
     values: dict[str, Any]
-    generate: Callable[[Any], Any]  # request -> GenerationResult
+    generate: Callable[..., Any]  # (request, infotext_extra: dict | None = None) -> GenerationResult; the dict's keys go into each image's infotext
     switch_checkpoint: Callable[[str], object]  # what it returns is not part of the contract
     switch_vae: Callable[[str], object]
     show: Callable[..., None]  # (images so far, a line of text, fraction done 0-1): the UI shows them at once
     interrupted: Callable[[], bool]
-    canonical: Callable[[str, str], str]  # (kind, text) -> the name Easel uses; UserError if unknown. kind: sampler, schedule, checkpoint, vae
+    canonical: Callable[[str, str], str]  # (kind, text) -> the name Easel uses; UserError if unknown. kind: sampler, schedule, checkpoint, vae, upscaler
+    upscale: Callable[[Any, str, float], Any] | None = None  # (PIL image, upscaler name, scale) -> PIL image, with tile progress
 
 
 @dataclass

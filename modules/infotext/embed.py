@@ -71,19 +71,20 @@ def exif_with_user_comment(text: str) -> bytes:
     return piexif.dump({"Exif": {piexif.ExifIFD.UserComment: comment}})
 
 
-def image_bytes_with_infotext(image: Image.Image, text: str, fmt: str, quality: int = 95) -> bytes:
+def image_bytes_with_infotext(image: Image.Image, text: str, fmt: str, quality: int = 95, chunks: dict[str, str] | None = None) -> bytes:
     """``image`` encoded as ``fmt`` (png, jpg/jpeg, webp) with ``text`` stored as A1111 stores
-    it. An empty ``text`` stores nothing. ``quality`` applies to JPEG and WebP."""
+    it. An empty ``text`` stores nothing. ``quality`` applies to JPEG and WebP. ``chunks``: more
+    PNG text chunks (Extras' `postprocessing` and `extras`); JPEG and WebP keep only ``text``."""
     pil_format, _ = image_format(fmt)
     text = well_formed(text)
     buffer = io.BytesIO()
     if pil_format == "PNG":
         info = PngInfo()
-        if text:
-            if _is_latin1(text):
-                info.add_text(PARAMETERS_KEY, text)
+        for key, value in (({PARAMETERS_KEY: text} if text else {}) | dict(chunks or {})).items():
+            if _is_latin1(value):
+                info.add_text(key, value)
             else:
-                info.add_itxt(PARAMETERS_KEY, text)
+                info.add_itxt(key, value)
         image.save(buffer, format="PNG", pnginfo=info)
         return buffer.getvalue()
 

@@ -18,6 +18,7 @@ from modules.checkpoints.manager import VAE_AUTOMATIC, VAE_NONE
 from modules.errors import UserError
 from modules.services import Services
 from modules.ui.access import PageGate
+from modules.ui.extras_tab import build_extras_tab
 from modules.ui.history_tab import build_history_tab
 from modules.ui.img2img import IMG2IMG_CSS, build_img2img_tab
 from modules.ui.outpainting import OUTPAINT_CSS, build_outpainting_tab
@@ -29,6 +30,7 @@ from modules.ui.sessions import SessionRuns
 from modules.ui.settings_tab import build_settings_tab
 from modules.ui.text import L, Words
 from modules.ui.txt2img import build_txt2img_tab
+from modules.ui.upscaler_lists import UPSCALER_CLASS, refreshed
 
 log = logging.getLogger(__name__)
 VAE_MODES = (VAE_AUTOMATIC, VAE_NONE)  # translated in the dropdown; file names are not
@@ -138,6 +140,8 @@ def build_ui(services: Services) -> gr.Blocks:
                 img2img = build_img2img_tab(services, img2img_runs)
             with gr.Tab(L("Outpainting"), id="Outpainting", elem_id="tab-outpainting"):
                 outpainting = build_outpainting_tab(services, outpaint_runs)
+            with gr.Tab(L("Extras"), id="Extras", elem_id="tab-extras"):
+                extras = build_extras_tab(services, words)
             with gr.Tab(L("PNG Info"), id="PNG Info", elem_id="tab-png-info"):
                 png_info = build_png_info_tab(lambda: services.settings.max_input_megapixels, words)
             with gr.Tab(L("History"), id="History", elem_id="tab-history") as history_tab_item:
@@ -158,6 +162,8 @@ def build_ui(services: Services) -> gr.Blocks:
         png_buttons = {"txt2img": png_info.send_txt2img, "img2img": png_info.send_img2img, "inpaint": png_info.send_inpaint,
                        "outpainting": png_info.send_outpainting}
         sending.wire_saved_image(SendSource(png_buttons, png_info.parameters, png_info.image_file, png_info.message))
+        sending.wire_saved_image(SendSource({"img2img": extras.send_img2img, "inpaint": extras.send_inpaint}, extras.infotext,
+                                            extras.image_path, extras.message))
         history_buttons = {"txt2img": history.send_txt2img, "img2img": history.send_img2img, "inpaint": history.send_inpaint,
                            "outpainting": history.send_outpainting}
         sending.wire_saved_image(SendSource(history_buttons, history.selected_infotext, history.selected_path, history.message))
@@ -172,6 +178,16 @@ def build_ui(services: Services) -> gr.Blocks:
         vae.input(on_vae, vae, outputs, concurrency_id="model", concurrency_limit=1)
         refresh.click(on_refresh, None, outputs, concurrency_id="model", concurrency_limit=1)
         demo.load(on_load, None, outputs)
+        upscaler_dropdowns = [block for block in demo.blocks.values()
+                              if isinstance(block, gr.Dropdown) and UPSCALER_CLASS in (block.elem_classes or [])]
+
+        def on_upscalers(*chosen: str) -> list:
+            """Model files added since the page was built show up at the next load and on 🔄."""
+            names = services.upscalers.names()
+            return [refreshed(dropdown, names, value) for dropdown, value in zip(upscaler_dropdowns, chosen)]
+
+        demo.load(on_upscalers, upscaler_dropdowns, upscaler_dropdowns, show_progress="hidden")
+        refresh.click(on_upscalers, upscaler_dropdowns, upscaler_dropdowns, show_progress="hidden")
     return demo
 
 

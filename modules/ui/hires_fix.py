@@ -11,26 +11,29 @@ from typing import Any
 import gradio as gr
 
 from modules.generation.hires import hires_target
-from modules.generation.request import HIRES_UPSCALERS, GenerationRequest
+from modules.generation.request import GenerationRequest
 from modules.sampling.sampler_table import sampler_labels
 from modules.sampling.schedules import schedule_labels
 from modules.ui.generation_panel import Fields
 from modules.ui.progress_view import Say, english
 from modules.ui.text import L, Words
+from modules.ui.upscaler_lists import HIRES_CLASS, UPSCALER_CLASS, hires_upscaler_names, upscaler_choices
 
 SAME_SAMPLER = "Use same sampler"
 SAME_SCHEDULER = "Use same scheduler"
 DEFAULT_STRENGTH = 0.7  # A1111's UI default for the hires pass
 
 
-def build_hires_fix(fields: Fields) -> gr.HTML:
+def build_hires_fix(fields: Fields, upscaler_names: list[str]) -> gr.HTML:
     """The controls (elem ids txt2img-hr-*); the settings show while the checkbox is on. Returns the
-    size line, for `wire_size_line` once the width and height sliders exist."""
+    size line, for `wire_size_line` once the width and height sliders exist. `upscaler_names`: the
+    installed upscalers (modules/upscalers)."""
     with gr.Group():
         fields["enable_hr"] = gr.Checkbox(label=L("Hires. fix"), value=False, elem_id="txt2img-hr-enable")
     with gr.Column(visible=False, elem_id="txt2img-hr-settings") as settings:
         with gr.Row():
-            fields["hr_upscaler"] = gr.Dropdown(label=L("Upscaler"), choices=[(L(name), name) for name in HIRES_UPSCALERS], value="Latent", elem_id="txt2img-hr-upscaler")
+            fields["hr_upscaler"] = gr.Dropdown(label=L("Upscaler"), choices=upscaler_choices(hires_upscaler_names(upscaler_names)), value="Latent",
+                                                elem_id="txt2img-hr-upscaler", elem_classes=[UPSCALER_CLASS, HIRES_CLASS])
             fields["hr_second_pass_steps"] = gr.Slider(0, 150, value=0, step=1, label=L("Hires steps (0: same)"), elem_id="txt2img-hr-steps")
         with gr.Row():
             fields["denoising_strength"] = gr.Slider(0.0, 1.0, value=DEFAULT_STRENGTH, step=0.01, label=L("Denoising strength"), elem_id="txt2img-hr-denoising")

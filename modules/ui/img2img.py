@@ -172,7 +172,7 @@ def build_img2img_tab(services: Services, runs: SessionRuns) -> Img2ImgTab:
             fields["denoising_strength"] = gr.Slider(0.0, 1.0, value=0.75, step=0.01, label=L("Denoising strength"), elem_id="img2img-denoising")
             reuse_seed = build_seed_controls(PREFIX, fields)
             # The sections, in SECTION_ORDER (modules/ui/sections.py).
-            scripts = build_scripts_panel(services.extensions, "img2img", PREFIX)
+            scripts = build_scripts_panel(services.extensions, "img2img", PREFIX, services.upscalers.names())
             build_extra_networks(services, PREFIX, fields["prompt"])
         with gr.Column(scale=6, min_width=340, elem_id=f"{PREFIX}-results"):
             output = build_output_column(PREFIX)

@@ -17,12 +17,19 @@ from modules.errors import UserError
 from modules.extensions.api import Control, Script
 from modules.extensions.registry import ExtensionRegistry
 from modules.ui.text import L
+from modules.ui.upscaler_lists import UPSCALER_CLASS, upscaler_choices
 
 NONE = "None"
 
 
-def build_control(control: Control, elem_id: str) -> gr.components.Component:
+def build_control(control: Control, elem_id: str, upscalers: list[str] | None = None) -> gr.components.Component:
     info = L(control.tooltip) if control.tooltip else None
+    if control.kind == "note":
+        return gr.Markdown(L(control.label), elem_id=elem_id)
+    if control.kind == "upscaler":
+        names = upscalers or ["None", "Lanczos", "Nearest"]
+        return gr.Dropdown(upscaler_choices(names), value=control.default if control.default in names else names[0],
+                           label=L(control.label), info=info, elem_id=elem_id, elem_classes=UPSCALER_CLASS)
     if control.kind == "slider":
         low, high = control.minimum if control.minimum is not None else 0, control.maximum if control.maximum is not None else 100  # gradio's own defaults
         return gr.Slider(low, high, value=control.default, step=control.step, label=L(control.label), info=info, elem_id=elem_id)
@@ -69,14 +76,14 @@ class ScriptsPanel:
             raise UserError(f"{script.title}: {error}.") from error
 
 
-def build_scripts_panel(registry: ExtensionRegistry, tab: str, prefix: str) -> ScriptsPanel:
+def build_scripts_panel(registry: ExtensionRegistry, tab: str, prefix: str, upscalers: list[str] | None = None) -> ScriptsPanel:
     panel = ScriptsPanel()
     always_on = registry.scripts(tab, always_on=True)
     if always_on:
         with gr.Column(elem_id=f"{prefix}-always-on"):  # the "extensions" section (modules/ui/sections.py)
             for script in always_on:
                 with gr.Accordion(L(script.title), open=False, elem_id=f"{prefix}-script-{_slug(script.title)}"):
-                    controls = {c.name: build_control(c, f"{prefix}-{_slug(script.title)}-{_slug(c.name)}") for c in script.controls}
+                    controls = {c.name: build_control(c, f"{prefix}-{_slug(script.title)}-{_slug(c.name)}", upscalers) for c in script.controls}
                 panel.always_on[script.name] = (script, controls)
     selectable = registry.scripts(tab, always_on=False)
     if not selectable:
@@ -85,7 +92,7 @@ def build_scripts_panel(registry: ExtensionRegistry, tab: str, prefix: str) -> S
     groups = []
     for script in selectable:
         with gr.Group(visible=False, elem_id=f"{prefix}-script-{_slug(script.title)}") as group:
-            controls = {c.name: build_control(c, f"{prefix}-{_slug(script.title)}-{_slug(c.name)}") for c in script.controls}
+            controls = {c.name: build_control(c, f"{prefix}-{_slug(script.title)}-{_slug(c.name)}", upscalers) for c in script.controls}
         panel.selectable[script.title] = (script, controls)
         groups.append((script.title, group))
 

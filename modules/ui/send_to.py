@@ -185,7 +185,8 @@ class SendWiring:
             button.click(handler(target), None, self.picture_outputs(target), show_progress="hidden", js=switch_tabs_js(target))
 
     def wire_saved_image(self, source: SendSource) -> None:
-        """PNG Info / History: the parameters to txt2img, or the image and them to img2img / inpaint."""
+        """PNG Info / History / Extras: the parameters to txt2img, or the image and them to img2img /
+        inpaint (each where the source has that button)."""
         def to_txt2img(infotext: str | None, request: gr.Request) -> dict:
             say = self.say(request)
             if not infotext:
@@ -210,11 +211,12 @@ class SendWiring:
                 return updates
             return send
 
-        source.buttons["txt2img"].click(
-            to_txt2img, source.infotext,
-            [*self.txt2img.fields.values(), self.txt2img.prompt_row.notice, source.message, *self.model_line.components],
-            js=switch_tabs_js("txt2img"), concurrency_id="model", concurrency_limit=1,
-        )
+        if "txt2img" in source.buttons:
+            source.buttons["txt2img"].click(
+                to_txt2img, source.infotext,
+                [*self.txt2img.fields.values(), self.txt2img.prompt_row.notice, source.message, *self.model_line.components],
+                js=switch_tabs_js("txt2img"), concurrency_id="model", concurrency_limit=1,
+            )
         for target in ("img2img", "inpaint", "outpainting"):
             if target not in source.buttons:
                 continue

@@ -65,8 +65,8 @@ def build_txt2img_tab(services: Services, runs: SessionRuns) -> Txt2ImgTab:
             build_cfg_slider(PREFIX, fields, defaults)
             reuse_seed = build_seed_controls(PREFIX, fields)
             # The sections, in SECTION_ORDER (modules/ui/sections.py).
-            hires_size_line = build_hires_fix(fields)
-            scripts = build_scripts_panel(services.extensions, "txt2img", PREFIX)
+            hires_size_line = build_hires_fix(fields, services.upscalers.names())
+            scripts = build_scripts_panel(services.extensions, "txt2img", PREFIX, services.upscalers.names())
             build_extra_networks(services, PREFIX, fields["prompt"])
         with gr.Column(scale=6, min_width=340, elem_id=f"{PREFIX}-results"):
             output = build_output_column(PREFIX)

@@ -49,7 +49,7 @@ A1111_FILES: dict[str, tuple[str, int]] = {
     "dat_x3": ("DAT x3", 3),
     "dat_x4": ("DAT x4", 4),
 }
-_SCALE_IN_NAME = re.compile(r"(?:^|[^a-z0-9])(?:x([1-8])|([1-8])x)(?:[^a-z0-9]|$)", re.IGNORECASE)
+_SCALE_IN_NAME = re.compile(r"(?:^|[^a-z0-9]|sr)x([1-8])(?![0-9])|(?:^|[^a-z0-9])([1-8])x(?![a-z0-9])", re.IGNORECASE)  # "4x-", "_x2", "SRx2"
 
 
 class UnknownUpscalerError(ModelNotFoundError):

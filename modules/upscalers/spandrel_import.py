@@ -12,6 +12,7 @@ find none, as before.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import sys
 import threading
 import types
