@@ -81,6 +81,11 @@ class Upscalers:
     def names(self) -> list[str]:
         return self.catalog.names()
 
+    def loaded(self) -> list[Path]:
+        """The model files held in memory, least recently used first."""
+        with self._lock:
+            return [path for path, _ in self._models]
+
     def model(self, entry: UpscalerEntry) -> Any:
         """The loaded model of a file entry (read once, then kept while among the last used)."""
         assert entry.path is not None

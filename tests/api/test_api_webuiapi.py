@@ -110,3 +110,21 @@ def test_unknown_api_paths_answer_a1111_json_beside_the_ui(live_server):
     wrong = httpx.get(live_server.url + "/sdapi/v1/txt2img")
     assert wrong.status_code == 405 and wrong.json()["error"] == "HTTPException"
     assert httpx.get(live_server.url + "/").status_code == 200  # the UI is still served at /
+
+
+def test_extras_with_a_model_upscaler_through_the_client(client, api_models):
+    """webuiapi's extra_single_image / extra_batch_images, unchanged, with a model file dropped into
+    models/ESRGAN while the server runs (listed at once, no restart)."""
+    from tests import upscaler_models
+
+    path = upscaler_models.write(api_models / "ESRGAN" / "4x-Client.safetensors", upscaler_models.compact(4, seed=5))
+    try:
+        assert "4x-Client" in [u["name"] for u in client.get_upscalers()]
+        picture = Image.new("RGB", (40, 24), (200, 40, 40))
+        ImageDraw.Draw(picture).ellipse((8, 4, 30, 20), fill=(20, 20, 220))
+        single = client.extra_single_image(image=picture, upscaler_1="4x-Client", upscaling_resize=2)
+        assert single.image.size == (80, 48) and "Postprocess upscaler: 4x-Client" in single.info
+        batch = client.extra_batch_images(images=[picture, picture.resize((16, 16))], upscaler_1="4x-Client", upscaling_resize=4)
+        assert [image.size for image in batch.images] == [(160, 96), (64, 64)]
+    finally:
+        path.unlink()
