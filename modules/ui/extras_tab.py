@@ -108,8 +108,8 @@ def build_extras_tab(services: Services, words: Words) -> ExtrasTab:
                                       info=L("How many times larger the picture becomes."))
                 with gr.Tab(L("Scale to"), id="scale-to", elem_id="extras-scale-to-tab") as scale_to_tab:
                     with gr.Row():
-                        width = gr.Number(value=512, precision=0, minimum=8, label=L("Width"), elem_id="extras-width")
-                        height = gr.Number(value=512, precision=0, minimum=8, label=L("Height"), elem_id="extras-height")
+                        width = gr.Number(value=512, precision=0, label=L("Width"), elem_id="extras-width")
+                        height = gr.Number(value=512, precision=0, label=L("Height"), elem_id="extras-height")
                     crop = gr.Checkbox(value=True, label=L("Crop to fit"), elem_id="extras-crop",
                                        info=L("Cover the size and cut off what is over (else the picture keeps its shape)."))
             upscaler_1 = gr.Dropdown(upscaler_choices(names), value=NONE, label=L("Upscaler 1"), elem_id="extras-upscaler-1",
