@@ -111,7 +111,7 @@ class ExtrasFields(ApiModel):
 
     resize_mode: Optional[int] = Field(0, description="0: scale by upscaling_resize; 1: to upscaling_resize_w x _h.")
     show_extras_results: Optional[bool] = True
-    gfpgan_visibility: Optional[float] = Field(0, description="Accepted, ignored: no face restorers.")
+    gfpgan_visibility: Optional[float] = Field(0, description="0: Easel has no face restorers yet (more is a 422).")
     codeformer_visibility: Optional[float] = 0
     codeformer_weight: Optional[float] = 0
     upscaling_resize: Optional[float] = Field(2, description="Scale factor, 1-8.")

@@ -180,6 +180,8 @@ def _common(services: Services, body: GenerationFields, overrides: dict[str, Any
     scheduler = _schedule_label(carried if carried is not None else body.scheduler)
     if body.refiner_checkpoint not in (None, "", "None"):
         raise ApiInputError("refiner_checkpoint is not supported by Easel yet: leave it empty.")
+    if body.restore_faces:
+        raise ApiInputError("restore_faces: Easel has no face restoration model yet (GFPGAN and CodeFormer are not supported); send false.")
     if body.eta is not None and not ETA_RANGE[0] <= body.eta <= ETA_RANGE[1]:
         raise ApiInputError(f"eta must be between {ETA_RANGE[0]:g} and {ETA_RANGE[1]:g}, not {body.eta:g}.")
     for name in ("seed_resize_from_w", "seed_resize_from_h"):

@@ -47,7 +47,7 @@ class GenerationFields(ApiModel):
     cfg_scale: Optional[float] = 7.0
     width: Optional[int] = Field(512, description="Multiple of 8.")
     height: Optional[int] = Field(512, description="Multiple of 8.")
-    restore_faces: Optional[bool] = Field(None, description="Accepted and ignored: Easel has no face restorers.")
+    restore_faces: Optional[bool] = Field(None, description="false or left out: Easel has no face restorers yet (true is a 422).")
     tiling: Optional[bool] = None
     do_not_save_samples: Optional[bool] = False
     do_not_save_grid: Optional[bool] = False

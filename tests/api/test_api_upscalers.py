@@ -200,3 +200,11 @@ def test_script_info_lists_the_installed_upscalers_for_sd_upscale(api, installed
     info = next(s for s in client.get(f"{API}/script-info").json() if s["name"] == "sd upscale")
     assert info["is_img2img"] and [a["label"] for a in info["args"]] == [None, "Tile overlap", "Upscaler", "Scale Factor"]
     assert ULTRASHARP in info["args"][2]["choices"] and info["args"][1]["value"] == 64
+
+
+def test_face_restoration_is_refused_by_name_not_ignored(api):
+    client, _ = api
+    answer = client.post(f"{API}/txt2img", json={"prompt": "a face", "width": 64, "height": 64, "steps": 2, "restore_faces": True})
+    assert answer.status_code == 422 and "restore_faces" in answer.json()["detail"] and "send false" in answer.json()["detail"]
+    assert client.post(f"{API}/txt2img", json={"prompt": "a face", "width": 64, "height": 64, "steps": 2, "restore_faces": False}).status_code == 200
+    assert client.get(f"{API}/face-restorers").json() == []
