@@ -10,7 +10,6 @@ import pytest
 from PIL import Image
 
 from modules.api.errors import ApiInputError
-from modules.api.extras_routes import upscale
 from modules.api.images import decode_base64, decode_image, strip_data_uri
 from modules.api.scripts import SCRIPTS
 from modules.generation.request import Img2ImgRequest
@@ -55,14 +54,24 @@ def test_decoded_images_are_checked_for_size_before_their_pixels_are_read():
     ((64, 48), 0.5, "Lanczos", (32, 24)),
     ((64, 64), 1, "Nearest", (64, 64)),
 ])
-def test_upscale_rounds_down_to_multiples_of_8_as_a1111(size, scale, upscaler, expected):
-    assert upscale(Image.new("RGB", size), upscaler, scale).size == expected
+def test_upscale_rounds_down_to_multiples_of_8_as_a1111(tmp_path, size, scale, upscaler, expected):
+    assert built_in_upscalers(tmp_path).upscale(Image.new("RGB", size), upscaler, scale).size == expected
 
 
-def test_nearest_upscale_keeps_hard_edges():
+def built_in_upscalers(root):
+    """The upscalers with no model files: None, Lanczos, Nearest."""
+    import torch
+
+    from modules.upscalers.catalog import UpscalerCatalog
+    from modules.upscalers.service import TileSettings, Upscalers
+
+    return Upscalers(UpscalerCatalog({"ESRGAN": root / "ESRGAN"}), torch.device("cpu"), lambda: TileSettings())
+
+
+def test_nearest_upscale_keeps_hard_edges(tmp_path):
     image = Image.new("RGB", (8, 8), (0, 0, 0))
     image.paste((255, 255, 255), (0, 0, 4, 8))
-    out = upscale(image, "Nearest", 2)
+    out = built_in_upscalers(tmp_path).upscale(image, "Nearest", 2)
     assert {tuple(p) for p in np.asarray(out).reshape(-1, 3).tolist()} == {(0, 0, 0), (255, 255, 255)}
 
 
