@@ -47,14 +47,14 @@ def test_styles_embeddings_scripts_and_the_empty_lists(api):
     assert client.get(f"{API}/embeddings").json() == {"loaded": {}, "skipped": {}}
     scripts = client.get(f"{API}/scripts").json()
     assert scripts == {"txt2img": ["prompt matrix", "x/y/z plot"],  # the built-in extensions' scripts
-                       "img2img": ["outpainting mk2", "poor man's outpainting", "prompt matrix", "x/y/z plot"]}
+                       "img2img": ["outpainting mk2", "poor man's outpainting", "prompt matrix", "sd upscale", "x/y/z plot"]}
     info = client.get(f"{API}/script-info").json()
     assert [(s["name"], s["is_img2img"]) for s in info] == [
         ("outpainting mk2", True), ("poor man's outpainting", True), ("prompt matrix", False), ("x/y/z plot", False),
-        ("prompt matrix", True), ("x/y/z plot", True)]
+        ("prompt matrix", True), ("sd upscale", True), ("x/y/z plot", True)]
     assert client.get(f"{API}/extensions").json() == [
         {"name": name, "remote": "", "branch": "", "commit_hash": "", "version": "1.0", "commit_date": 0, "enabled": True}
-        for name in ("prompt-matrix", "xyz-plot")]
+        for name in ("prompt-matrix", "sd-upscale", "xyz-plot")]
     for path in ("loras", "hypernetworks", "face-restorers", "realesrgan-models"):
         response = client.get(f"{API}/{path}")
         assert response.status_code == 200 and response.json() == [], path

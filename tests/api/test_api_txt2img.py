@@ -239,7 +239,7 @@ def test_hires_fix_doubles_the_size(api):
         ({"seed": 2**40}, 422, "RequestError", ["seed must be -1"]),
         ({"steps": "many"}, 422, "RequestValidationError", ["steps"]),
         ({"hr_checkpoint_name": "beta", "enable_hr": True}, 422, "ApiInputError", ["hr_checkpoint_name"]),
-        ({"enable_hr": True, "hr_upscaler": "R-ESRGAN 4x+"}, 422, "RequestError", ["Could not find upscaler named 'R-ESRGAN 4x+'", "hr_upscaler must be one of", "Lanczos"]),
+        ({"enable_hr": True, "hr_upscaler": "R-ESRGAN 4x+"}, 404, "UnknownUpscalerError", ["No upscaler named 'R-ESRGAN 4x+' is installed", "Lanczos", "models/RealESRGAN"]),
         ({"script_name": "loopback wave"}, 422, "ApiInputError", ["Script 'loopback wave' not found", "x/y/z plot"]),
         ({"override_settings": {"CLIP_stop_at_last_layers": 40}}, 422, "ApiInputError", ["CLIP_stop_at_last_layers must be between 1 and 12"]),
     ],
