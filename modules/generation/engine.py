@@ -13,9 +13,9 @@ posterior's mean, so the same image always gives the same latent) and `decode()`
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import torch
 from PIL import Image
@@ -30,6 +30,9 @@ from modules.sampling import noise as noise_mod
 from modules.sampling.denoiser import DiscreteDenoiser
 from modules.sampling.sampler_table import SamplerSpec, parse_sampler_name
 from modules.sampling.types import Denoiser, NoiseRange, SamplerContext, StepInfo
+
+if TYPE_CHECKING:
+    from modules.controlnet.apply import ControlPlan
 
 
 class Interrupted(Exception):
@@ -122,6 +125,7 @@ class SamplingPass:
     time_ids: torch.Tensor | None = None  # SDXL size conditioning
     noise_range: NoiseRange | None = None  # the full schedule's range (SDE samplers' trees)
     fallback: torch.Tensor | None = None  # the result when interrupted before the first step
+    control: "ControlPlan | None" = None  # ControlNet units (their step source is bound by `sample`)
 
 
 class MaskedDenoiser:
@@ -181,10 +185,11 @@ def alphas_cumprod(model: LoadedModel) -> torch.Tensor:
 
 
 def model_denoiser(model: LoadedModel, time_ids: torch.Tensor | None = None, image_conditioning: torch.Tensor | None = None,
-                   unet: torch.nn.Module | None = None) -> DiscreteDenoiser:
+                   unet: torch.nn.Module | None = None, control: "ControlPlan | None" = None) -> DiscreteDenoiser:
     """The UNet (or `unet`: the pass's optimised view of it) as a k-diffusion denoiser; also the
     model's sigma grid for building schedules."""
-    return DiscreteDenoiser(UNetEps(unet if unet is not None else model.unet, time_ids, image_conditioning), alphas_cumprod(model), model.spec.prediction_type)
+    eps = UNetEps(unet if unet is not None else model.unet, time_ids, image_conditioning, control)
+    return DiscreteDenoiser(eps, alphas_cumprod(model), model.spec.prediction_type)
 
 
 def resolve_sampler(sampler_name: str, scheduler: str) -> tuple[SamplerSpec, str]:
@@ -225,13 +230,15 @@ def _sample(model: LoadedModel, request: GenerationRequest, plan: SamplingPass, 
     # The sigmas stay in RAM (the samplers' `if sigma > 0` tests and step sizes are then host
     # arithmetic) and the denoiser's sigma grid goes to the latent's device (sigma -> timestep is
     # then device arithmetic): so a step never waits for the GPU to report a number back.
-    inner = model_denoiser(model, plan.time_ids, plan.image_conditioning, unet).to(plan.x.device)
+    done_steps = {"steps": 0}
+    control = replace(plan.control, step=lambda: done_steps["steps"]) if plan.control is not None else None
+    inner = model_denoiser(model, plan.time_ids, plan.image_conditioning, unet, control).to(plan.x.device)
     # DDIM CFG++ runs at A1111's CFG scale / 12.5 and steps along the unconditional x0 (see its row).
     cfg_scale = request.cfg_scale * plan.sampler.cfg_scale_multiplier
-    guided = GuidedDenoiser(inner, plan.conds, plan.unconds, cfg_scale, inner.sigma_min, inner.sigma_max, keep_uncond=plan.sampler.needs_uncond)
+    guided = GuidedDenoiser(inner, plan.conds, plan.unconds, cfg_scale, inner.sigma_min, inner.sigma_max, keep_uncond=plan.sampler.needs_uncond,
+                            row_roles=control is not None)
     held = _held_latent(plan)
     denoiser: Denoiser = guided if held is None else MaskedDenoiser(guided, *held)
-    done_steps = {"steps": 0}
     if progress.hooks is not None and progress.hooks.before_denoise is not None:
         denoiser = HookedDenoiser(denoiser, guided, progress.hooks.before_denoise, len(plan.sigmas) - 1, done_steps)
     last: dict[str, torch.Tensor] = {}

@@ -10,11 +10,14 @@ predictions A1111's way: uncond + Σ wᵢ·cfg·(condᵢ − uncond) (AND sub-pr
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import torch
 
 from modules.prompts.conditioning import Conditioning
+
+if TYPE_CHECKING:
+    from modules.controlnet.apply import ControlPlan
 
 
 @dataclass
@@ -41,14 +44,17 @@ def sdxl_time_ids(width: int, height: int, refiner: bool, aesthetic_score: float
 class UNetEps:
     """`eps(x_in, t, hidden, pooled)` over a diffusers UNet (output is eps or v, as trained)."""
 
-    def __init__(self, unet: torch.nn.Module, time_ids: torch.Tensor | None = None, image_conditioning: torch.Tensor | None = None):
+    def __init__(self, unet: torch.nn.Module, time_ids: torch.Tensor | None = None, image_conditioning: torch.Tensor | None = None,
+                 control: "ControlPlan | None" = None):
         self.unet = unet
+        self.control = control  # ControlNet units: residuals added to the UNet's skip connections
         self.time_ids = time_ids
         # Inpainting UNets take 5 more channels (mask + masked-image latent), concatenated to x.
         self.image_conditioning = image_conditioning
         self.dtype = next(unet.parameters()).dtype
 
-    def __call__(self, x: torch.Tensor, t: torch.Tensor, hidden: torch.Tensor, pooled: torch.Tensor | None = None) -> torch.Tensor:
+    def __call__(self, x: torch.Tensor, t: torch.Tensor, hidden: torch.Tensor, pooled: torch.Tensor | None = None,
+                 uncond_rows: torch.Tensor | None = None) -> torch.Tensor:
         if self.image_conditioning is not None:
             extra = self.image_conditioning.to(x.device, x.dtype)
             x = torch.cat([x, extra.repeat(x.shape[0] // extra.shape[0], 1, 1, 1)], dim=1)
@@ -56,7 +62,14 @@ class UNetEps:
         if self.time_ids is not None:
             assert pooled is not None  # size-conditioned (SDXL) models have a pooled text embedding
             added = {"text_embeds": pooled.to(self.dtype), "time_ids": self.time_ids.to(x.device, self.dtype).expand(x.shape[0], -1)}
-        out = self.unet(x.to(self.dtype), t, encoder_hidden_states=hidden.to(self.dtype), added_cond_kwargs=added).sample
+        residuals: dict[str, object] = {}
+        if self.control is not None:
+            # ControlNets see the latent without an inpainting UNet's extra channels
+            found = self.control.residuals(x[:, :4] if self.image_conditioning is not None else x, t, hidden, uncond_rows, added)
+            if found is not None:
+                residuals = {"down_block_additional_residuals": [r.to(self.dtype) for r in found[0]],
+                             "mid_block_additional_residual": found[1].to(self.dtype)}
+        out = self.unet(x.to(self.dtype), t, encoder_hidden_states=hidden.to(self.dtype), added_cond_kwargs=added, **residuals).sample
         return out.to(x.dtype)
 
 
@@ -75,8 +88,10 @@ class GuidedDenoiser:
         sigma_min: float,
         sigma_max: float,
         keep_uncond: bool = False,
+        row_roles: bool = False,
     ):
         self.denoise = denoise  # (x, sigma, hidden=..., pooled=...) -> x0
+        self.row_roles = row_roles  # tell the model which rows are unconditional (`uncond_rows`: ControlNet's modes need it)
         self.conds = conds
         self.unconds = unconds
         self.cfg_scale = cfg_scale
@@ -115,12 +130,19 @@ class GuidedDenoiser:
             n = len(entries)
             hidden = torch.cat([c.hidden.expand(batch, -1, -1) for c in entries])
             pooled = _batched_pooled(entries, batch)
-            out = self.denoise(x.repeat(n, 1, 1, 1), sigma.repeat(n), hidden=hidden, pooled=pooled)
+            roles = {}
+            if self.row_roles:  # the last entry is the negative prompt when there is more than one
+                rows = torch.zeros(batch * n, dtype=torch.bool)
+                if n > 1:
+                    rows[batch * (n - 1):] = True
+                roles = {"uncond_rows": rows}
+            out = self.denoise(x.repeat(n, 1, 1, 1), sigma.repeat(n), hidden=hidden, pooled=pooled, **roles)
             return list(out.chunk(n))
         results = []
-        for c in entries:  # unequal chunk counts run separately (A1111's default)
+        for index, c in enumerate(entries):  # unequal chunk counts run separately (A1111's default)
             pooled = c.pooled.expand(batch, -1) if c.pooled is not None else None
-            results.append(self.denoise(x, sigma, hidden=c.hidden.expand(batch, -1, -1), pooled=pooled))
+            roles = {"uncond_rows": torch.full((batch,), index == len(entries) - 1 and len(entries) > 1)} if self.row_roles else {}
+            results.append(self.denoise(x, sigma, hidden=c.hidden.expand(batch, -1, -1), pooled=pooled, **roles))
         return results
 
 
