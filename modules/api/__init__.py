@@ -16,6 +16,7 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from modules.api.auth import basic_auth_dependency
+from modules.api.controlnet_routes import add_controlnet_routes
 from modules.api.errors import error_body, http_error, unexpected_error, user_error, validation_error
 from modules.api.extras_routes import add_extras_routes
 from modules.api.generation_routes import add_generation_routes
@@ -49,6 +50,13 @@ def build_router(services: Services) -> APIRouter:
     return router
 
 
+def build_controlnet_router(services: Services) -> APIRouter:
+    """sd-webui-controlnet's routes at /controlnet/..., behind the same auth as the API."""
+    router = APIRouter(dependencies=api_auth_dependencies(services))
+    add_controlnet_routes(router, services)
+    return router
+
+
 def build_extension_router(services: Services) -> APIRouter:
     """The extensions' routes, each under /ext/<extension name>, behind the same auth as the API."""
     router = APIRouter(prefix="/ext", dependencies=api_auth_dependencies(services))
@@ -60,6 +68,7 @@ def build_extension_router(services: Services) -> APIRouter:
 def install_api(app: FastAPI, services: Services) -> None:
     """Adds the API routes and A1111's JSON error answers to `app` (before the UI is mounted at /)."""
     app.include_router(build_router(services))
+    app.include_router(build_controlnet_router(services))
     app.include_router(build_extension_router(services))
     app.add_exception_handler(UserError, user_error)
     app.add_exception_handler(StarletteHTTPException, http_error)

@@ -14,6 +14,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from modules.controlnet.preprocess import PreprocessorError
+from modules.controlnet.units import ControlNetError
 from modules.errors import ModelNotFoundError, UserError
 from modules.generation.request import RequestError
 from modules.infotext.embed import UnreadableImageError
@@ -40,7 +42,7 @@ def status_for(exc: UserError) -> int:
         return 404
     if isinstance(exc, QueueFullError):
         return 503
-    if isinstance(exc, (RequestError, ApiInputError, UnreadableImageError, ExtrasError)):
+    if isinstance(exc, (RequestError, ApiInputError, UnreadableImageError, ExtrasError, ControlNetError, PreprocessorError)):
         return 422
     return 400
 

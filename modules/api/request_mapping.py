@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 import math
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from typing import Any, TypeVar
 
 from modules.api.a1111_options import COMPAT_OPTIONS, REQUEST_FIELD_OPTIONS, compat_value
@@ -29,6 +29,7 @@ from modules.api.schemas import Txt2ImgRequest as ApiTxt2Img
 from modules.api.scripts import SelectableScript, find_script
 from modules.checkpoints.manager import VAE_AUTOMATIC, VAE_NONE
 from modules.config import Settings
+from modules.controlnet.units import ControlNetError, ControlUnit, parse_units
 from modules.generation.request import GenerationRequest, Img2ImgRequest
 from modules.infotext.restore import REQUEST_FIELDS, not_applied_sentence
 from modules.sampling.sampler_table import parse_sampler_name
@@ -36,6 +37,7 @@ from modules.sampling.schedules import find_schedule
 from modules.services import Services
 
 log = logging.getLogger(__name__)
+CONTROLNET = "controlnet"  # alwayson_scripts key of sd-webui-controlnet (any case)
 
 SAME_CHECKPOINT = ("", "Use same checkpoint", "None")
 ETA_RANGE = (0.0, 10.0)
@@ -222,13 +224,33 @@ def _common(services: Services, body: GenerationFields, overrides: dict[str, Any
 
 def _plan(kind: str, request: GenerationRequest, body: GenerationFields, services: Services, known: dict[str, Any], echo: dict[str, Any]) -> ApiJobPlan:
     persist = {} if body.override_settings_restore_afterwards is not False else dict(known)
-    ignored = [str(name) for name in (body.alwayson_scripts or {}) if services.extensions.find_script(str(name), kind) is None]
+    ignored = [str(name) for name in (body.alwayson_scripts or {})
+               if services.extensions.find_script(str(name), kind) is None and str(name).lower() != CONTROLNET]
     if ignored:
         log.info("%s: ignoring alwayson_scripts %s (not scripts Easel has)", kind, ", ".join(ignored))
     return ApiJobPlan(
         kind, request, echo, _output(services, known), job_id=(body.force_task_id or None),
         send_images=body.send_images is not False, save_images=bool(body.save_images), persist=persist,
     )
+
+
+def control_units(services: Services, body: GenerationFields) -> list[ControlUnit]:
+    """The enabled units of `alwayson_scripts.controlnet` (the key in any case, as A1111 matches
+    script titles), their images decoded."""
+    entry = next((value for name, value in (body.alwayson_scripts or {}).items() if str(name).lower() == CONTROLNET), None)
+    if entry is None:
+        return []
+    units = parse_units(entry)
+    limit = services.settings.max_input_megapixels
+    decoded = []
+    for index, unit in enumerate(units):
+        image = unit.image
+        if isinstance(image, (list, tuple)):  # [image, mask]
+            image = image[0] if image else None
+        if image is not None and not isinstance(image, str):
+            raise ControlNetError(f"ControlNet unit {index}: image must be a base64 picture, not {type(image).__name__}.")
+        decoded.append(replace(unit, image=decode_image(image, f"ControlNet unit {index}: image", limit) if image else None, mask=None))
+    return decoded
 
 
 def _script_values(services: Services, body: GenerationFields, tab: str) -> dict[str, dict[str, Any]]:
@@ -272,6 +294,7 @@ def txt2img_plan(services: Services, body: ApiTxt2Img) -> ApiJobPlan:
         find_script(body.script_name, is_img2img=False, others=_extension_script_names(services, "txt2img"))  # 422: unknown
     values, known = _common(services, body, {**infotext_overrides, **(body.override_settings or {})})
     values["script_values"] = _script_values(services, body, "txt2img")
+    values["control_units"] = control_units(services, body)
     if body.hr_checkpoint_name not in (None, *SAME_CHECKPOINT):
         raise ApiInputError("hr_checkpoint_name: a different checkpoint for the hires pass is not supported yet; use 'Use same checkpoint'.")
     hr_sampler = None if body.hr_sampler_name in (None, "", "Use same sampler") else _check_sampler(body.hr_sampler_name)[0]
@@ -296,6 +319,7 @@ def img2img_plan(services: Services, body: ApiImg2Img) -> ApiJobPlan:
               if body.script_name and extension_script is None else None)
     values, known = _common(services, body, {**infotext_overrides, **(body.override_settings or {})})
     values["script_values"] = _script_values(services, body, "img2img")
+    values["control_units"] = control_units(services, body)
     limit = services.settings.max_input_megapixels
     if not body.init_images:
         raise ApiInputError("init_images is empty: img2img needs at least one base64 image to start from.")

@@ -39,6 +39,7 @@ from modules.lora.patch import LoraPatcher
 if TYPE_CHECKING:
     from modules.checkpoints.manager import LoadedModel, ModelManager
     from modules.config import Settings
+    from modules.controlnet.service import ControlNets
     from modules.lora.files import LoraLibrary
     from modules.upscalers.service import Upscalers
 
@@ -84,6 +85,7 @@ class InProcessRunner:
     loras: "LoraLibrary | None" = None  # models/Lora; None: LoRA tags are noted and left out
     ensure_model: Callable[[], object] | None = None  # loads the start-up checkpoint when none is loaded
     upscalers: "Upscalers | None" = None  # model upscalers for hires fix (None: latent, Lanczos and Nearest only)
+    controlnets: "ControlNets | None" = None  # ControlNet models (None: requests with units are refused)
     lora_patcher: LoraPatcher = field(default_factory=LoraPatcher)  # applies a job's LoRAs in place, restores them bitwise after
 
     def check(self, spec: JobSpec) -> None:
@@ -125,7 +127,7 @@ class InProcessRunner:
             ))
 
         preview = self.preview(model) if request.preview_every else None
-        return TaskContext(on_step, preview, hooks.engine(), self.settings.img2img_fix_steps, self.upscalers)
+        return TaskContext(on_step, preview, hooks.engine(), self.settings.img2img_fix_steps, self.upscalers, self.controlnets)
 
     def preview(self, model: "LoadedModel") -> PreviewMethod | None:
         return self.previews.choose(self.settings.show_progress_type, model.vae_module, sdxl=model.spec.family.latent_space == "sdxl")

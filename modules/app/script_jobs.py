@@ -70,7 +70,7 @@ def run_script(runner: "InProcessRunner", ctx: JobContext, call: ScriptCall, req
         model = _held_model(manager)
         hooks = JobHooks(runner.extensions, call.task)
         hooks.request = cell
-        cell_ctx = TaskContext(task_ctx.on_step, task_ctx.preview, hooks.engine(), task_ctx.fix_steps, task_ctx.upscalers)
+        cell_ctx = TaskContext(task_ctx.on_step, task_ctx.preview, hooks.engine(), task_ctx.fix_steps, task_ctx.upscalers, task_ctx.controlnets)
         result = run_task(call.task, model, cell, cell_ctx)
         result.extra_parameters.update(runner.lora_infotext(loras))
         result.extra_parameters.update(infotext_extra or {})

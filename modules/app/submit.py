@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from modules.app.runner import JobRunner, JobSpec
 from modules.app.script_jobs import ScriptCall
+from modules.generation.controls import needs_controlnets
 from modules.generation.loras import request_loras
 from modules.generation.outpaint import OutpaintRequest
 from modules.generation.request import HIRES_UPSCALERS, IMAGE_UPSCALERS, LATENT_UPSCALE_MODES, GenerationRequest, Img2ImgRequest
@@ -25,6 +26,7 @@ from modules.upscalers.catalog import UnknownUpscalerError
 
 if TYPE_CHECKING:
     from modules.config import Settings
+    from modules.controlnet.service import ControlNets
     from modules.extensions.api import Script
     from modules.lora.files import LoraLibrary
     from modules.prompts.styles import StyleStore
@@ -37,9 +39,10 @@ class Submitter:
     """Validates, styles and queues generation jobs for a runner."""
 
     def __init__(self, queue: JobQueue, runner: JobRunner, settings: "Settings", styles: "StyleStore | None" = None,
-                 loras: "LoraLibrary | None" = None, upscalers: "Upscalers | None" = None):
+                 loras: "LoraLibrary | None" = None, upscalers: "Upscalers | None" = None, controlnets: "ControlNets | None" = None):
         self.queue = queue
         self.upscalers = upscalers  # the installed model upscalers hires fix may name
+        self.controlnets = controlnets  # the ControlNet models units may name
         self.runner = runner
         self.settings = settings  # the live settings object (input size limit)
         self.styles = styles
@@ -82,6 +85,8 @@ class Submitter:
         if request.enable_hr:
             request = replace(request, hr_upscaler=self.hires_upscaler(request.hr_upscaler))
         TASKS[task].check(inputs, self.settings.max_input_megapixels)
+        if request.control_units:
+            needs_controlnets(self.controlnets).check(request.control_units, has_init_image=isinstance(request, Img2ImgRequest))
         request_loras(self.loras, request)  # a malformed <lora:...> tag is refused now
         if request.styles and self.styles is not None:
             prompt, negative = self.styles.apply_styles(request.prompt, request.negative_prompt, request.styles)

@@ -20,6 +20,7 @@ from modules.generation.previews import PreviewChooser
 if TYPE_CHECKING:
     from modules.checkpoints.manager import ModelManager
     from modules.config import Settings
+    from modules.controlnet.service import ControlNets
     from modules.extensions.registry import ExtensionRegistry
     from modules.lora.files import LoraLibrary
     from modules.upscalers.service import Upscalers
@@ -41,6 +42,7 @@ class RunnerParts:
     ensure_model: Callable[[], object]  # loads the start-up checkpoint when none is loaded
     default_checkpoint: Callable[[], str | None]  # the checkpoint a request without one uses
     upscalers: "Upscalers | None" = None  # hires fix's model upscalers
+    controlnets: "ControlNets | None" = None  # ControlNet models
 
 
 class InProcessBackend:
@@ -50,7 +52,7 @@ class InProcessBackend:
 
     def runner(self, parts: RunnerParts) -> JobRunner:
         return InProcessRunner(parts.manager, parts.recorder, parts.settings, parts.previews, parts.extensions, parts.loras,
-                               parts.ensure_model, parts.upscalers)
+                               parts.ensure_model, parts.upscalers, controlnets=parts.controlnets)
 
 
 class RayBackend:

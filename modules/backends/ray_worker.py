@@ -34,6 +34,7 @@ from modules.checkpoints.hashing import HashCache
 from modules.checkpoints.manager import ManagerOptions, ModelManager
 from modules.checkpoints.registry import ModelFile, ModelRegistry
 from modules.config import Settings
+from modules.controlnet.service import ControlNets
 from modules.device.hardware import choose_device, choose_dtype
 from modules.errors import ModelNotFoundError, UserError
 from modules.jobs import JobQueue, ProgressEvent
@@ -194,7 +195,8 @@ class GenerationWorker:
 
         upscalers = Upscalers(UpscalerCatalog({name: self.config.models_dir / name for name, _ in FOLDERS}), manager.device, tiles)
         generation = in_process_generation(manager, queue, preview_cache=cache / "preview_factors.json",
-                                           vae_approx_dir=self.config.models_dir / "VAE-approx", loras=loras, upscalers=upscalers)
+                                           vae_approx_dir=self.config.models_dir / "VAE-approx", loras=loras, upscalers=upscalers,
+                                           controlnets=ControlNets([self.config.models_dir / "ControlNet"]))
         queue.start()
         self.loads += 1
         return HeldCheckpoint(sha256, entry, manager, generation)

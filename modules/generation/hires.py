@@ -38,6 +38,7 @@ from modules.sampling.sampler_table import SamplerSpec
 from modules.upscalers.progress import describe_tiles
 
 if TYPE_CHECKING:
+    from modules.controlnet.service import PassControl
     from modules.upscalers.progress import OnProgress, TileProgress
     from modules.upscalers.service import Upscalers
 
@@ -173,6 +174,7 @@ def hires_pass(
     time_ids: torch.Tensor | None,
     image_conditioning: torch.Tensor | None,
     upscalers: "Upscalers | None" = None,
+    control: "PassControl | None" = None,
 ) -> tuple[torch.Tensor | None, bool]:
     """Upscales the first pass's `latent` and runs the second pass. Returns (latent, interrupted);
     interrupted while upscaling, the first pass's latent."""
@@ -196,6 +198,6 @@ def hires_pass(
     plan = SamplingPass(
         x=tail.start(latent, noise), sigmas=sigmas, sampler=sampler, conds=conds, unconds=unconds, seeds=seeds,
         image_conditioning=image_conditioning, time_ids=time_ids,
-        noise_range=(full[full > 0].min(), full.max()), fallback=latent,
+        noise_range=(full[full > 0].min(), full.max()), fallback=latent, control=control.plan(len(sigmas) - 1) if control else None,
     )
     return sample(model, request, plan, progress)

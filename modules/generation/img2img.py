@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 import torch
@@ -26,6 +26,7 @@ from PIL import Image, ImageOps
 from modules.checkpoints.manager import LoadedModel
 from modules.errors import UserError
 from modules.generation import masks
+from modules.generation.controls import needs_controlnets
 from modules.generation.engine import (
     EngineHooks,
     GenerationResult,
@@ -47,6 +48,9 @@ from modules.generation.request import INPAINT_AREAS, MASK_MODES, MASKED_CONTENT
 from modules.generation.text import build_prompt_encoder, step_conditions, ti_hashes
 from modules.sampling import noise as noise_mod
 from modules.sampling.partial import partial_schedule
+
+if TYPE_CHECKING:
+    from modules.controlnet.service import ControlNets
 
 
 @dataclass
@@ -249,6 +253,7 @@ def img2img(
     preview: PreviewMethod | None = None,
     fix_steps: bool = False,
     hooks: EngineHooks | None = None,
+    controlnets: "ControlNets | None" = None,
 ) -> GenerationResult:
     """Makes `n_iter` batches of `batch_size` images from `request.init_images` (image i starts from
     init image i mod their count). `fix_steps`: A1111's img2img_fix_steps setting; `hooks`: the
@@ -279,6 +284,11 @@ def img2img(
     sigmas, full = tail.sigmas, tail.full
     time_ids = sdxl_time_ids(request.width, request.height, refiner=family.refiner) if family.size_conditioning else None
     latent_shape = family.latent_shape(request.width, request.height)
+    control = None
+    if request.control_units:  # a unit without its own image uses the first init image, as the extension does
+        controls = needs_controlnets(controlnets)
+        result.extra_parameters.update(controls.infotext(request.control_units))
+        control = controls.prepare(request.control_units, model, request.width, request.height, request.init_images[0].convert("RGB"))
 
     def make_batch(first: int, seeds: list[int], subseeds: list[int]):
         picks = [(first + j) % len(encoded) for j in range(len(seeds))]
@@ -297,7 +307,7 @@ def img2img(
             plan = SamplingPass(
                 tail.start(init, noise), sigmas, sampler, conds, unconds, seeds,
                 init_latent=init if keep is not None else None, keep=keep, image_conditioning=conditioning, time_ids=time_ids,
-                noise_range=(full[full > 0].min(), full.max()), fallback=init,
+                noise_range=(full[full > 0].min(), full.max()), fallback=init, control=control.plan(len(sigmas) - 1) if control else None,
             )
             progress = Progress(first, request.batch_size * request.n_iter, 0, len(sigmas) - 1, on_step, preview, request.preview_every, hooks, result.notes)
             sampled, interrupted = sample(model, request, plan, progress)

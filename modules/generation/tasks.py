@@ -23,6 +23,7 @@ from modules.generation.txt2img import txt2img
 
 if TYPE_CHECKING:
     from modules.checkpoints.manager import LoadedModel
+    from modules.controlnet.service import ControlNets
     from modules.upscalers.service import Upscalers
 
 
@@ -35,6 +36,7 @@ class TaskContext:
     hooks: EngineHooks | None = None
     fix_steps: bool = False  # A1111's img2img_fix_steps: run exactly `steps` steps at any strength
     upscalers: "Upscalers | None" = None  # hires fix's model upscalers (None: latent modes, Lanczos and Nearest only)
+    controlnets: "ControlNets | None" = None  # the ControlNet models (None: a request with units is refused)
 
 
 # (model, the job's request, context) -> result. For outpainting the request is the base img2img
@@ -52,12 +54,12 @@ class Task:
 
 
 def _run_txt2img(model: "LoadedModel", request: GenerationRequest, ctx: TaskContext) -> GenerationResult:
-    return txt2img(model, request, on_step=ctx.on_step, preview=ctx.preview, hooks=ctx.hooks, upscalers=ctx.upscalers)
+    return txt2img(model, request, on_step=ctx.on_step, preview=ctx.preview, hooks=ctx.hooks, upscalers=ctx.upscalers, controlnets=ctx.controlnets)
 
 
 def _run_img2img(model: "LoadedModel", request: GenerationRequest, ctx: TaskContext) -> GenerationResult:
     assert isinstance(request, Img2ImgRequest)
-    return img2img(model, request, on_step=ctx.on_step, preview=ctx.preview, fix_steps=ctx.fix_steps, hooks=ctx.hooks)
+    return img2img(model, request, on_step=ctx.on_step, preview=ctx.preview, fix_steps=ctx.fix_steps, hooks=ctx.hooks, controlnets=ctx.controlnets)
 
 
 def outpaint_run(request: OutpaintRequest) -> TaskRun:

@@ -17,6 +17,7 @@ import torch
 
 from modules.checkpoints.manager import LoadedModel
 from modules.errors import UserError
+from modules.generation.controls import needs_controlnets
 from modules.generation.engine import (
     EngineHooks,
     GenerationResult,
@@ -40,6 +41,7 @@ from modules.sampling.labels import sampler_and_schedule
 from modules.sampling.sampler_table import sigmas_for
 
 if TYPE_CHECKING:
+    from modules.controlnet.service import ControlNets
     from modules.upscalers.service import Upscalers
 
 
@@ -50,6 +52,7 @@ def txt2img(
     preview: PreviewMethod | None = None,
     hooks: EngineHooks | None = None,
     upscalers: "Upscalers | None" = None,
+    controlnets: "ControlNets | None" = None,
 ) -> GenerationResult:
     """Generates `n_iter` batches of `batch_size` images. `on_step` may raise Interrupted/Skipped;
     `hooks`: the extensions' per-batch and per-model-call hooks; `upscalers`: hires fix's model
@@ -85,8 +88,15 @@ def txt2img(
         raise UserError(f"{model.checkpoint.name} is a {model.spec.variant or 'non-standard'} model ({in_channels} input channels); it cannot do txt2img.")
     sigmas = sigmas_for(sampler, schedule, request.steps, model_denoiser(model), sdxl=family.latent_space == "sdxl")  # stays in RAM: see engine.sample
     steps_total = len(sigmas) - 1 + (hires_steps(request) if hires else 0)
+    control = hr_control = None
+    if request.control_units:
+        controls = needs_controlnets(controlnets)
+        result.extra_parameters.update(controls.infotext(request.control_units))
+        control = controls.prepare(request.control_units, model, request.width, request.height, None)
     if hires:
         target = hires_target(request)
+        if request.control_units:
+            hr_control = needs_controlnets(controlnets).prepare(request.control_units, model, target.width, target.height, None, hires=True)
         hr_time_ids = sdxl_time_ids(target.upscale_x, target.upscale_y, refiner=family.refiner) if family.size_conditioning else None
         hr_image_conditioning = whole_image_mask_conditioning(model, target.width, target.height) if in_channels == 9 else None
 
@@ -98,13 +108,14 @@ def txt2img(
         )
         progress = Progress(first, request.batch_size * request.n_iter, 0, steps_total, on_step, preview, request.preview_every, hooks, result.notes)
         # 4. sample
-        plan = SamplingPass(x * sigmas[0], sigmas, sampler, conds, unconds, seeds, image_conditioning=image_conditioning, time_ids=time_ids)
+        plan = SamplingPass(x * sigmas[0], sigmas, sampler, conds, unconds, seeds, image_conditioning=image_conditioning, time_ids=time_ids,
+                            control=control.plan(len(sigmas) - 1) if control else None)
         latent, interrupted = sample(model, request, plan, progress)
         # 5. hires pass
         if hires and not interrupted:
             assert latent is not None  # sample gives None only when interrupted
             progress.steps_before = len(sigmas) - 1
-            latent, interrupted = hires_pass(model, request, latent, seeds, subseeds, hr_conds, hr_unconds, progress, hr_time_ids, hr_image_conditioning, upscalers)
+            latent, interrupted = hires_pass(model, request, latent, seeds, subseeds, hr_conds, hr_unconds, progress, hr_time_ids, hr_image_conditioning, upscalers, hr_control)
         # 6. decode
         if latent is None:
             return [], [], interrupted

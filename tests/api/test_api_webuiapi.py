@@ -9,6 +9,7 @@ import io
 import threading
 import time
 
+import numpy as np
 import pytest
 import webuiapi
 from PIL import Image, ImageDraw
@@ -126,5 +127,34 @@ def test_extras_with_a_model_upscaler_through_the_client(client, api_models):
         assert single.image.size == (80, 48) and "Postprocess upscaler: 4x-Client" in single.info
         batch = client.extra_batch_images(images=[picture, picture.resize((16, 16))], upscaler_1="4x-Client", upscaling_resize=4)
         assert [image.size for image in batch.images] == [(160, 96), (64, 64)]
+    finally:
+        path.unlink()
+
+
+def test_controlnet_through_the_client(client, api, api_models):
+    """webuiapi's ControlNetUnit and controlnet_* calls, unchanged, with a tiny ControlNet made for
+    the test checkpoint dropped into models/ControlNet."""
+    from tests.controlnet_models import tiny_controlnet, write_controlnet
+
+    _, services = api
+    unet = services.manager.loaded.unet
+    path = write_controlnet(api_models / "ControlNet" / "client-cn.safetensors", tiny_controlnet(unet, seed=9, scale=0.5), dict(unet.config))
+    try:
+        assert client.controlnet_version() == 3
+        assert [m.split(" [")[0] for m in client.controlnet_model_list()] == ["client-cn"]
+        assert "canny" in client.controlnet_module_list()
+        picture = Image.new("RGB", (64, 64), "black")
+        ImageDraw.Draw(picture).ellipse((16, 16, 48, 48), fill="white")
+        detected = client.controlnet_detect(images=[picture], module="canny", processor_res=64, threshold_a=100, threshold_b=200)
+        assert detected.info == "Success" and len(detected.images) == 1 and detected.images[0].size == (64, 64)
+        plain = client.txt2img(prompt="a shape", seed=21, **SIZE)
+        units = [webuiapi.ControlNetUnit(image=picture, module="none", model="client-cn", control_mode=0)]  # an int mode, as old clients send
+        controlled = client.txt2img(prompt="a shape", seed=21, controlnet_units=units, **SIZE)
+        assert 'ControlNet 0: "Module: none, Model: client-cn [' in controlled.info["infotexts"][0]
+        difference = abs(np.asarray(plain.image).astype(int) - np.asarray(controlled.image).astype(int)).mean()
+        assert difference > 1
+        img2img = client.img2img(images=[picture], prompt="a shape", seed=21, denoising_strength=0.5,
+                                 controlnet_units=[webuiapi.ControlNetUnit(module="canny", model="client-cn")], **SIZE)
+        assert 'ControlNet 0: "Module: canny' in img2img.info["infotexts"][0]
     finally:
         path.unlink()

@@ -1,0 +1,147 @@
+"""ControlNet through A1111's API as sd-webui-controlnet's clients use it: the /controlnet routes,
+units in `alwayson_scripts`, LDM and diffusers files of a tiny ControlNet made for the test
+checkpoint, the infotext line, and bad units answered with a sentence naming the unit and field."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw
+
+from tests.api.api_helpers import API, b64_png, decode
+from tests.controlnet_models import tiny_controlnet, write_controlnet
+
+BASE = {"prompt": "a shape", "width": 64, "height": 64, "steps": 4, "seed": 11, "cfg_scale": 5, "sampler_name": "Euler"}
+
+
+def circle(size=(64, 64), box=(16, 16, 48, 48)) -> Image.Image:
+    image = Image.new("RGB", size, "black")
+    ImageDraw.Draw(image).ellipse(box, fill="white")
+    return image
+
+
+@pytest.fixture(scope="module")
+def controlnets(api):
+    """models/ControlNet/tiny-cn.safetensors (diffusers layout) and tiny-cn-ldm.safetensors (the same
+    weights under ControlNet 1.1's LDM keys), made for the loaded test checkpoint's UNet."""
+    client, services = api
+    client.post(f"{API}/options", json={"sd_model_checkpoint": "alpha"})
+    unet = services.manager.loaded.unet
+    network = tiny_controlnet(unet, seed=5, scale=0.5)
+    folder = services.paths.models_dir / "ControlNet"
+    paths = [write_controlnet(folder / "tiny-cn.safetensors", network, dict(unet.config)),
+             write_controlnet(folder / "sub" / "tiny-cn-ldm.safetensors", network, dict(unet.config), layout="ldm")]
+    yield paths
+    for path in paths:
+        path.unlink(missing_ok=True)
+
+
+def unit(**fields) -> dict:
+    return {"image": b64_png(circle()), "module": "none", "model": "tiny-cn", **fields}
+
+
+def run(client, units, **fields):
+    return client.post(f"{API}/txt2img", json={**BASE, **fields, "alwayson_scripts": {"ControlNet": {"args": units}}})
+
+
+def pixels(response) -> np.ndarray:
+    assert response.status_code == 200, response.text
+    return np.asarray(decode(response.json()["images"][0])).astype(int)
+
+
+def test_the_routes_answer_as_the_extension(api, controlnets):
+    client, services = api
+    assert client.get("/controlnet/version").json() == {"version": 3}
+    models = client.get("/controlnet/model_list").json()["model_list"]
+    titles = services.controlnets.catalog.titles()
+    assert models == titles and [t.split(" [")[0] for t in titles] == ["tiny-cn", "tiny-cn-ldm"] and all(len(t.split("[")[1]) == 9 for t in titles)
+    modules = client.get("/controlnet/module_list").json()
+    assert modules["module_list"][0] == "none" and "canny" in modules["module_list"]
+    assert [s["name"] for s in modules["module_detail"]["canny"]["sliders"]] == ["Preprocessor Resolution", "Canny Low Threshold", "Canny High Threshold"]
+    assert client.get("/controlnet/settings").json() == {"control_net_unit_count": 3}
+    assert "Canny" in client.get("/controlnet/control_types").json()["control_types"]
+
+
+def test_detect_computes_canny_with_either_image_key(api):
+    client, _ = api
+    for key in ("controlnet_input_images", "controlnet_images"):
+        answer = client.post("/controlnet/detect", json={"controlnet_module": "canny", key: [b64_png(circle())], "controlnet_processor_res": 64})
+        assert answer.status_code == 200 and answer.json()["info"] == "Success"
+        edges = np.asarray(Image.open(io.BytesIO(base64.b64decode(answer.json()["images"][0]))))
+        assert edges.shape == (64, 64, 3) and 0 < (edges[..., 0] == 255).mean() < 0.2 and edges[32, 32, 0] == 0  # an outline, not a disc
+    missing = client.post("/controlnet/detect", json={"controlnet_module": "canny"})
+    assert missing.status_code == 422 and "No image selected" in missing.json()["detail"]
+
+
+def test_a_unit_changes_the_picture_and_writes_the_extensions_infotext(api, controlnets):
+    client, _ = api
+    plain = client.post(f"{API}/txt2img", json=BASE)
+    controlled = run(client, [unit()])
+    assert np.abs(pixels(plain) - pixels(controlled)).mean() > 1
+    infotext = json.loads(controlled.json()["info"])["infotexts"][0]
+    title = [t for t in client.get("/controlnet/model_list").json()["model_list"] if t.startswith("tiny-cn [")][0]
+    assert (f'ControlNet 0: "Module: none, Model: {title}, Weight: 1.0, Resize Mode: Crop and Resize, Processor Res: -1, '
+            'Threshold A: -1.0, Threshold B: -1.0, Guidance Start: 0.0, Guidance End: 1.0, Pixel Perfect: False, Control Mode: Balanced"') in infotext
+    weightless = run(client, [unit(weight=0)])
+    assert np.array_equal(pixels(weightless), pixels(plain))  # weight 0 adds nothing
+    disabled = run(client, [unit(enabled=False)])
+    assert np.array_equal(pixels(disabled), pixels(plain)) and "ControlNet 0" not in json.loads(disabled.json()["info"])["infotexts"][0]
+
+
+def test_ldm_and_diffusers_files_of_one_controlnet_draw_the_same(api, controlnets):
+    client, _ = api
+    assert np.array_equal(pixels(run(client, [unit()])), pixels(run(client, [unit(model="tiny-cn-ldm")])))
+
+
+def test_old_clients_forms_work(api, controlnets):
+    client, _ = api
+    new = pixels(run(client, [unit(control_mode="ControlNet is more important", resize_mode="Just Resize")]))
+    old = pixels(run(client, [{"input_image": b64_png(circle()), "module": "none", "model": "tiny-cn", "control_mode": 2, "resize_mode": 0}]))
+    assert np.array_equal(new, old)
+    lower_key = client.post(f"{API}/txt2img", json={**BASE, "alwayson_scripts": {"controlnet": {"args": [unit()]}}})
+    assert np.array_equal(pixels(lower_key), pixels(run(client, [unit()])))
+
+
+def test_img2img_uses_its_picture_when_the_unit_has_none(api, controlnets):
+    client, _ = api
+    body = {**BASE, "init_images": [b64_png(circle())], "denoising_strength": 0.6,
+            "alwayson_scripts": {"controlnet": {"args": [{"module": "canny", "model": "tiny-cn", "image": ""}]}}}
+    answer = client.post(f"{API}/img2img", json=body)
+    assert answer.status_code == 200, answer.text
+    assert 'ControlNet 0: "Module: canny' in json.loads(answer.json()["info"])["infotexts"][0]
+
+
+@pytest.mark.parametrize("units, status, words", [
+    ([{"module": "none", "model": "tiny-cn"}], 422, ["ControlNet unit 0", "no image"]),
+    ([unit(image="bm90IGFuIGltYWdl")], 422, ["ControlNet unit 0: image"]),
+    ([unit(model="no-such-net")], 404, ["ControlNet unit 0, model", "no-such-net", "tiny-cn"]),
+    ([unit(weight=5)], 422, ["ControlNet unit 0", "weight must be between 0 and 2, not 5"]),
+    ([unit(guidance_start=0.9, guidance_end=0.1)], 422, ["ControlNet unit 0", "guidance_start and guidance_end"]),
+    ([unit(), unit(), unit(), unit()], 422, ["4 ControlNet units were sent; at most 3"]),
+    ([unit(module="depth")], 422, ["depth_midas preprocessor needs its weights", "dpt_hybrid-midas-501f0c75.pt"]),
+    ([unit(module="sketchify")], 422, ["'sketchify' is not a preprocessor"]),
+])
+def test_bad_units_are_a_sentence_and_the_queue_goes_on(api, controlnets, units, status, words):
+    client, _ = api
+    answer = run(client, units)
+    assert answer.status_code == status, answer.text
+    for word in words:
+        assert word in answer.json()["detail"]
+    assert run(client, [unit()]).status_code == 200
+
+
+def test_a_controlnet_for_another_model_family_is_refused(api, tmp_path):
+    from diffusers import UNet2DConditionModel
+
+    client, services = api
+    other = UNet2DConditionModel(**{**dict(services.manager.loaded.unet.config), "cross_attention_dim": 48})
+    path = write_controlnet(services.paths.models_dir / "ControlNet" / "wide-cn.safetensors", tiny_controlnet(other), dict(other.config))
+    try:
+        answer = run(client, [unit(model="wide-cn")])
+        assert answer.status_code == 400 and "wide-cn.safetensors was made for a model whose text encoder width is 48" in answer.json()["detail"]
+    finally:
+        path.unlink()
