@@ -18,6 +18,8 @@ from modules.checkpoints.manager import VAE_AUTOMATIC, VAE_NONE
 from modules.errors import UserError
 from modules.services import Services
 from modules.ui.access import PageGate
+from modules.ui.controlnet_panel import MODEL_CLASS as CONTROLNET_MODEL_CLASS
+from modules.ui.controlnet_panel import model_choices as controlnet_model_choices
 from modules.ui.extras_tab import build_extras_tab
 from modules.ui.history_tab import build_history_tab
 from modules.ui.img2img import IMG2IMG_CSS, build_img2img_tab
@@ -188,6 +190,16 @@ def build_ui(services: Services) -> gr.Blocks:
 
         demo.load(on_upscalers, upscaler_dropdowns, upscaler_dropdowns, show_progress="hidden")
         refresh.click(on_upscalers, upscaler_dropdowns, upscaler_dropdowns, show_progress="hidden")
+        controlnet_models = [block for block in demo.blocks.values()
+                             if isinstance(block, gr.Dropdown) and CONTROLNET_MODEL_CLASS in (block.elem_classes or [])]
+
+        def on_controlnet_models(*chosen: str) -> list:
+            choices = controlnet_model_choices(services)
+            titles = services.controlnets.catalog.titles()
+            return [gr.Dropdown(choices=choices, value=value if value in titles else "None") for value in chosen]
+
+        demo.load(on_controlnet_models, controlnet_models, controlnet_models, show_progress="hidden")
+        refresh.click(on_controlnet_models, controlnet_models, controlnet_models, show_progress="hidden")
     return demo
 
 

@@ -32,6 +32,7 @@ TOOLTIPS: dict[str, str] = {
     "-seed-resize-h": "Make the noise as for this height, to keep a picture's look at another size (0: off).",
     "-extra-networks-refresh": "Look in the models folders again for new embeddings and LoRAs.",
     "-clip-skip": "Stop the text encoder this many layers before its last (2 suits many anime models).",
+    "-preview-button": "Show the map the preprocessor makes from the control image.",
     "-hr-enable": "Make the picture at its size, then enlarge it and add detail in a second pass.",
     "-hr-upscaler": "How the first picture is enlarged before the second pass.",
     "-hr-steps": "Steps of the second pass (0: the same as the first).",

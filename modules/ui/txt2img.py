@@ -15,6 +15,7 @@ import gradio as gr
 
 from modules.generation.request import GenerationRequest
 from modules.services import Services
+from modules.ui.controlnet_panel import build_controlnet_panel
 from modules.ui.extra_networks import build_extra_networks
 from modules.ui.generation_panel import (
     Fields,
@@ -66,6 +67,7 @@ def build_txt2img_tab(services: Services, runs: SessionRuns) -> Txt2ImgTab:
             reuse_seed = build_seed_controls(PREFIX, fields)
             # The sections, in SECTION_ORDER (modules/ui/sections.py).
             hires_size_line = build_hires_fix(fields, services.upscalers.names())
+            controlnet = build_controlnet_panel(services, PREFIX, Words(services.translations))
             scripts = build_scripts_panel(services.extensions, "txt2img", PREFIX, services.upscalers.names())
             build_extra_networks(services, PREFIX, fields["prompt"])
         with gr.Column(scale=6, min_width=340, elem_id=f"{PREFIX}-results"):
@@ -75,10 +77,10 @@ def build_txt2img_tab(services: Services, runs: SessionRuns) -> Txt2ImgTab:
 
     def prepare(values: dict[Any, Any]) -> Prepared:
         data = hires_request_values(field_values(values, fields, GenerationRequest))
-        request, script = scripts.apply(values, GenerationRequest(**data, preview_every=preview_every(services)))
+        request, script = scripts.apply(values, controlnet.apply(values, GenerationRequest(**data, preview_every=preview_every(services))))
         return Prepared(request, script=script)
 
     wire_prompt_row(services, prompt_row, fields, output.progress)
-    generations = wire_generation(services, runs, panel, prepare, services.generation.submit_txt2img, {*fields.values(), *scripts.components()}, "txt2img-images")
+    generations = wire_generation(services, runs, panel, prepare, services.generation.submit_txt2img, {*fields.values(), *scripts.components(), *controlnet.components()}, "txt2img-images")
     return Txt2ImgTab(gallery=output.gallery, prompt=fields["prompt"], send_buttons=output.send, generations=generations, fields=fields,
                       prompt_row=prompt_row)
