@@ -115,6 +115,28 @@ def _size(text: str, run) -> list[tuple[int, int]]:
     return sizes
 
 
+def _has_units(run, label: str) -> None:
+    if not getattr(run.request, "control_units", None):
+        raise ValueError(f"the {label} axis needs an enabled ControlNet unit")
+
+
+def _control_number(field_name: str, label: str) -> Axis:
+    """A number of every enabled ControlNet unit (the extension's X/Y/Z axes)."""
+    def parse(text: str, run) -> list[float]:
+        _has_units(run, label)
+        return expand_numbers(text, False)
+
+    def apply(request, value, values):
+        return replace(request, control_units=[replace(unit, **{field_name: float(value)}) for unit in request.control_units])
+
+    return Axis(label, parse, apply, lambda v: f"{label}: {v:g}")
+
+
+def _control_models(text: str, run) -> list[str]:
+    _has_units(run, "[ControlNet] Model")
+    return split_values(text)
+
+
 AXES: dict[str, Axis | None] = {
     "Nothing": None,
     "Seed": _numbers("seed", True, "Seed"),
@@ -130,4 +152,8 @@ AXES: dict[str, Axis | None] = {
     "Clip skip": _numbers("clip_skip", True, "Clip skip"),
     "Denoising": _numbers("denoising_strength", False, "Denoising"),
     "Size": Axis("Size", _size, lambda request, size, values: replace(request, width=size[0], height=size[1]), lambda s: f"{s[0]}x{s[1]}"),
+    "[ControlNet] Weight": _control_number("weight", "[ControlNet] Weight"),
+    "[ControlNet] Guidance End": _control_number("guidance_end", "[ControlNet] Guidance End"),
+    "[ControlNet] Model": Axis("[ControlNet] Model", _control_models,
+                               lambda request, value, values: replace(request, control_units=[replace(u, model=value) for u in request.control_units])),
 }

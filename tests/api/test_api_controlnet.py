@@ -145,3 +145,21 @@ def test_a_controlnet_for_another_model_family_is_refused(api, tmp_path):
         assert answer.status_code == 400 and "wide-cn.safetensors was made for a model whose text encoder width is 48" in answer.json()["detail"]
     finally:
         path.unlink()
+
+
+def test_xyz_plot_axes_for_controlnet(api, controlnets):
+    client, _ = api
+    body = {**BASE, "alwayson_scripts": {"controlnet": {"args": [unit()]}},
+            "script_name": "x/y/z plot", "script_args": ["[ControlNet] Weight", "0, 1", "[ControlNet] Model", "tiny-cn, tiny-cn-ldm"]}
+    answer = client.post(f"{API}/txt2img", json=body)
+    assert answer.status_code == 200, answer.text
+    images = [np.asarray(decode(item)).astype(int) for item in answer.json()["images"]]
+    plain = pixels(client.post(f"{API}/txt2img", json=BASE))
+    controlled = pixels(run(client, [unit()]))
+    grid_offset = len(images) - 4  # the labelled grid comes first when it is sent
+    cells = images[grid_offset:]
+    assert np.array_equal(cells[0], plain) and np.array_equal(cells[1], controlled) and np.array_equal(cells[3], controlled)
+    infotexts = json.loads(answer.json()["info"])["infotexts"][grid_offset:]
+    assert "Weight: 0.0" in infotexts[0] and "Model: tiny-cn-ldm [" in infotexts[2]
+    without = client.post(f"{API}/txt2img", json={**BASE, "script_name": "x/y/z plot", "script_args": ["[ControlNet] Weight", "0, 1"]})
+    assert without.status_code in (400, 422) and "needs an enabled ControlNet unit" in without.json()["detail"]
