@@ -191,6 +191,50 @@ def load_pickle_checkpoint(path: Path) -> StateDictFile:
     return StateDictFile(path, tensors)
 
 
+def _is_torchscript(path: Path) -> bool:
+    if not zipfile.is_zipfile(path):
+        return False
+    with zipfile.ZipFile(path) as archive:
+        return any(name.split("/", 1)[-1].startswith(("code/", "constants.pkl")) for name in archive.namelist())
+
+
+def read_weights_file(path: Path, what: str) -> object:
+    """What a model file of kind `what` ("upscaler", "ControlNet"...) holds: a dict of tensors from
+    `.safetensors`; from `.pth`/`.pt`/`.ckpt`, what torch's restricted unpickler (`weights_only`)
+    builds, never code (a pickle that would run code, and a TorchScript archive, are refused)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ModelLoadError(f"The {what} file {path.name} is missing: it was moved or deleted.")
+    suffix = path.suffix.lower()
+    if suffix == ".safetensors":
+        try:
+            tensors = SafetensorsFile(path)
+            try:
+                return {key: tensors.read(key) for key in tensors.shapes()}
+            finally:
+                tensors.close()
+        except ModelLoadError:
+            raise
+        except (OSError, ValueError, KeyError, RuntimeError) as error:
+            raise ModelLoadError(f"Cannot read the {what} {path.name}: the file is corrupt or truncated ({error}).") from error
+    if suffix not in (".pth", ".pt", ".ckpt", ".bin"):
+        raise ModelLoadError(f"The {what} {path.name} has an unsupported file type {suffix} (use .safetensors or .pth).")
+    if _is_torchscript(path):
+        raise UnsafeCheckpointError(
+            f"The {what} {path.name} was refused: it is a TorchScript file, which runs its own code when loaded. "
+            "Use a .pth or .safetensors version of this model."
+        )
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        raise UnsafeCheckpointError(
+            f"The {what} {path.name} was refused: it is a pickle that would run code or build objects other than "
+            "tensors when loaded. Nothing from it was executed. Use a .safetensors version of this model."
+        ) from error
+    except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile) as error:
+        raise ModelLoadError(f"Cannot read the {what} {path.name}: the file is corrupt or truncated ({error}).") from error
+
+
 def open_tensor_file(path: Path) -> TensorFile:
     """Opens a single-file checkpoint or VAE by its extension."""
     path = Path(path)

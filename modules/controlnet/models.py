@@ -6,7 +6,6 @@ diffusers' own key map; diffusers-layout files load as they are. The last loaded
 
 from __future__ import annotations
 
-import pickle
 import threading
 from collections import OrderedDict
 from pathlib import Path
@@ -14,8 +13,8 @@ from typing import Any
 
 import torch
 
-from modules.checkpoints.tensor_files import SafetensorsFile
-from modules.errors import ModelLoadError, UnsafeCheckpointError
+from modules.checkpoints.tensor_files import read_weights_file
+from modules.errors import ModelLoadError
 
 LDM_PREFIX = "control_model."
 KEPT = 2  # the extension's control_net_model_cache_size
@@ -23,23 +22,7 @@ KEPT = 2  # the extension's control_net_model_cache_size
 
 def read_state(path: Path) -> dict[str, torch.Tensor]:
     path = Path(path)
-    if not path.is_file():
-        raise ModelLoadError(f"The ControlNet file {path.name} is missing: it was moved or deleted.")
-    if path.suffix.lower() == ".safetensors":
-        tensors = SafetensorsFile(path)
-        try:
-            return {key: tensors.read(key) for key in tensors.shapes()}
-        finally:
-            tensors.close()
-    try:
-        data = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as error:
-        raise UnsafeCheckpointError(
-            f"The ControlNet {path.name} was refused: it is a pickle that would run code or build objects other than tensors when "
-            "loaded. Nothing from it was executed. Use a .safetensors version of this model."
-        ) from error
-    except (RuntimeError, EOFError, OSError, ValueError) as error:
-        raise ModelLoadError(f"Cannot read the ControlNet {path.name}: the file is corrupt or truncated ({error}).") from error
+    data = read_weights_file(path, "ControlNet")
     if isinstance(data, dict) and isinstance(data.get("state_dict"), dict):
         data = data["state_dict"]
     if not isinstance(data, dict):

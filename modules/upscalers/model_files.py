@@ -9,62 +9,20 @@ the architecture and its hyper-parameters detected from them by spandrel.
 
 from __future__ import annotations
 
-import pickle
-import zipfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from modules.checkpoints.tensor_files import SafetensorsFile
-from modules.errors import ModelLoadError, UnsafeCheckpointError
+from modules.checkpoints.tensor_files import read_weights_file
+from modules.errors import ModelLoadError
 from modules.upscalers.spandrel_import import import_spandrel
-
-PICKLE_SUFFIXES = (".pth", ".pt", ".ckpt")
-
-
-def _is_torchscript(path: Path) -> bool:
-    if not zipfile.is_zipfile(path):
-        return False
-    with zipfile.ZipFile(path) as archive:
-        return any(name.split("/", 1)[-1].startswith(("code/", "constants.pkl")) for name in archive.namelist())
 
 
 def read_weights(path: Path) -> dict[str, torch.Tensor]:
     """The tensors of an upscaler file, unwrapped, on the CPU."""
     path = Path(path)
-    if not path.is_file():
-        raise ModelLoadError(f"The upscaler file {path.name} is missing: it was moved or deleted.")
-    suffix = path.suffix.lower()
-    data: Any
-    if suffix == ".safetensors":
-        try:
-            tensors = SafetensorsFile(path)
-            try:
-                data = {key: tensors.read(key) for key in tensors.shapes()}
-            finally:
-                tensors.close()
-        except ModelLoadError:
-            raise
-        except (OSError, ValueError, KeyError, RuntimeError) as error:
-            raise ModelLoadError(f"Cannot read the upscaler {path.name}: the file is corrupt or truncated ({error}).") from error
-    elif suffix in PICKLE_SUFFIXES:
-        if _is_torchscript(path):
-            raise UnsafeCheckpointError(
-                f"The upscaler {path.name} was refused: it is a TorchScript file, which runs its own code when loaded. "
-                "Use a .pth or .safetensors version of this model."
-            )
-        try:
-            data = torch.load(path, map_location="cpu", weights_only=True)
-        except pickle.UnpicklingError as error:
-            raise UnsafeCheckpointError(
-                f"The upscaler {path.name} was refused: it is a pickle that would run code or build objects other than "
-                "tensors when loaded. Nothing from it was executed. Use a .safetensors version of this model."
-            ) from error
-        except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile) as error:
-            raise ModelLoadError(f"Cannot read the upscaler {path.name}: the file is corrupt or truncated ({error}).") from error
-    else:
-        raise ModelLoadError(f"The upscaler {path.name} has an unsupported file type {suffix} (use .safetensors or .pth).")
+    data = read_weights_file(path, "upscaler")
     if not isinstance(data, dict):
         raise ModelLoadError(f"The upscaler {path.name} holds no weights (a {type(data).__name__}, not a dictionary of tensors).")
     spandrel = import_spandrel()
