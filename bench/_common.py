@@ -304,3 +304,17 @@ def alternate(contenders: dict[str, Any], repeats: int) -> dict[str, list[float]
             run()
             times[name].append(time.perf_counter() - start)
     return times
+
+
+def seeded_like_real(model: Any) -> Any:
+    """`model` with seeded N(0, 0.02) weights (norm weights around 1): the compute of real weights,
+    for benchmarks at real size without real files. Eval mode, no gradients."""
+    import torch
+
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            param.copy_(torch.randn(param.shape, generator=generator) * 0.02)
+            if param.dim() == 1 and "norm" in name and name.endswith("weight"):
+                param.add_(1.0)
+    return model.eval().requires_grad_(False)

@@ -26,7 +26,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
 
 import torch  # noqa: E402
 
-from _common import alternate, machine_info, markdown_table, write_json  # noqa: E402
+from _common import alternate, machine_info, markdown_table, seeded_like_real, write_json  # noqa: E402
 from modules.device.hardware import auto_cpu_dtype, cpu_bf16_support, physical_cores  # noqa: E402
 
 
@@ -37,15 +37,7 @@ def unet(quick: bool) -> torch.nn.Module:
     from tools.make_test_models import tiny_spec
 
     config = tiny_spec("sd1", "small").components["unet"].config if quick else family_config("sd1", "unet")
-    model = _instantiate("UNet2DConditionModel", config).to_empty(device="cpu")
-    generator = torch.Generator().manual_seed(0)
-    with torch.no_grad():
-        for name, param in model.named_parameters():
-            param.copy_(torch.randn(param.shape, generator=generator) * 0.02)
-            if param.dim() == 1 and "norm" in name and name.endswith("weight"):
-                param.add_(1.0)
-    return model.eval().requires_grad_(False)
-
+    return seeded_like_real(_instantiate("UNet2DConditionModel", config).to_empty(device="cpu"))
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -30,18 +30,8 @@ sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
 
 import torch  # noqa: E402
 
-from _common import alternate, machine_info, markdown_table, rss, write_json  # noqa: E402
+from _common import alternate, machine_info, markdown_table, rss, seeded_like_real, write_json  # noqa: E402
 from modules.device.hardware import physical_cores  # noqa: E402
-
-
-def random_like_real(model: torch.nn.Module) -> torch.nn.Module:
-    generator = torch.Generator().manual_seed(0)
-    with torch.no_grad():
-        for name, param in model.named_parameters():
-            param.copy_(torch.randn(param.shape, generator=generator) * 0.02)
-            if param.dim() == 1 and "norm" in name and name.endswith("weight"):
-                param.add_(1.0)
-    return model.eval().requires_grad_(False)
 
 
 def build(quick: bool) -> tuple[torch.nn.Module, torch.nn.Module, dict[str, float]]:
@@ -53,9 +43,9 @@ def build(quick: bool) -> tuple[torch.nn.Module, torch.nn.Module, dict[str, floa
 
     memory = {"start": rss() / 2**20}
     config = tiny_spec("sd1", "small").components["unet"].config if quick else family_config("sd1", "unet")
-    unet = random_like_real(_instantiate("UNet2DConditionModel", config).to_empty(device="cpu"))
+    unet = seeded_like_real(_instantiate("UNet2DConditionModel", config).to_empty(device="cpu"))
     memory["unet"] = rss() / 2**20
-    control = random_like_real(ControlNetModel.from_unet(unet))
+    control = seeded_like_real(ControlNetModel.from_unet(unet))
     memory["controlnet"] = rss() / 2**20
     return unet, control, memory
 

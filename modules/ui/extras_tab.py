@@ -12,7 +12,6 @@ and can be sent to img2img or inpaint.
 from __future__ import annotations
 
 import html
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
@@ -26,13 +25,14 @@ from modules.infotext.embed import infotext_from_image
 from modules.jobs import JobState
 from modules.services import Services
 from modules.ui import progress_view
-from modules.ui.sessions import session_key
+from modules.ui.sessions import SessionRuns, session_key
 from modules.ui.text import L, Words
 from modules.ui.upscaler_lists import UPSCALER_CLASS, upscaler_choices
 from modules.upscalers.catalog import NONE
 from modules.upscalers.extras import ExtrasOptions
 
 POLL_SECONDS = 0.25
+KEPT_SESSIONS = 256
 SOURCES = ("single", "batch", "folder")
 
 
@@ -43,25 +43,6 @@ class ExtrasTab:
     infotext: gr.State  # the selected result's source parameters, for Send to
     image_path: gr.State  # the selected result's file
     message: gr.HTML
-
-
-class _Jobs:
-    """session -> its running extras job (Interrupt stops the caller's own job only)."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._jobs: dict[str, str] = {}
-
-    def set(self, session: str, job_id: str | None) -> None:
-        with self._lock:
-            if job_id is None:
-                self._jobs.pop(session, None)
-            else:
-                self._jobs[session] = job_id
-
-    def get(self, session: str) -> str | None:
-        with self._lock:
-            return self._jobs.get(session)
 
 
 def folders_allowed(services: Services) -> bool:
@@ -129,7 +110,7 @@ def build_extras_tab(services: Services, words: Words) -> ExtrasTab:
             message = gr.HTML("", elem_id="extras-message")
     infotext, image_path = gr.State(None), gr.State(None)
     results: dict[str, tuple[ExtrasResult, list[str | None]]] = {}  # session -> its last result and the files shown
-    jobs = _Jobs()
+    jobs = SessionRuns()  # each session's running extras job (Interrupt stops the caller's own only)
 
     for tab, name in ((single_tab, "single"), (batch_tab, "batch"), (folder_tab, "folder")):
         tab.select(lambda name=name: name, None, source, show_progress="hidden")
@@ -169,7 +150,7 @@ def build_extras_tab(services: Services, words: Words) -> ExtrasTab:
         except UserError as error:
             yield {progress: progress_view.error_html(str(error), say), message: "", **off}
             return
-        jobs.set(session, job.id)
+        jobs.start(session, job.id)
         subscription = services.queue.subscribe(job.id)
         try:
             yield {progress: progress_view.starting_html(say("Starting…")), message: "", **off}
@@ -188,14 +169,17 @@ def build_extras_tab(services: Services, words: Words) -> ExtrasTab:
                     yield {progress: progress_view.step_html(event, say)}
         finally:
             subscription.close()
-            jobs.set(session, None)
+            jobs.finish(session, job.id, None)
         if job.state == JobState.FAILED:
             yield {progress: progress_view.error_html(job.error_message or "The job failed.", say)}
             return
         result = job.result(timeout=0)
         assert result is not None
         files = [str(path) if path is not None else None for path in result.paths]
+        results.pop(session, None)
         results[session] = (result, files)
+        while len(results) > KEPT_SESSIONS:  # the oldest sessions' pictures go, as SessionRuns keeps its outcomes
+            results.pop(next(iter(results)))
         count = len(result.images)
         summary = (say("Interrupted: {count} image(s) in {seconds} s", count=count, seconds=f"{job.elapsed():.1f}") if result.interrupted
                    else say("Done: {count} image(s) in {seconds} s", count=count, seconds=f"{job.elapsed():.1f}"))
@@ -221,7 +205,7 @@ def build_extras_tab(services: Services, words: Words) -> ExtrasTab:
         return result_html(result, index), infotext_from_image(result.sources[index]), files[index]
 
     def on_interrupt(request: gr.Request) -> None:
-        job_id = jobs.get(session_key(request))
+        job_id = jobs.job(session_key(request))
         if job_id is not None:
             services.queue.interrupt(job_id)
 
