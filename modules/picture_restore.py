@@ -8,7 +8,7 @@ list, so the UI's notice and the API's error name every missing piece in one pla
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Collection
 
 from modules.errors import UserError
@@ -18,6 +18,8 @@ from modules.infotext.restore import NotApplied, not_applied_sentence, restore_r
 
 if TYPE_CHECKING:
     from modules.checkpoints.registry import ModelFile, ModelRegistry
+    from modules.controlnet.catalog import ControlNetCatalog
+    from modules.controlnet.units import ControlUnit
     from modules.lora.files import LoraLibrary
     from modules.prompts.embeddings import EmbeddingLibrary
 
@@ -42,8 +44,9 @@ class PictureRestorer:
     """Restores pictures against the models this Easel has."""
 
     def __init__(self, registry: "ModelRegistry", loras: "LoraLibrary | None", embeddings: "EmbeddingLibrary | None",
-                 upscalers: Collection[str] = HIRES_UPSCALERS):
+                 upscalers: Collection[str] = HIRES_UPSCALERS, controlnets: "ControlNetCatalog | None" = None):
         self.registry, self.loras, self.embeddings, self.upscalers = registry, loras, embeddings, upscalers
+        self.controlnets = controlnets
 
     def restore(self, infotext: str, settable: Collection[str], *, hires_in_picture: bool = False) -> PictureSettings:
         """The picture's settings for a target that takes the fields `settable` (see restore_request)."""
@@ -54,7 +57,36 @@ class PictureRestorer:
         settings.vae, vae_issue = self.vae(params.get("VAE"), params.get("VAE hash"))
         settings.not_applied = [*(issue for issue in (model_issue, vae_issue) if issue), *restored.not_applied,
                                 *self.missing_networks(params.get("Prompt", ""), params)]
+        if "control_units" in restored.fields:
+            settings.fields["control_units"], unit_issues = self.control_units(restored.fields["control_units"])
+            settings.not_applied += unit_issues
         return settings
+
+    def control_units(self, units: dict[int, "ControlUnit"]) -> tuple[dict[int, "ControlUnit"], list[NotApplied]]:
+        """The restored units with their model and preprocessor as named here; a model or
+        preprocessor Easel does not have is named (the unit keeps None / none), and so is every
+        unit's control image, which a picture does not carry."""
+        from modules.controlnet.preprocess import ALIASES, PREPROCESSORS
+
+        found: dict[int, ControlUnit] = {}
+        issues: list[NotApplied] = []
+        for slot, unit in units.items():
+            key = f"ControlNet {slot}"
+            module = ALIASES.get(unit.module, unit.module)
+            if module not in PREPROCESSORS:
+                issues.append(NotApplied(key, f"Module: {unit.module}", "not a preprocessor Easel has; the unit uses none"))
+                module = "none"
+            model = unit.model
+            if model not in ("None", ""):
+                try:
+                    model = self.controlnets.find(model).title if self.controlnets is not None else "None"
+                except UserError:
+                    model = "None"
+                if model == "None":
+                    issues.append(NotApplied(key, f"Model: {unit.model}", "not among your ControlNet models (models/ControlNet)"))
+            found[slot] = replace(unit, module=module, model=model)
+            issues.append(NotApplied(key, "control image", "a picture does not carry its control image: add it to the unit"))
+        return found, issues
 
     def checkpoint(self, model_hash: str | None, model_name: str | None) -> tuple["ModelFile | None", NotApplied | None]:
         """The checkpoint a picture names, by its hash first, then by name; what to tell the user

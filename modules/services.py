@@ -143,7 +143,7 @@ def build_services(args: Args, load_now: bool = True) -> Services:
     upscalers = Upscalers(UpscalerCatalog(args.upscaler_folders()), device, lambda: tile_settings(store.settings), half=dtype == torch.float16)
     controlnets = ControlNets([paths.models_dir / "ControlNet", *args.controlnet_dirs])
     models = ModelControl(registry, manager, store, loras, embeddings, paths.checkpoints_dir, args.ckpt,
-                          hires_upscalers=lambda: [*LATENT_UPSCALE_MODES, *upscalers.names()])
+                          hires_upscalers=lambda: [*LATENT_UPSCALE_MODES, *upscalers.names()], controlnets=controlnets.catalog)
     models.restore_vae_choice()
     runner = backend.runner(RunnerParts(
         manager, ResultRecorder(registry, settings, outputs, history), settings,

@@ -13,6 +13,7 @@ from PIL import Image
 
 from modules.api.errors import ApiInputError
 from modules.api.images import decode_image, encode_b64
+from modules.controlnet.control_types import control_types
 from modules.controlnet.preprocess import DEFAULT_RESOLUTION, PREPROCESSORS, detect, find_preprocessor
 from modules.controlnet.units import DEFAULT_UNIT_COUNT
 from modules.services import Services
@@ -33,17 +34,9 @@ def module_detail() -> dict[str, Any]:
     return details
 
 
-def control_types(models: list[str]) -> dict[str, Any]:
-    tags: dict[str, list[str]] = {"All": list(PREPROCESSORS)}
-    for name, p in PREPROCESSORS.items():
-        if p.tag and p.tag != "All":
-            tags.setdefault(p.tag, ["none"]).append(name)
-    answer = {}
-    for tag, modules in tags.items():
-        matching = models if tag == "All" else [m for m in models if tag.lower() in m.lower()]
-        answer[tag] = {"module_list": modules, "model_list": ["None", *matching],
-                       "default_option": modules[1] if len(modules) > 1 else "none", "default_model": matching[0] if matching else "None"}
-    return answer
+def control_types_answer(models: list[str]) -> dict[str, Any]:
+    return {name: {"module_list": kind.modules, "model_list": ["None", *kind.models], "default_option": kind.default_module,
+                   "default_model": kind.default_model} for name, kind in control_types(models).items()}
 
 
 def add_controlnet_routes(app_router: APIRouter, services: Services) -> None:
@@ -64,7 +57,7 @@ def add_controlnet_routes(app_router: APIRouter, services: Services) -> None:
 
     @router.get("/control_types")
     def get_control_types() -> dict[str, Any]:
-        return {"control_types": control_types(services.controlnets.catalog.titles())}
+        return {"control_types": control_types_answer(services.controlnets.catalog.titles())}
 
     @router.get("/settings")
     def settings() -> dict[str, Any]:

@@ -29,6 +29,7 @@ from modules.api.schemas import Txt2ImgRequest as ApiTxt2Img
 from modules.api.scripts import SelectableScript, find_script
 from modules.checkpoints.manager import VAE_AUTOMATIC, VAE_NONE
 from modules.config import Settings
+from modules.controlnet.infotext import is_controlnet_key
 from modules.controlnet.units import ControlNetError, ControlUnit, parse_units
 from modules.generation.request import GenerationRequest, Img2ImgRequest
 from modules.infotext.restore import REQUEST_FIELDS, not_applied_sentence
@@ -100,8 +101,10 @@ def apply_infotext(services: Services, body: Fields) -> tuple[Fields, dict[str, 
     if restored.vae is not None:
         overrides["sd_vae"] = restored.vae
     overridden_by_request = {"Model": "sd_model_checkpoint" in given_options, "VAE": "sd_vae" in given_options}
+    units_given = any(str(name).lower() == CONTROLNET for name in (body.alwayson_scripts or {}))
     problems = [item for item in restored.not_applied
-                if not overridden_by_request.get(item.key, False) and _field_of(item.key) not in given]
+                if not overridden_by_request.get(item.key, False) and _field_of(item.key) not in given
+                and not (units_given and is_controlnet_key(item.key))]
     if problems:
         raise ApiInputError(f"infotext: {not_applied_sentence(problems)} Give these fields in the request, or leave them out of the infotext.")
     return body.model_copy(update=update), overrides

@@ -14,12 +14,11 @@ from PIL import Image
 
 from modules.controlnet.apply import ControlPlan, PreparedUnit
 from modules.controlnet.catalog import ControlNetCatalog
+from modules.controlnet.infotext import unit_line
 from modules.controlnet.models import ControlNetModels
 from modules.controlnet.preprocess import DEFAULT_RESOLUTION, detect, find_preprocessor, fit, pixel_perfect_resolution
 from modules.controlnet.units import ControlNetError, ControlUnit
-
-INFOTEXT_FIELDS = ("module", "model", "weight", "resize_mode", "processor_res", "threshold_a", "threshold_b", "guidance_start",
-                   "guidance_end", "pixel_perfect", "control_mode")
+from modules.errors import ModelLoadError
 
 
 @dataclass
@@ -70,7 +69,11 @@ class ControlNets:
             detected = detect(preprocessor, source, resolution, unit.threshold_a, unit.threshold_b)
             fitted = fit(detected, width, height, unit.resize_mode)
             hint = torch.from_numpy(fitted.astype(np.float32) / 255.0).permute(2, 0, 1)[None]
-            network = self.models.get(self.catalog.find(unit.model, f"{where}, model").path, model.unet)
+            found = self.catalog.find(unit.model, f"{where}, model")
+            try:
+                network = self.models.get(found.path, model.unet)
+            except ModelLoadError as error:  # the unit's model cannot serve this checkpoint: a field that cannot be used (422)
+                raise ControlNetError(f"{where}, model {found.title}: {error}") from error
             mode = unit.control_mode
             if hires and preprocessor.name in ("canny", "mlsd") and mode == "Balanced":
                 mode = "My prompt is more important"  # the extension's soft injection in the hires pass for these maps
@@ -93,6 +96,5 @@ class ControlNets:
                 "guidance_start": float(unit.guidance_start), "guidance_end": float(unit.guidance_end),
                 "pixel_perfect": unit.pixel_perfect, "control_mode": unit.control_mode,
             }
-            text = ", ".join(f"{' '.join(word.capitalize() for word in key.split('_'))}: {values[key]}" for key in INFOTEXT_FIELDS)
-            lines[f"ControlNet {index}"] = text
+            lines[f"ControlNet {index}"] = unit_line(values)
         return lines

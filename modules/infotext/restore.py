@@ -7,8 +7,10 @@ setting without the user being told:
 
 1. a value that does not convert ("Steps: many") or names something Easel does not have (a sampler,
    a schedule type, an upscaler) is "not applied", with the reason;
-2. a setting of an extension Easel does not have (ADetailer, ControlNet, Regional Prompter, Dynamic
-   Prompts, ...) is "not applied", naming the extension;
+2. a setting of an extension Easel does not have (ADetailer, Regional Prompter, Dynamic Prompts, ...)
+   is "not applied", naming the extension; ControlNet units (every format the extension wrote, see
+   modules/controlnet/infotext.py) become `fields["control_units"]` (slot -> unit) where the target
+   takes them, and what of a unit cannot be used is named;
 3. any other key Easel has no setting for is "not applied"; keys that hold A1111's default (which
    A1111's reader fills in when a picture leaves them out) and keys that only describe the picture
    (Version, Init image hash, ...) are not settings and are not listed;
@@ -27,6 +29,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Callable, Collection
 
+from modules.controlnet.infotext import is_controlnet_key, read_units
+from modules.controlnet.units import DEFAULT_UNIT_COUNT
 from modules.errors import UserError
 from modules.generation.request import HIRES_UPSCALERS, MASK_MODES, MASKED_CONTENT, RNG_SOURCES
 from modules.infotext.parse import MISSING_DEFAULTS
@@ -232,7 +236,6 @@ UNSUPPORTED_KEYS: dict[str, str] = {
 # Extensions' settings: a pattern their keys match -> the extension's name.
 EXTENSION_KEYS: tuple[tuple[re.Pattern[str], str], ...] = tuple((re.compile(pattern), name) for pattern, name in (
     (r"ADetailer\b", "ADetailer"),
-    (r"ControlNet\b", "ControlNet"),
     (r"RP ", "Regional Prompter"),
     (r"(Negative )?Template$", "Dynamic Prompts"),
     (r"Hypernet\b", "hypernetworks"),
@@ -245,6 +248,9 @@ EXTENSION_KEYS: tuple[tuple[re.Pattern[str], str], ...] = tuple((re.compile(patt
     (r"Style Selector\b", "Style Selector"),
     (r"(Module \d|Distilled CFG Scale|Diffusion in Low Bits)$", "Forge"),
 ))
+
+CONTROLNET_ELSEWHERE = ("a ControlNet unit: Send to txt2img or img2img restores it; the API takes units with their image in "
+                        "alwayson_scripts.controlnet")
 
 SCRIPT_KEYS = re.compile(r"(Fixed )?[XYZ] (Type|Values)$")  # what A1111's X/Y/Z plot writes on its grid
 
@@ -293,6 +299,10 @@ def restore_request(
         restored.fields["enable_hr"] = hires
     for key, raw in params.items():
         value = str(raw)
+        if is_controlnet_key(key):
+            if "control_units" not in settable:
+                restored.not_applied.append(NotApplied(key, value, CONTROLNET_ELSEWHERE))
+            continue
         if key not in REQUEST_FIELDS:
             if key not in LOOKED_UP_KEYS and key not in DESCRIPTIVE_KEYS and not _is_default(key, value):
                 restored.not_applied.append(NotApplied(key, value, why_not(key)))
@@ -313,6 +323,10 @@ def restore_request(
             restored.not_applied.append(NotApplied(key, value, f"no upscaler named {value} here; Easel has {', '.join(upscalers)}"))
             continue
         restored.fields[name] = converted
+    if "control_units" in settable:
+        units = read_units(params, DEFAULT_UNIT_COUNT)
+        restored.fields["control_units"] = units.units
+        restored.not_applied += [NotApplied(issue.key, issue.value, issue.reason) for issue in units.issues]
     return restored
 
 

@@ -134,7 +134,7 @@ def test_bad_units_are_a_sentence_and_the_queue_goes_on(api, controlnets, units,
     assert run(client, [unit()]).status_code == 200
 
 
-def test_a_controlnet_for_another_model_family_is_refused(api, tmp_path):
+def test_a_controlnet_for_another_model_family_is_refused(api, controlnets):
     from diffusers import UNet2DConditionModel
 
     client, services = api
@@ -142,7 +142,10 @@ def test_a_controlnet_for_another_model_family_is_refused(api, tmp_path):
     path = write_controlnet(services.paths.models_dir / "ControlNet" / "wide-cn.safetensors", tiny_controlnet(other), dict(other.config))
     try:
         answer = run(client, [unit(model="wide-cn")])
-        assert answer.status_code == 400 and "wide-cn.safetensors was made for a model whose text encoder width is 48" in answer.json()["detail"]
+        assert answer.status_code == 422, answer.text
+        assert "ControlNet unit 0, model wide-cn [" in answer.json()["detail"]
+        assert "wide-cn.safetensors was made for a model whose text encoder width is 48; the checkpoint in use has 32" in answer.json()["detail"]
+        assert run(client, [unit()]).status_code == 200
     finally:
         path.unlink()
 
@@ -163,3 +166,32 @@ def test_xyz_plot_axes_for_controlnet(api, controlnets):
     assert "Weight: 0.0" in infotexts[0] and "Model: tiny-cn-ldm [" in infotexts[2]
     without = client.post(f"{API}/txt2img", json={**BASE, "script_name": "x/y/z plot", "script_args": ["[ControlNet] Weight", "0, 1"]})
     assert without.status_code in (400, 422) and "needs an enabled ControlNet unit" in without.json()["detail"]
+
+
+def test_a_pictures_units_restore_against_the_models_here(api, controlnets):
+    """Send to / paste: a unit's model is looked up in models/ControlNet (by stem, as the extension
+    finds it); a model or preprocessor Easel lacks is named, and so is the control image a picture
+    never carries. The API's `infotext` names the units unless the request sends its own."""
+    client, services = api
+    title = next(t for t in services.controlnets.catalog.titles() if t.startswith("tiny-cn ["))
+    infotext = ("a shape\nSteps: 4, Sampler: Euler, CFG scale: 5, Seed: 11, Size: 64x64, "
+                'ControlNet 0: "Module: canny, Model: tiny-cn [00000000], Weight: 0.5, Resize Mode: Crop and Resize, Processor Res: 256, '
+                'Threshold A: 90.0, Threshold B: 180.0, Guidance Start: 0.0, Guidance End: 0.75, Pixel Perfect: False, Control Mode: Balanced", '
+                'ControlNet 1: "Module: depth_leres++, Model: control_v11f1p_sd15_depth [cfd03158], Weight: 1.0"')
+    restored = services.models.picture_restorer().restore(infotext, {"prompt", "steps", "control_units"})
+    units = restored.fields["control_units"]
+    assert (units[0].model, units[0].module, units[0].weight, units[0].threshold_a, units[0].guidance_end) == (title, "canny", 0.5, 90.0, 0.75)
+    assert (units[1].model, units[1].module) == ("None", "none")
+    assert [(i.key, i.value, i.reason) for i in restored.not_applied if i.key.startswith("ControlNet")] == [
+        ("ControlNet 0", "control image", "a picture does not carry its control image: add it to the unit"),
+        ("ControlNet 1", "Module: depth_leres++", "not a preprocessor Easel has; the unit uses none"),
+        ("ControlNet 1", "Model: control_v11f1p_sd15_depth [cfd03158]", "not among your ControlNet models (models/ControlNet)"),
+        ("ControlNet 1", "control image", "a picture does not carry its control image: add it to the unit"),
+    ]
+    refused = client.post(f"{API}/txt2img", json={"infotext": infotext.split(", ControlNet 1")[0]})
+    assert refused.status_code == 422 and "ControlNet 0: Module: canny" in refused.json()["detail"]
+    assert "alwayson_scripts.controlnet" in refused.json()["detail"]
+    given = client.post(f"{API}/txt2img", json={"infotext": infotext.split(", ControlNet 1")[0],
+                                                "alwayson_scripts": {"controlnet": {"args": [unit(weight=0.5)]}}})
+    assert given.status_code == 200, given.text
+    assert "ControlNet 0: \"Module: none, Model: tiny-cn [" in json.loads(given.json()["info"])["infotexts"][0]

@@ -69,6 +69,49 @@ def test_each_control_mode_scales_each_layer_and_masks_rows_as_by_hand(mode):
     assert torch.allclose(got_mid, mid * scales[-1] * keep, atol=1e-6)
 
 
+def tiny_sdxl_pair() -> tuple[UNet2DConditionModel, ControlNetModel]:
+    """SDXL's layout at a tiny width: three levels of two resnets (attention on the last two), size
+    and pooled-text embeddings, so the ControlNet gives SDXL's 9 down residuals + the middle."""
+    torch.manual_seed(2)
+    unet = UNet2DConditionModel(
+        sample_size=8, in_channels=4, out_channels=4, layers_per_block=2, block_out_channels=(32, 32, 64),
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
+        cross_attention_dim=32, attention_head_dim=8, norm_num_groups=8, use_linear_projection=True,
+        addition_embed_type="text_time", addition_time_embed_dim=8, projection_class_embeddings_input_dim=6 * 8 + 16,
+    ).eval()
+    control = ControlNetModel.from_unet(unet).eval()
+    assert (control.config.addition_embed_type, control.config.addition_time_embed_dim, control.config.projection_class_embeddings_input_dim) == (
+        "text_time", 8, 64)
+    with torch.no_grad():
+        for parameter in control.parameters():
+            parameter.normal_(0, 0.05)
+    return unet, control
+
+
+@pytest.mark.parametrize("mode", ["My prompt is more important", "ControlNet is more important", "Balanced"])
+def test_sdxl_takes_the_first_ten_of_the_13_soft_factors(mode, monkeypatch):
+    import modules.controlnet.apply as apply
+
+    _, control = tiny_sdxl_pair()
+    x, t, hidden, hint = inputs()
+    added = {"text_embeds": torch.randn(2, 16), "time_ids": torch.tensor([[64.0, 64, 0, 0, 64, 64]]).expand(2, -1)}
+    with torch.no_grad():
+        down, mid = control(x, t, encoder_hidden_states=hidden, controlnet_cond=hint.expand(2, -1, -1, -1), added_cond_kwargs=added, return_dict=False)
+    assert len(down) + 1 == 10  # SDXL's count
+    given = []
+    real = apply.layer_scales
+    monkeypatch.setattr(apply, "layer_scales", lambda *a: given.append(real(*a)) or given[-1])
+    plan = ControlPlan([PreparedUnit(control, hint, 0.7, mode, 0.0, 1.0, sdxl=True)], total_steps=10, step=lambda: 0)
+    got_down, got_mid = plan.residuals(x, t, hidden, torch.tensor([False, True]), added)
+    scales = [0.7] * 10 if mode == "Balanced" else [0.7 * 0.825 ** (12 - i) for i in range(10)]  # the middle block gets 0.825^3, not 1
+    assert len(given) == 1 and given[0] == pytest.approx(scales) and len(given[0]) == len(down) + 1
+    keep = torch.tensor([1.0, 0.0 if mode == "ControlNet is more important" else 1.0]).view(-1, 1, 1, 1)
+    for got, raw, scale in zip(got_down, down, scales[:-1]):
+        assert torch.allclose(got, raw * scale * keep, atol=1e-6)
+    assert torch.allclose(got_mid, mid * scales[-1] * keep, atol=1e-6)
+
+
 def test_several_units_sum_and_a_unit_outside_its_window_adds_nothing():
     _, first = tiny_pair(0)
     _, second = tiny_pair(1)

@@ -49,8 +49,8 @@ def test_an_unknown_upscaler_sampler_schedule_and_extension_keys_are_each_named(
     assert str(by_key["Schedule type"]) == "Schedule type: Kerras (unknown schedule type 'Kerras')"
     assert str(by_key["ADetailer model"]) == "ADetailer model: face_yolov8n.pt (a setting of ADetailer, which Easel does not have)"
     assert "ADetailer model 2nd" in by_key and "ADetailer denoising strength" in by_key
-    assert by_key["ControlNet 0"].value.startswith("Module: canny, Model: control_v11p_sd15_canny [d14c016b]")
-    assert by_key["ControlNet 0"].reason == "a setting of ControlNet, which Easel does not have"
+    assert "ControlNet 0" not in by_key  # a unit: restored (tests/unit/test_controlnet_infotext.py)
+    assert restored.fields["control_units"][0].model == "control_v11p_sd15_canny [d14c016b]"
     assert {by_key[key].reason for key in ("RP Active", "RP Divide mode", "RP Ratios")} == {
         "a setting of Regional Prompter, which Easel does not have"}
     assert by_key["Template"].reason == "a setting of Dynamic Prompts, which Easel does not have"
