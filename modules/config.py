@@ -52,6 +52,7 @@ class Settings:
     language: str = setting("auto", "Language of the page: auto (the browser's), en, zh-CN, or any language with a file in localizations/ (restart to apply).")
     ESRGAN_tile: int = setting(192, "Upscaler models run on tiles of this many pixels a side, so memory stays bounded (0: the whole picture at once).", minimum=0, maximum=4096)
     ESRGAN_tile_overlap: int = setting(8, "Pixels the upscaler tiles overlap by, blended so no seam shows.", minimum=0, maximum=256)
+    control_net_no_detectmap: bool = setting(False, "Do not show the ControlNet units' control maps after the pictures (nor return them in the API's images).")
     img2img_fix_steps: bool = setting(False, "img2img runs exactly the steps set (A1111's option); off: steps x denoising strength of them.")
 
     @staticmethod

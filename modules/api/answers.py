@@ -118,6 +118,8 @@ def generation_answer(services: Services, plan: ApiJobPlan, job: Job, result: Ge
     first_image = 0
     if plan.save_images and plan.output.return_grid and result.grid is not None and infotexts:
         images, infotexts, first_image = [result.grid, *images], [infotexts[0], *infotexts], 1
+    if not services.settings.control_net_no_detectmap:
+        images += result.detected_maps  # after the pictures, without infotexts, as the extension appends them
     encoded: list[str] = []
     if plan.send_images:
         output = plan.output

@@ -247,12 +247,17 @@ def control_units(services: Services, body: GenerationFields) -> list[ControlUni
     limit = services.settings.max_input_megapixels
     decoded = []
     for index, unit in enumerate(units):
-        image = unit.image
+        image, mask = unit.image, unit.mask
         if isinstance(image, (list, tuple)):  # [image, mask]
-            image = image[0] if image else None
-        if image is not None and not isinstance(image, str):
-            raise ControlNetError(f"ControlNet unit {index}: image must be a base64 picture, not {type(image).__name__}.")
-        decoded.append(replace(unit, image=decode_image(image, f"ControlNet unit {index}: image", limit) if image else None, mask=None))
+            pair = list(image)
+            image = pair[0] if pair else None
+            if mask is None and len(pair) > 1:
+                mask = pair[1]
+        for name, value in (("image", image), ("mask", mask)):
+            if value is not None and not isinstance(value, str):
+                raise ControlNetError(f"ControlNet unit {index}: {name} must be a base64 picture, not {type(value).__name__}.")
+        decoded.append(replace(unit, image=decode_image(image, f"ControlNet unit {index}: image", limit) if image else None,
+                               mask=decode_image(mask, f"ControlNet unit {index}: mask", limit) if mask else None))
     return decoded
 
 

@@ -86,7 +86,9 @@ class Submitter:
             request = replace(request, hr_upscaler=self.hires_upscaler(request.hr_upscaler))
         TASKS[task].check(inputs, self.settings.max_input_megapixels)
         if request.control_units:
-            needs_controlnets(self.controlnets).check(request.control_units, has_init_image=isinstance(request, Img2ImgRequest))
+            img2img = isinstance(request, Img2ImgRequest)
+            needs_controlnets(self.controlnets).check(request.control_units, has_init_image=img2img,
+                                                      has_init_mask=getattr(request, "mask", None) is not None)
         request_loras(self.loras, request)  # a malformed <lora:...> tag is refused now
         if request.styles and self.styles is not None:
             prompt, negative = self.styles.apply_styles(request.prompt, request.negative_prompt, request.styles)

@@ -8,12 +8,16 @@
   SDXL takes the first ten factors of that list of 13), on both rows;
 - ControlNet is more important: the same factors, on the conditional rows only (so CFG multiplies
   the control);
-- several units: their residuals are summed, layer by layer.
+- several units: their residuals are summed, layer by layer;
+- rules on the predicted x0 at every model call, in or out of the window (`LatentRule`): inpaint_only
+  holds the unmasked part of its picture's latent, tile_colorfix swaps the prediction's low
+  frequencies for its picture's (the extension does both on eps; with x_t fixed, eps and x0 are
+  affine in each other, so the same blend on x0 is the same step).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import torch
@@ -61,6 +65,50 @@ class PreparedUnit:
         return self.mode == "ControlNet is more important"
 
 
+def box_blur(x: torch.Tensor, k: int) -> torch.Tensor:
+    """The mean over a (2k+1)^2 window, edges repeated (the extension's `blur`)."""
+    padded = torch.nn.functional.pad(x, (k, k, k, k), mode="replicate")
+    return torch.nn.functional.avg_pool2d(padded, (2 * k + 1, 2 * k + 1), stride=1)
+
+
+@dataclass
+class LatentRule:
+    """A unit's rule on the x0 the model predicts, row by row before CFG (the extension's hook.py):
+
+    - inpaint: x0 <- x0*m + o*(1 - m), m the repaint mask max-pooled to the latent (10x10 window,
+      stride 8, padding 1), o the latent of the unit's picture;
+    - colorfix: x0 <- x0 - blur(x0, k) + blur(o, k), and with `sharpness` (tile_colorfix+sharp) the
+      unconditional rows then become d*blur(x0, k) + (1 - d)*x0, d = sharpness / 100;
+
+    each then mixed with the prediction by the weight clamped to [0, 1]."""
+
+    kind: str  # "inpaint" or "colorfix"
+    weight: float
+    pixels: torch.Tensor  # (1, 3, H, W) in [0, 1]: the picture whose latent `o` is used
+    mask: torch.Tensor | None = None  # inpaint: (1, 1, H, W), 1 = repaint
+    variation: int = 8  # colorfix: k
+    sharpness: float | None = None
+    latent: torch.Tensor | None = None  # o, from the engine's VAE (`PassControl.encode_latents`)
+
+    def apply(self, x0: torch.Tensor, uncond_rows: torch.Tensor | None) -> torch.Tensor:
+        assert self.latent is not None, "the rule's picture was not encoded"
+        origin = self.latent.to(x0.device, x0.dtype)
+        if self.kind == "inpaint":
+            assert self.mask is not None
+            mask = torch.nn.functional.max_pool2d(self.mask.to(x0.device, x0.dtype), (10, 10), stride=(8, 8), padding=1)
+            changed = x0 * mask + origin * (1 - mask)
+        else:
+            k = self.variation
+            changed = x0 - box_blur(x0, k) + box_blur(origin, k)
+            if self.sharpness is not None and uncond_rows is not None:
+                detail = self.sharpness * 0.01
+                softened = detail * box_blur(changed, k) + (1 - detail) * changed
+                rows = uncond_rows.to(x0.device).view(-1, 1, 1, 1)
+                changed = torch.where(rows, softened, changed)
+        w = max(0.0, min(1.0, float(self.weight)))
+        return changed * w + x0 * (1 - w)
+
+
 @dataclass
 class ControlPlan:
     """The units of one sampling pass; `step()` is the sampler step being taken (0-based)."""
@@ -68,6 +116,16 @@ class ControlPlan:
     units: list[PreparedUnit]
     total_steps: int
     step: Callable[[], int]
+    latent_rules: list[LatentRule] = field(default_factory=list)
+
+    def adjust_x0(self, x0: torch.Tensor, uncond_rows: torch.Tensor | None) -> torch.Tensor:
+        for rule in self.latent_rules:
+            x0 = rule.apply(x0, uncond_rows)
+        return x0
+
+    def ruled(self, denoise: Callable[..., torch.Tensor]) -> Callable[..., torch.Tensor]:
+        """`denoise` with its x0 through the latent rules (itself when there are none)."""
+        return RuledDenoiser(denoise, self) if self.latent_rules else denoise
 
     def residuals(self, x: torch.Tensor, t: torch.Tensor, hidden: torch.Tensor, uncond_rows: torch.Tensor | None,
                   added: dict[str, torch.Tensor] | None) -> tuple[list[torch.Tensor], torch.Tensor] | None:
@@ -94,3 +152,13 @@ class ControlPlan:
         if down_total is None or mid_total is None:
             return None
         return down_total, mid_total
+
+
+class RuledDenoiser:
+    """A denoiser `(x, sigma, **rows) -> x0` whose x0 goes through the plan's latent rules."""
+
+    def __init__(self, inner: Callable[..., torch.Tensor], plan: ControlPlan):
+        self.inner, self.plan = inner, plan
+
+    def __call__(self, x: torch.Tensor, sigma: torch.Tensor, **kwargs: Any) -> torch.Tensor:
+        return self.plan.adjust_x0(self.inner(x, sigma, **kwargs), kwargs.get("uncond_rows"))

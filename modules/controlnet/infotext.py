@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from modules.controlnet.units import ControlNetError, ControlUnit, parse_unit
+from modules.i18n import N_
 
 # The fields Easel writes, in the extension's order (`infotext_fields`).
 WRITTEN_FIELDS = ("module", "model", "weight", "resize_mode", "processor_res", "threshold_a", "threshold_b", "guidance_start",
@@ -29,6 +30,8 @@ WRITTEN_FIELDS = ("module", "model", "weight", "resize_mode", "processor_res", "
 # Fields of the current format that only describe how the extension ran (memory use, saving maps).
 QUIET_FIELDS = frozenset({"low_vram", "save_detected_map", "enabled"})
 READ_FIELDS = frozenset({*WRITTEN_FIELDS, "hr_option"})
+
+UNKNOWN_SETTING = N_("a ControlNet unit setting Easel does not have")
 
 UNIT_KEY = re.compile(r"ControlNet(?:[ -](\d+))?$")
 OLD_KEY = re.compile(r"ControlNet(?:[ -](\d+))? (Enabled|Module|Preprocessor|Model|Weight|Guidance Start|Starting Step|Guidance End|"
@@ -92,7 +95,7 @@ def _current_format(key: str, text: str, issues: list[UnitIssue]) -> dict[str, A
         if field_name in READ_FIELDS:
             values[field_name] = value
         elif field_name not in QUIET_FIELDS:
-            issues.append(UnitIssue(key, f"{name}: {value}", "a ControlNet unit setting Easel does not have"))
+            issues.append(UnitIssue(key, f"{name}: {value}", UNKNOWN_SETTING))
     return values
 
 
@@ -106,7 +109,7 @@ def _middle_format(key: str, text: str, issues: list[UnitIssue]) -> dict[str, An
         elif name == "preprocessor params":
             values["processor_res"], values["threshold_a"], values["threshold_b"] = (_triple(value) + ["-1"] * 3)[:3]
         else:
-            issues.append(UnitIssue(key, f"{name}: {value}", "a ControlNet unit setting Easel does not have"))
+            issues.append(UnitIssue(key, f"{name}: {value}", UNKNOWN_SETTING))
     return values
 
 

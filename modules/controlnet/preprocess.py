@@ -4,6 +4,12 @@ generation size by the unit's resize mode.
 
 With weights (depth, openpose, hed, lineart, ...) a preprocessor is listed but refused with the
 file it needs: none are downloaded.
+
+Maps only: what the extension does with some of them outside the map (tile_colorfix's correction
+of each step's prediction towards the control picture's colours, recolor's swap of the finished
+picture's lightness for the map's) is not done here. shuffle draws from numpy's legacy generator
+as the extension does; the extension seeds it from the generation's seed and subseed, `run` uses
+seed 0 (`content_shuffle` takes any seed).
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ import numpy as np
 from PIL import Image
 
 from modules.errors import UserError
+from modules.i18n import N_
 
 
 @dataclass(frozen=True)
@@ -35,6 +42,9 @@ class Preprocessor:
     slider_b: Slider | None = None
     weights: str = ""  # the annotator file it needs, for the ones with weights
     tag: str = ""  # control type (Canny, Depth, ...)
+    resize: Callable[[np.ndarray, int], np.ndarray] | None = None  # its own way to the resolution (default: _resize_short_side)
+    seeded: Callable[[np.ndarray, int], np.ndarray] | None = None  # with the job's seed (shuffle), when there is one
+    needs_mask: bool = False  # the inpaint preprocessors: the unit's mask (or img2img's) says what to repaint
 
     @property
     def model_free(self) -> bool:
@@ -73,19 +83,136 @@ def _blur(image: np.ndarray, sigma: float, b: float) -> np.ndarray:
     return _cv2().GaussianBlur(image, (0, 0), float(sigma))
 
 
+def _pad64(image: np.ndarray) -> np.ndarray:
+    """The picture grown to multiples of 64 by repeating its last row and column: the extension
+    filters the padded picture and crops, which changes blurs near the right and bottom edges."""
+    h, w = image.shape[:2]
+    return np.pad(image, ((0, -h % 64), (0, -w % 64), (0, 0)), mode="edge")
+
+
+def _grey3(channel: np.ndarray) -> np.ndarray:
+    return np.repeat(channel.astype(np.uint8)[:, :, None], 3, axis=2)
+
+
+def _scribble_xdog(image: np.ndarray, threshold: float, b: float) -> np.ndarray:
+    """Difference of Gaussians (sigma 5 minus sigma 0.5, its smallest channel): a pixel is a line
+    where twice its darkness exceeds the threshold. The doubling is uint8 arithmetic in the
+    extension, so darkness of 128 and more wraps around; kept, maps match."""
+    cv2, (h, w) = _cv2(), image.shape[:2]
+    x = _pad64(image).astype(np.float32)
+    difference = (cv2.GaussianBlur(x, (0, 0), 5.0) - cv2.GaussianBlur(x, (0, 0), 0.5)).min(axis=2)
+    darkness = 255 - np.clip(255 - difference, 0, 255).astype(np.uint8)
+    doubled = (darkness.astype(np.uint16) * 2 % 256).astype(np.uint8)
+    return _grey3((doubled > threshold)[:h, :w] * 255)
+
+
+def _lineart_standard(image: np.ndarray, a: float, b: float) -> np.ndarray:
+    """How much darker each pixel is than its sigma-6 surroundings (smallest channel), scaled so
+    the median of the clearly dark pixels (over 8, padded picture included) lands at 127."""
+    cv2, (h, w) = _cv2(), image.shape[:2]
+    x = _pad64(image).astype(np.float32)
+    darker = np.clip((cv2.GaussianBlur(x, (0, 0), 6.0) - x).min(axis=2), 0, 255)
+    dark = darker[darker > 8]
+    scale = max(16, np.median(dark)) if dark.size else 16
+    return _grey3(np.clip(darker / scale * 127, 0, 255)[:h, :w])
+
+
+def _tile_resample(image: np.ndarray, rate: float, b: float) -> np.ndarray:
+    """Area-averaged down by the rate (sides truncated); a rate under 1.1 leaves the picture."""
+    if rate < 1.1:
+        return image
+    cv2, (h, w) = _cv2(), image.shape[:2]
+    return cv2.resize(image, (max(1, int(w / rate)), max(1, int(h / rate))), interpolation=cv2.INTER_AREA)
+
+
+def _color_resize(image: np.ndarray, resolution: int) -> np.ndarray:
+    """The colour grid's own resize: short side to the resolution, area interpolation both ways."""
+    cv2, (h, w) = _cv2(), image.shape[:2]
+    size = (int(round(w / h * resolution)), resolution) if h < w else (resolution, int(round(h / w * resolution)))
+    return cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+
+
+def _color(image: np.ndarray, a: float, b: float) -> np.ndarray:
+    """One colour per 64x64 cell: bicubic down to 1/64 (cv2's bicubic samples the 4x4 pixels at a
+    cell's centre; it is no average), nearest back up."""
+    cv2, (h, w) = _cv2(), image.shape[:2]
+    cells = cv2.resize(image, (max(1, w // 64), max(1, h // 64)), interpolation=cv2.INTER_CUBIC)
+    return cv2.resize(cells, (w, h), interpolation=cv2.INTER_NEAREST)
+
+
+def _gamma_grey(channel: np.ndarray, gamma: float) -> np.ndarray:
+    return _grey3(np.clip((channel.astype(np.float32) / 255.0) ** gamma * 255.0, 0, 255))
+
+
+def _recolor_luminance(image: np.ndarray, gamma: float, b: float) -> np.ndarray:
+    """L of 8-bit Lab, gamma-corrected. The extension converts the RGB picture as if it were BGR,
+    so red and blue trade weights in L; kept, maps match."""
+    return _gamma_grey(_cv2().cvtColor(image, _cv2().COLOR_BGR2LAB)[:, :, 0], gamma)
+
+
+def _recolor_intensity(image: np.ndarray, gamma: float, b: float) -> np.ndarray:
+    """V of HSV (the brightest channel), gamma-corrected."""
+    return _gamma_grey(image.max(axis=2), gamma)
+
+
+def _noise_field(rng: np.random.RandomState, h: int, w: int, cell: int = 256) -> np.ndarray:
+    """Smooth noise in 0..1: uniform values on a coarse grid one cell wider each side, bicubic up,
+    the middle cut out, stretched to span 0..1."""
+    cv2 = _cv2()
+    coarse = rng.uniform(0, 1, size=(h // cell + 2, w // cell + 2, 1))
+    field = cv2.resize(coarse, (w + 2 * cell, h + 2 * cell), interpolation=cv2.INTER_CUBIC)[cell:cell + h, cell:cell + w]
+    field = field - field.min()
+    return field / field.max()
+
+
+def content_shuffle(image: np.ndarray, seed: int) -> np.ndarray:
+    """The picture warped by a smooth random field: each pixel is read (bilinear) from the point
+    whose x and y are two noise fields spread over the picture's width and height. Drawn from
+    numpy's legacy generator seeded with `seed`, x's field first, as the extension does after
+    `np.random.seed` (it seeds with (seed + subseed) & 0xFFFFFFFF)."""
+    cv2, (h, w) = _cv2(), image.shape[:2]
+    rng = np.random.RandomState(seed & 0xFFFFFFFF)
+    x = (_noise_field(rng, h, w) * float(w - 1)).astype(np.float32)
+    y = (_noise_field(rng, h, w) * float(h - 1)).astype(np.float32)
+    return cv2.remap(image, x, y, cv2.INTER_LINEAR)
+
+
+def _shuffle(image: np.ndarray, a: float, b: float) -> np.ndarray:
+    return content_shuffle(image, 0)
+
+
 PREPROCESSORS: dict[str, Preprocessor] = {p.name: p for p in [
     Preprocessor("none", _none, resolution=False, tag="All"),
+    # each control type's first entry is its default (the extension's: lineart_standard, tile_resample)
+    Preprocessor("lineart_standard", _lineart_standard, tag="Lineart"),
     Preprocessor("invert", _invert, tag="Lineart"),
-    Preprocessor("canny", _canny, slider_a=Slider("Canny Low Threshold", 100, 1, 255), slider_b=Slider("Canny High Threshold", 200, 1, 255), tag="Canny"),
-    Preprocessor("threshold", _threshold, slider_a=Slider("Binarization Threshold", 127, 0, 255), tag="Scribble"),
-    Preprocessor("blur_gaussian", _blur, slider_a=Slider("Sigma", 9.0, 0.01, 64.0, 0.01), tag="Tile"),
+    Preprocessor("canny", _canny, slider_a=Slider(N_("Canny Low Threshold"), 100, 1, 255), slider_b=Slider(N_("Canny High Threshold"), 200, 1, 255), tag="Canny"),
+    Preprocessor("threshold", _threshold, slider_a=Slider(N_("Binarization Threshold"), 127, 0, 255), tag="Scribble"),
+    Preprocessor("tile_resample", _tile_resample, resolution=False, slider_a=Slider(N_("Down Sampling Rate"), 1.0, 1.0, 8.0, 0.01), tag="Tile"),
+    Preprocessor("blur_gaussian", _blur, slider_a=Slider(N_("Sigma"), 9.0, 0.01, 64.0, 0.01), tag="Tile"),
+    Preprocessor("scribble_xdog", _scribble_xdog, slider_a=Slider(N_("XDoG Threshold"), 32, 1, 64, 0.01), tag="Scribble"),
+    Preprocessor("tile_colorfix", _none, resolution=False, slider_a=Slider(N_("Variation"), 8.0, 3.0, 32.0), tag="Tile"),
+    Preprocessor("tile_colorfix+sharp", _none, resolution=False, slider_a=Slider(N_("Variation"), 8.0, 3.0, 32.0),
+                 slider_b=Slider(N_("Sharpness"), 1.0, 0.0, 2.0, 0.01), tag="Tile"),
+    Preprocessor("color", _color, resize=_color_resize, tag="T2I-Adapter"),
+    Preprocessor("recolor_luminance", _recolor_luminance, resolution=False, slider_a=Slider(N_("Gamma Correction"), 1.0, 0.1, 2.0, 0.001), tag="Recolor"),
+    Preprocessor("recolor_intensity", _recolor_intensity, resolution=False, slider_a=Slider(N_("Gamma Correction"), 1.0, 0.1, 2.0, 0.001), tag="Recolor"),
+    Preprocessor("shuffle", _shuffle, seeded=lambda image, seed: content_shuffle(image, seed), tag="Shuffle"),
+    # the map is the picture; the mask goes with it to the network (masked pixels -1), and inpaint_only
+    # also holds the unmasked latent and pastes the unmasked pixels back (modules/controlnet/service.py)
+    Preprocessor("inpaint_only", _none, resolution=False, needs_mask=True, tag="Inpaint"),
+    Preprocessor("inpaint", _none, resolution=False, needs_mask=True, tag="Inpaint"),
+    Preprocessor("inpaint_only+lama", None, resolution=False, needs_mask=True, weights="ControlNetLama.pth", tag="Inpaint"),
     Preprocessor("depth_midas", None, weights="dpt_hybrid-midas-501f0c75.pt", tag="Depth"),
     Preprocessor("openpose", None, weights="body_pose_model.pth", tag="OpenPose"),
     Preprocessor("softedge_hed", None, weights="ControlNetHED.pth", tag="SoftEdge"),
     Preprocessor("lineart_realistic", None, weights="sk_model.pth", tag="Lineart"),
     Preprocessor("mlsd", None, weights="mlsd_large_512_fp32.pth", tag="MLSD"),
 ]}
-ALIASES = {"depth": "depth_midas", "hed": "softedge_hed", "lineart": "lineart_realistic", "None": "none"}
+ALIASES = {"depth": "depth_midas", "hed": "softedge_hed", "lineart": "lineart_realistic", "None": "none",
+           # the extension's UI labels, which its API also takes as module names
+           "t2ia_color_grid": "color", "lineart_standard (from white bg & black line)": "lineart_standard",
+           "invert (from white bg & black line)": "invert", "inpaint_global_harmonious": "inpaint"}
 DEFAULT_RESOLUTION = 512
 
 
@@ -116,13 +243,17 @@ def _resize_short_side(image: np.ndarray, resolution: int) -> np.ndarray:
     return cv2.resize(image, size, interpolation=cv2.INTER_CUBIC if k > 1 else cv2.INTER_AREA)
 
 
-def detect(preprocessor: Preprocessor, image: Image.Image, resolution: int, threshold_a: float, threshold_b: float) -> np.ndarray:
-    """The control map of `image` (RGB uint8), at the preprocessor resolution (-1: its default)."""
+def detect(preprocessor: Preprocessor, image: Image.Image, resolution: int, threshold_a: float, threshold_b: float,
+           seed: int | None = None) -> np.ndarray:
+    """The control map of `image` (RGB uint8), at the preprocessor resolution (-1: its default);
+    `seed`: the job's, for the preprocessors that draw random numbers (else as a preview: seed 0)."""
     array = np.asarray(image.convert("RGB"))
     if preprocessor.resolution:
-        array = _resize_short_side(array, resolution if resolution > 0 else DEFAULT_RESOLUTION)
+        array = (preprocessor.resize or _resize_short_side)(array, resolution if resolution > 0 else DEFAULT_RESOLUTION)
     a = threshold_a if threshold_a != -1 or preprocessor.slider_a is None else preprocessor.slider_a.value
     b = threshold_b if threshold_b != -1 or preprocessor.slider_b is None else preprocessor.slider_b.value
+    if seed is not None and preprocessor.seeded is not None:
+        return np.ascontiguousarray(preprocessor.seeded(array, seed).astype(np.uint8))
     assert preprocessor.run is not None
     return np.ascontiguousarray(preprocessor.run(array, a, b).astype(np.uint8))
 

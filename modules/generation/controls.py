@@ -8,6 +8,14 @@ from modules.errors import UserError
 
 if TYPE_CHECKING:
     from modules.controlnet.service import ControlNets
+    from modules.generation.request import GenerationRequest
+
+
+def control_seed(request: "GenerationRequest") -> int:
+    """The seed the preprocessors that draw random numbers (shuffle) use: the extension's rule."""
+    from modules.controlnet.service import shuffle_seed
+
+    return shuffle_seed(int(request.seed), int(request.subseed))
 
 
 def needs_controlnets(controlnets: "ControlNets | None") -> "ControlNets":

@@ -70,6 +70,7 @@ class GenerationResult:
     timings: dict[str, float] = field(default_factory=dict)
     extra_parameters: dict[str, object] = field(default_factory=dict)  # task keys for the infotext
     notes: list[str] = field(default_factory=list)  # what the job did differently from what was asked
+    detected_maps: list[Image.Image] = field(default_factory=list)  # ControlNet control maps, shown after the images, never saved
 
 
 @dataclass
@@ -235,7 +236,7 @@ def _sample(model: LoadedModel, request: GenerationRequest, plan: SamplingPass, 
     inner = model_denoiser(model, plan.time_ids, plan.image_conditioning, unet, control).to(plan.x.device)
     # DDIM CFG++ runs at A1111's CFG scale / 12.5 and steps along the unconditional x0 (see its row).
     cfg_scale = request.cfg_scale * plan.sampler.cfg_scale_multiplier
-    guided = GuidedDenoiser(inner, plan.conds, plan.unconds, cfg_scale, inner.sigma_min, inner.sigma_max, keep_uncond=plan.sampler.needs_uncond,
+    guided = GuidedDenoiser(control.ruled(inner) if control is not None else inner, plan.conds, plan.unconds, cfg_scale, inner.sigma_min, inner.sigma_max, keep_uncond=plan.sampler.needs_uncond,
                             row_roles=control is not None)
     held = _held_latent(plan)
     denoiser: Denoiser = guided if held is None else MaskedDenoiser(guided, *held)

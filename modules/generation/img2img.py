@@ -16,7 +16,7 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
@@ -26,7 +26,7 @@ from PIL import Image, ImageOps
 from modules.checkpoints.manager import LoadedModel
 from modules.errors import UserError
 from modules.generation import masks
-from modules.generation.controls import needs_controlnets
+from modules.generation.controls import control_seed, needs_controlnets
 from modules.generation.engine import (
     EngineHooks,
     GenerationResult,
@@ -221,6 +221,14 @@ def inpainting_conditioning(model: LoadedModel, prepared: PreparedImage, request
     return torch.cat([small_mask, masked_latent], dim=1)
 
 
+def repaint_mask(request: Img2ImgRequest) -> Image.Image | None:
+    """The inpaint mask as white = repaint (Mask mode "Inpaint not masked" inverts it), or None."""
+    if request.mask is None:
+        return None
+    mask = request.mask.convert("L")
+    return ImageOps.invert(mask) if request.inpainting_mask_invert == 1 else mask
+
+
 def masked_content_latent(init: torch.Tensor, keep: torch.Tensor, content: int, seeds: list[int], rng_source: RngSource) -> torch.Tensor:
     """The latent sampling starts from under the mask: "latent noise" is each image's seed noise
     (A1111 draws it like the first noise, without variation), "latent nothing" zeros; "fill" and
@@ -285,10 +293,14 @@ def img2img(
     time_ids = sdxl_time_ids(request.width, request.height, refiner=family.refiner) if family.size_conditioning else None
     latent_shape = family.latent_shape(request.width, request.height)
     control = None
-    if request.control_units:  # a unit without its own image uses the first init image, as the extension does
+    if request.control_units:  # a unit without its own image uses the first init image (and mask), as the extension does
         controls = needs_controlnets(controlnets)
+        request = replace(request, seed=noise_mod.resolve_seed(request.seed))  # the preprocessors that draw numbers use it
         result.extra_parameters.update(controls.infotext(request.control_units))
-        control = controls.prepare(request.control_units, model, request.width, request.height, request.init_images[0].convert("RGB"))
+        control = controls.prepare(request.control_units, model, request.width, request.height, request.init_images[0].convert("RGB"),
+                                   init_mask=repaint_mask(request), seed=control_seed(request))
+        control.encode_latents(lambda pixels: encode(model, pixels))
+        result.detected_maps = list(control.maps)
 
     def make_batch(first: int, seeds: list[int], subseeds: list[int]):
         picks = [(first + j) % len(encoded) for j in range(len(seeds))]
@@ -316,6 +328,8 @@ def img2img(
         images = decode(model, latent, result.notes)
         if keep is not None:
             images = finish(images, [preparation.images[i] for i in picks])
+        if control is not None:
+            images = control.finish(images)
         return images, [latent], interrupted
 
     return run_batches(request, result, make_batch, hooks)

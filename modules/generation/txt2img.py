@@ -11,13 +11,14 @@
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from typing import TYPE_CHECKING, Callable
 
 import torch
 
 from modules.checkpoints.manager import LoadedModel
 from modules.errors import UserError
-from modules.generation.controls import needs_controlnets
+from modules.generation.controls import control_seed, needs_controlnets
 from modules.generation.engine import (
     EngineHooks,
     GenerationResult,
@@ -25,6 +26,7 @@ from modules.generation.engine import (
     SamplingPass,
     StepEvent,
     decode,
+    encode,
     model_denoiser,
     on_device,
     resolve_sampler,
@@ -91,12 +93,17 @@ def txt2img(
     control = hr_control = None
     if request.control_units:
         controls = needs_controlnets(controlnets)
+        request = replace(request, seed=noise_mod.resolve_seed(request.seed))  # the preprocessors that draw numbers use it
         result.extra_parameters.update(controls.infotext(request.control_units))
-        control = controls.prepare(request.control_units, model, request.width, request.height, None)
+        control = controls.prepare(request.control_units, model, request.width, request.height, None, seed=control_seed(request))
+        control.encode_latents(lambda pixels: encode(model, pixels))
+        result.detected_maps = list(control.maps)
     if hires:
         target = hires_target(request)
         if request.control_units:
-            hr_control = needs_controlnets(controlnets).prepare(request.control_units, model, target.width, target.height, None, hires=True)
+            hr_control = needs_controlnets(controlnets).prepare(request.control_units, model, target.width, target.height, None, hires=True,
+                                                                seed=control_seed(request))
+            hr_control.encode_latents(lambda pixels: encode(model, pixels))
         hr_time_ids = sdxl_time_ids(target.upscale_x, target.upscale_y, refiner=family.refiner) if family.size_conditioning else None
         hr_image_conditioning = whole_image_mask_conditioning(model, target.width, target.height) if in_channels == 9 else None
 
@@ -119,7 +126,9 @@ def txt2img(
         # 6. decode
         if latent is None:
             return [], [], interrupted
-        return decode(model, latent, result.notes), [latent], interrupted
+        images = decode(model, latent, result.notes)
+        final_control = hr_control if hires else control
+        return (final_control.finish(images) if final_control else images), [latent], interrupted
 
     return run_batches(request, result, make_batch, hooks)
 

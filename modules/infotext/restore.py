@@ -33,6 +33,7 @@ from modules.controlnet.infotext import is_controlnet_key, read_units
 from modules.controlnet.units import DEFAULT_UNIT_COUNT
 from modules.errors import UserError
 from modules.generation.request import HIRES_UPSCALERS, MASK_MODES, MASKED_CONTENT, RNG_SOURCES
+from modules.i18n import N_
 from modules.infotext.parse import MISSING_DEFAULTS
 from modules.sampling.sampler_table import parse_sampler_name
 from modules.sampling.schedules import find_schedule
@@ -249,8 +250,8 @@ EXTENSION_KEYS: tuple[tuple[re.Pattern[str], str], ...] = tuple((re.compile(patt
     (r"(Module \d|Distilled CFG Scale|Diffusion in Low Bits)$", "Forge"),
 ))
 
-CONTROLNET_ELSEWHERE = ("a ControlNet unit: Send to txt2img or img2img restores it; the API takes units with their image in "
-                        "alwayson_scripts.controlnet")
+CONTROLNET_ELSEWHERE = N_("a ControlNet unit: Send to txt2img or img2img restores it; the API takes units with their image in "
+                           "alwayson_scripts.controlnet")
 
 SCRIPT_KEYS = re.compile(r"(Fixed )?[XYZ] (Type|Values)$")  # what A1111's X/Y/Z plot writes on its grid
 

@@ -93,7 +93,12 @@ def gallery_items(outcome: Outcome, say: progress_view.Say = progress_view.engli
     """Saved files when there are any (served as they are: PNG with their parameters), else images."""
     items = []
     for index, (image, path, seed) in enumerate(zip(outcome.images, outcome.paths, outcome.seeds)):
-        caption = say("Grid") if index == 0 and outcome.has_grid else say("Seed {seed}", seed=seed)
+        if index == 0 and outcome.has_grid:
+            caption = say("Grid")
+        elif index >= len(outcome.images) - outcome.maps:
+            caption = say("ControlNet map")
+        else:
+            caption = say("Seed {seed}", seed=seed)
         items.append((str(path) if path is not None else image, caption))
     return items
 
@@ -122,13 +127,20 @@ class StepRate:
         return steps / seconds if seconds > 0 and steps > 0 else None
 
 
-def _outcome(result) -> Outcome:
+def _outcome(result, show_maps: bool = True) -> Outcome:
     outcome = Outcome(list(result.images), list(result.image_seeds), list(result.infotexts), list(result.paths))
     if result.grid is not None:  # shown first, as in A1111; it carries the first image's parameters
         outcome = Outcome(
             [result.grid, *outcome.images], [outcome.seeds[0], *outcome.seeds],
             [outcome.infotexts[0], *outcome.infotexts], [result.grid_path, *outcome.paths], has_grid=True,
         )
+    maps = list(result.detected_maps) if show_maps and outcome.images else []
+    if maps:  # the ControlNet maps last, as the extension appends them; they carry no parameters
+        outcome.images += maps
+        outcome.seeds += [-1] * len(maps)
+        outcome.infotexts += [""] * len(maps)
+        outcome.paths += [None] * len(maps)
+        outcome.maps = len(maps)
     return outcome
 
 
@@ -209,7 +221,7 @@ def wire_generation(
             runs.finish(session, job.id, None)
             yield failed(job.error_message or "The job ended without images.")
             return
-        outcome = _outcome(result)
+        outcome = _outcome(result, show_maps=not services.settings.control_net_no_detectmap)
         runs.finish(session, job.id, outcome)
         state = "interrupted" if result.interrupted else "done"
         seconds = f"{result.timings.get('total', 0.0):.1f}"

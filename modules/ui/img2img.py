@@ -16,7 +16,7 @@ from PIL import Image
 
 from modules.generation.request import INPAINT_AREAS, MASK_MODES, MASKED_CONTENT, RESIZE_MODES, Img2ImgRequest
 from modules.services import Services
-from modules.ui.controlnet_panel import build_controlnet_panel
+from modules.ui.controlnet_panel import ControlNetPanel, build_controlnet_panel
 from modules.ui.extra_networks import build_extra_networks
 from modules.ui.generation_panel import (
     Fields,
@@ -68,6 +68,7 @@ class Img2ImgTab:
     send_buttons: dict[str, gr.Button]
     generations: list
     prompt_row: PromptRow  # its paste button and restore notice are wired by send_to.py
+    controlnet: ControlNetPanel  # its units are restored by send_to.py
 
     def receive(self, tab: str, image: Image.Image) -> dict:
         """Updates that put `image` into sub-tab `tab` ("img2img" or "inpaint") and make it the one
@@ -207,6 +208,7 @@ def build_img2img_tab(services: Services, runs: SessionRuns) -> Img2ImgTab:
     return Img2ImgTab(
         fields=fields, pictures=pictures, sizes=sizes, source=source, inpaint_controls=inpaint_controls,
         gallery=output.gallery, progress=output.progress, send_buttons=output.send, generations=generations, prompt_row=prompt_row,
+        controlnet=controlnet,
     )
 
 

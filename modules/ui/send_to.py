@@ -105,10 +105,10 @@ class SendWiring:
         """The infotext's settings for `target` ("txt2img", "img2img", "inpaint", "outpainting")."""
         restorer = self.services.models.picture_restorer()
         if target == "txt2img":
-            return restorer.restore(infotext, set(self.txt2img.fields))
+            return restorer.restore(infotext, {*self.txt2img.fields, "control_units"})
         if target == "outpainting":
             return restorer.restore(infotext, self.outpainting.settable(), hires_in_picture=True)
-        return restorer.restore(infotext, set(self.img2img.fields), hires_in_picture=True)
+        return restorer.restore(infotext, {*self.img2img.fields, "control_units"}, hires_in_picture=True)
 
     def tab(self, target: str) -> Txt2ImgTab | Img2ImgTab | OutpaintingTab:
         if target == "txt2img":
@@ -118,15 +118,19 @@ class SendWiring:
     def notice_component(self, target: str) -> gr.HTML:
         return self.tab(target).prompt_row.notice
 
-    def txt2img_updates(self, restored: PictureSettings) -> dict:
+    def txt2img_updates(self, restored: PictureSettings, say: Say = english) -> dict:
         values = hires_display_values(restored.fields)
-        return {component: values[name] for name, component in self.txt2img.fields.items() if name in values}
+        updates = {component: values[name] for name, component in self.txt2img.fields.items() if name in values}
+        updates.update(self.txt2img.controlnet.restore_updates(restored.fields.get("control_units", {}), say))
+        return updates
 
-    def img2img_updates(self, target: str, image: Image.Image, restored: PictureSettings | None) -> dict:
+    def img2img_updates(self, target: str, image: Image.Image, restored: PictureSettings | None, say: Say = english) -> dict:
         """The picture into sub-tab `target`, and the infotext's parameters (the size is the picture's own)."""
         updates = self.img2img.receive(target, image)
         values = display_values(restored.fields if restored else {}, image.size)
         updates.update({component: values[name] for name, component in self.img2img.fields.items() if name in values})
+        if restored is not None:
+            updates.update(self.img2img.controlnet.restore_updates(restored.fields.get("control_units", {}), say))
         return updates
 
     def say(self, request: gr.Request | None) -> Say:
@@ -152,7 +156,7 @@ class SendWiring:
         if target == "outpainting":
             updates = self.outpainting.receive(image, restored)
         else:
-            updates = self.img2img_updates(target, image, restored)
+            updates = self.img2img_updates(target, image, restored, say)
         updates[self.notice_component(target)] = notice_update(notice_html(restored.not_applied if restored else [], say))
         return updates
 
@@ -160,7 +164,7 @@ class SendWiring:
         if target == "outpainting":
             outputs = self.outpainting.receive_outputs()
         else:
-            outputs = [*self.img2img.fields.values(), *self.img2img.receive_outputs(target)]
+            outputs = [*self.img2img.fields.values(), *self.img2img.controlnet.settings(), *self.img2img.receive_outputs(target)]
         return [*outputs, self.notice_component(target)]
 
     # --- wiring ------------------------------------------------------------------------------------
@@ -193,7 +197,7 @@ class SendWiring:
                 return {source.message: error_html("Nothing to send: this image carries no generation parameters.", say)}
             restored = self.restore("txt2img", infotext)
             updates = self.model_updates(restored, request)
-            updates.update(self.txt2img_updates(restored))
+            updates.update(self.txt2img_updates(restored, say))
             updates[self.txt2img.prompt_row.notice] = notice_update(notice_html(restored.not_applied, say))
             updates[source.message] = ""
             return updates
@@ -214,7 +218,8 @@ class SendWiring:
         if "txt2img" in source.buttons:
             source.buttons["txt2img"].click(
                 to_txt2img, source.infotext,
-                [*self.txt2img.fields.values(), self.txt2img.prompt_row.notice, source.message, *self.model_line.components],
+                [*self.txt2img.fields.values(), *self.txt2img.controlnet.settings(), self.txt2img.prompt_row.notice, source.message,
+                 *self.model_line.components],
                 js=switch_tabs_js("txt2img"), concurrency_id="model", concurrency_limit=1,
             )
         for target in ("img2img", "inpaint", "outpainting"):
@@ -231,7 +236,8 @@ class SendWiring:
         the session's last generation's, goes into the tab's fields; the checkpoint it names is
         switched to, and the notice says what was not applied."""
         tab = self.tab(target)
-        outputs = [*tab.fields.values(), *(self.outpainting.settings.values() if target == "outpainting" else ())]
+        units = None if isinstance(tab, OutpaintingTab) else tab.controlnet
+        outputs = [*tab.fields.values(), *(self.outpainting.settings.values() if units is None else units.settings())]
 
         def paste(text: str | None, request: gr.Request) -> dict:
             say = self.say(request)
@@ -248,6 +254,8 @@ class SendWiring:
             else:
                 values = hires_display_values(restored.fields) if target == "txt2img" else display_values(restored.fields, None)
                 updates.update({component: values[name] for name, component in tab.fields.items() if name in values})
+                if units is not None:
+                    updates.update(units.restore_updates(restored.fields.get("control_units", {}), say))
             updates[tab.prompt_row.notice] = notice_update(notice_html(restored.not_applied, say))
             return updates
 

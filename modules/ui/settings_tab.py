@@ -42,6 +42,7 @@ LABELS = {
     "default_sampler": "Default sampler",
     "max_input_megapixels": "Largest img2img input (megapixels)",
     "img2img_fix_steps": "img2img: run exactly the steps set",
+    "control_net_no_detectmap": "ControlNet: hide the control maps",
     "ESRGAN_tile": "Upscaler tile size",
     "ESRGAN_tile_overlap": "Upscaler tile overlap",
     "device": "Device",

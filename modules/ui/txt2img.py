@@ -15,7 +15,7 @@ import gradio as gr
 
 from modules.generation.request import GenerationRequest
 from modules.services import Services
-from modules.ui.controlnet_panel import build_controlnet_panel
+from modules.ui.controlnet_panel import ControlNetPanel, build_controlnet_panel
 from modules.ui.extra_networks import build_extra_networks
 from modules.ui.generation_panel import (
     Fields,
@@ -49,6 +49,7 @@ class Txt2ImgTab:
     generations: list  # the Generate events, for the shell to refresh the model line after them
     fields: Fields  # GenerationRequest field -> its component
     prompt_row: PromptRow  # its paste button and restore notice are wired by send_to.py
+    controlnet: ControlNetPanel  # its units are restored by send_to.py
 
 
 def build_txt2img_tab(services: Services, runs: SessionRuns) -> Txt2ImgTab:
@@ -83,4 +84,4 @@ def build_txt2img_tab(services: Services, runs: SessionRuns) -> Txt2ImgTab:
     wire_prompt_row(services, prompt_row, fields, output.progress)
     generations = wire_generation(services, runs, panel, prepare, services.generation.submit_txt2img, {*fields.values(), *scripts.components(), *controlnet.components()}, "txt2img-images")
     return Txt2ImgTab(gallery=output.gallery, prompt=fields["prompt"], send_buttons=output.send, generations=generations, fields=fields,
-                      prompt_row=prompt_row)
+                      prompt_row=prompt_row, controlnet=controlnet)

@@ -8,10 +8,12 @@ import base64
 import io
 import json
 
+import cv2
 import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
+from modules.controlnet.preprocess import PREPROCESSORS, detect, fit
 from tests.api.api_helpers import API, b64_png, decode
 from tests.controlnet_models import tiny_controlnet, write_controlnet
 
@@ -195,3 +197,66 @@ def test_a_pictures_units_restore_against_the_models_here(api, controlnets):
                                                 "alwayson_scripts": {"controlnet": {"args": [unit(weight=0.5)]}}})
     assert given.status_code == 200, given.text
     assert "ControlNet 0: \"Module: none, Model: tiny-cn [" in json.loads(given.json()["info"])["infotexts"][0]
+
+
+def test_the_control_maps_follow_the_pictures_unless_turned_off(api, controlnets):
+    """The extension's detected maps: appended after the pictures (without infotexts), one per unit
+    whose save_detected_map is on; the setting control_net_no_detectmap hides them all."""
+    client, services = api
+    picture = circle((96, 64), (8, 8, 56, 56))
+    units = [unit(module="canny", image=b64_png(picture), threshold_a=50, threshold_b=100),
+             unit(module="invert", image=b64_png(picture), weight=0.3, save_detected_map=False)]
+    answer = run(client, units, batch_size=2)
+    assert answer.status_code == 200, answer.text
+    images = answer.json()["images"]
+    assert len(images) == 3 and len(json.loads(answer.json()["info"])["infotexts"]) == 2
+    drawn = np.asarray(decode(images[2]).convert("L"))
+    assert drawn.shape == (64, 64)  # fitted to the picture: 96x64 cropped to 64x64 (Crop and Resize)
+    # cropped by 16 px a side, the circle's right edge lands near x=40 and its centre at x=16
+    assert drawn[32, 37:44].max() > 0 and drawn[32, 16] == 0 and drawn[32, 60] == 0
+    expected = fit(detect(PREPROCESSORS["canny"], picture, 512, 50, 100), 64, 64, "Crop and Resize")
+    assert np.array_equal(np.asarray(decode(images[2]).convert("RGB")), expected)
+    client.post(f"{API}/options", json={"control_net_no_detectmap": True})
+    try:
+        assert len(run(client, units).json()["images"]) == 1
+    finally:
+        client.post(f"{API}/options", json={"control_net_no_detectmap": False})
+
+
+def test_inpaint_only_repaints_the_mask_and_keeps_the_rest_of_its_picture(api, controlnets):
+    """inpaint_only: the unit's picture outside its mask comes back as it was (held in the latent,
+    then pasted back past a 7 px grown, blurred edge); inside, the picture is made anew. Without a
+    mask the unit is refused with a sentence; in img2img's inpainting a unit without its own
+    picture takes the img2img picture and mask."""
+    client, _ = api
+    rng = np.random.default_rng(3)
+    picture = Image.fromarray(rng.integers(0, 256, (64, 64, 3), dtype=np.uint8))
+    mask = Image.new("L", (64, 64), 0)
+    ImageDraw.Draw(mask).rectangle((24, 24, 40, 40), fill=255)
+    answer = run(client, [unit(module="inpaint_only", image=b64_png(picture), mask=b64_png(mask))])
+    out, source = pixels(answer), np.asarray(picture).astype(int)
+    outside = np.ones((64, 64), bool)
+    outside[24 - 8:41 + 8, 24 - 8:41 + 8] = False
+    assert np.array_equal(out[outside], source[outside])
+    assert np.abs(out[28:37, 28:37] - source[28:37, 28:37]).mean() > 20  # the repainted middle is no copy of the noise
+    bare = run(client, [unit(module="inpaint_only", image=b64_png(picture))])
+    assert bare.status_code == 422 and "ControlNet unit 0: the inpaint_only preprocessor needs a mask" in bare.json()["detail"]
+    inpaint = client.post(f"{API}/img2img", json={**BASE, "init_images": [b64_png(picture)], "mask": b64_png(mask), "denoising_strength": 0.8,
+                                                  "alwayson_scripts": {"controlnet": {"args": [{"module": "inpaint_only", "model": "tiny-cn"}]}}})
+    kept = pixels(inpaint)
+    assert np.array_equal(kept[outside], source[outside])
+
+
+def test_colorfix_and_recolor_change_the_picture_by_their_rules(api, controlnets):
+    client, _ = api
+    picture = circle()
+    plain = pixels(client.post(f"{API}/txt2img", json=BASE))
+    off = run(client, [unit(module="tile_colorfix", image=b64_png(picture), weight=0)])
+    assert np.array_equal(pixels(off), plain)  # weight 0: no residual and no x0 rule
+    on = pixels(run(client, [unit(module="tile_colorfix+sharp", image=b64_png(picture), threshold_a=3, threshold_b=50)]))
+    assert np.abs(on - plain).mean() > 1
+    recolored = run(client, [unit(module="recolor_luminance", image=b64_png(picture))])
+    lightness = cv2.cvtColor(np.asarray(decode(recolored.json()["images"][0]).convert("RGB")), cv2.COLOR_RGB2LAB)[..., 0].astype(int)
+    disc = np.asarray(picture.convert("L")) > 128
+    # the picture took the map's lightness, a white disc on black (colours out of gamut at L=0 lift the black a little)
+    assert lightness[disc].mean() > 220 and lightness[~disc].mean() < 25, (lightness[disc].mean(), lightness[~disc].mean())
