@@ -71,13 +71,15 @@ def add_controlnet_routes(app_router: APIRouter, services: Services) -> None:
         images = body.get("controlnet_input_images") or body.get("controlnet_images") or []
         if not isinstance(images, list) or not images:
             raise ApiInputError("No image selected: send controlnet_input_images (a list of base64 pictures).")
-        preprocessor = find_preprocessor(module, "controlnet_module")
+        annotators = services.controlnets.annotators
+        preprocessor = find_preprocessor(module, "controlnet_module", annotators)
         limit = services.settings.max_input_megapixels
         answers = []
         for index, text in enumerate(images):
             picture = decode_image(text, f"controlnet_input_images[{index}]", limit)
             found = detect(preprocessor, picture, int(body.get("controlnet_processor_res", -1) or -1),
-                           float(body.get("controlnet_threshold_a", -1)), float(body.get("controlnet_threshold_b", -1)))
+                           float(body.get("controlnet_threshold_a", -1)), float(body.get("controlnet_threshold_b", -1)),
+                           annotators=annotators)
             buffer = io.BytesIO()
             Image.fromarray(found).save(buffer, "PNG")
             answers.append(encode_b64(buffer.getvalue()))

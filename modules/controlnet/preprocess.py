@@ -2,8 +2,10 @@
 computes them (OpenCV), the preprocessor resolution and pixel perfect, and fitting the map to the
 generation size by the unit's resize mode.
 
-With weights (depth, openpose, hed, lineart, ...) a preprocessor is listed but refused with the
-file it needs: none are downloaded.
+With weights: softedge_hed(safe) and lineart_realistic/coarse run their networks
+(modules/controlnet/annotators) when the user has put the file in models/ControlNet/annotators;
+the others (depth, openpose, mlsd, lama) are listed but refused. Either way a missing file is
+refused with its name: none are downloaded.
 
 Maps only: what the extension does with some of them outside the map (tile_colorfix's correction
 of each step's prediction towards the control picture's colours, recolor's swap of the finished
@@ -15,13 +17,19 @@ seed 0 (`content_shuffle` takes any seed).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from importlib import import_module
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 from PIL import Image
 
 from modules.errors import UserError
 from modules.i18n import N_
+
+if TYPE_CHECKING:
+    from modules.controlnet.annotators.files import AnnotatorModels
+
+Annotate = Callable[[np.ndarray, "AnnotatorModels"], np.ndarray]  # (RGB uint8 HxWx3, the annotator files) -> map
 
 
 @dataclass(frozen=True)
@@ -45,10 +53,15 @@ class Preprocessor:
     resize: Callable[[np.ndarray, int], np.ndarray] | None = None  # its own way to the resolution (default: _resize_short_side)
     seeded: Callable[[np.ndarray, int], np.ndarray] | None = None  # with the job's seed (shuffle), when there is one
     needs_mask: bool = False  # the inpaint preprocessors: the unit's mask (or img2img's) says what to repaint
+    annotate: Annotate | None = None  # runs a network with the weights file `weights` (the annotator folders)
 
     @property
     def model_free(self) -> bool:
         return self.run is not None
+
+    @property
+    def needs_weights(self) -> bool:
+        return self.run is None and bool(self.weights)
 
 
 class PreprocessorError(UserError):
@@ -83,14 +96,14 @@ def _blur(image: np.ndarray, sigma: float, b: float) -> np.ndarray:
     return _cv2().GaussianBlur(image, (0, 0), float(sigma))
 
 
-def _pad64(image: np.ndarray) -> np.ndarray:
+def pad64(image: np.ndarray) -> np.ndarray:
     """The picture grown to multiples of 64 by repeating its last row and column: the extension
     filters the padded picture and crops, which changes blurs near the right and bottom edges."""
     h, w = image.shape[:2]
     return np.pad(image, ((0, -h % 64), (0, -w % 64), (0, 0)), mode="edge")
 
 
-def _grey3(channel: np.ndarray) -> np.ndarray:
+def grey3(channel: np.ndarray) -> np.ndarray:
     return np.repeat(channel.astype(np.uint8)[:, :, None], 3, axis=2)
 
 
@@ -99,22 +112,22 @@ def _scribble_xdog(image: np.ndarray, threshold: float, b: float) -> np.ndarray:
     where twice its darkness exceeds the threshold. The doubling is uint8 arithmetic in the
     extension, so darkness of 128 and more wraps around; kept, maps match."""
     cv2, (h, w) = _cv2(), image.shape[:2]
-    x = _pad64(image).astype(np.float32)
+    x = pad64(image).astype(np.float32)
     difference = (cv2.GaussianBlur(x, (0, 0), 5.0) - cv2.GaussianBlur(x, (0, 0), 0.5)).min(axis=2)
     darkness = 255 - np.clip(255 - difference, 0, 255).astype(np.uint8)
     doubled = (darkness.astype(np.uint16) * 2 % 256).astype(np.uint8)
-    return _grey3((doubled > threshold)[:h, :w] * 255)
+    return grey3((doubled > threshold)[:h, :w] * 255)
 
 
 def _lineart_standard(image: np.ndarray, a: float, b: float) -> np.ndarray:
     """How much darker each pixel is than its sigma-6 surroundings (smallest channel), scaled so
     the median of the clearly dark pixels (over 8, padded picture included) lands at 127."""
     cv2, (h, w) = _cv2(), image.shape[:2]
-    x = _pad64(image).astype(np.float32)
+    x = pad64(image).astype(np.float32)
     darker = np.clip((cv2.GaussianBlur(x, (0, 0), 6.0) - x).min(axis=2), 0, 255)
     dark = darker[darker > 8]
     scale = max(16, np.median(dark)) if dark.size else 16
-    return _grey3(np.clip(darker / scale * 127, 0, 255)[:h, :w])
+    return grey3(np.clip(darker / scale * 127, 0, 255)[:h, :w])
 
 
 def _tile_resample(image: np.ndarray, rate: float, b: float) -> np.ndarray:
@@ -141,7 +154,7 @@ def _color(image: np.ndarray, a: float, b: float) -> np.ndarray:
 
 
 def _gamma_grey(channel: np.ndarray, gamma: float) -> np.ndarray:
-    return _grey3(np.clip((channel.astype(np.float32) / 255.0) ** gamma * 255.0, 0, 255))
+    return grey3(np.clip((channel.astype(np.float32) / 255.0) ** gamma * 255.0, 0, 255))
 
 
 def _recolor_luminance(image: np.ndarray, gamma: float, b: float) -> np.ndarray:
@@ -181,6 +194,14 @@ def _shuffle(image: np.ndarray, a: float, b: float) -> np.ndarray:
     return content_shuffle(image, 0)
 
 
+def _annotator(module: str, function: str) -> Annotate:
+    """`modules.controlnet.annotators.<module>.<function>`, imported (with torch) when it first runs."""
+    def annotate(image: np.ndarray, annotators: AnnotatorModels) -> np.ndarray:
+        run: Annotate = getattr(import_module(f"modules.controlnet.annotators.{module}"), function)
+        return run(image, annotators)
+    return annotate
+
+
 PREPROCESSORS: dict[str, Preprocessor] = {p.name: p for p in [
     Preprocessor("none", _none, resolution=False, tag="All"),
     # each control type's first entry is its default (the extension's: lineart_standard, tile_resample)
@@ -205,25 +226,33 @@ PREPROCESSORS: dict[str, Preprocessor] = {p.name: p for p in [
     Preprocessor("inpaint_only+lama", None, resolution=False, needs_mask=True, weights="ControlNetLama.pth", tag="Inpaint"),
     Preprocessor("depth_midas", None, weights="dpt_hybrid-midas-501f0c75.pt", tag="Depth"),
     Preprocessor("openpose", None, weights="body_pose_model.pth", tag="OpenPose"),
-    Preprocessor("softedge_hed", None, weights="ControlNetHED.pth", tag="SoftEdge"),
-    Preprocessor("lineart_realistic", None, weights="sk_model.pth", tag="Lineart"),
+    Preprocessor("softedge_hed", None, weights="ControlNetHED.pth", tag="SoftEdge", annotate=_annotator("hed", "softedge_hed")),
+    Preprocessor("softedge_hedsafe", None, weights="ControlNetHED.pth", tag="SoftEdge", annotate=_annotator("hed", "softedge_hedsafe")),
+    Preprocessor("lineart_realistic", None, weights="sk_model.pth", tag="Lineart", annotate=_annotator("lineart", "lineart_realistic")),
+    Preprocessor("lineart_coarse", None, weights="sk_model2.pth", tag="Lineart", annotate=_annotator("lineart", "lineart_coarse")),
     Preprocessor("mlsd", None, weights="mlsd_large_512_fp32.pth", tag="MLSD"),
 ]}
-ALIASES = {"depth": "depth_midas", "hed": "softedge_hed", "lineart": "lineart_realistic", "None": "none",
+ALIASES = {"depth": "depth_midas", "hed": "softedge_hed", "hed_safe": "softedge_hedsafe", "lineart": "lineart_realistic", "None": "none",
            # the extension's UI labels, which its API also takes as module names
            "t2ia_color_grid": "color", "lineart_standard (from white bg & black line)": "lineart_standard",
            "invert (from white bg & black line)": "invert", "inpaint_global_harmonious": "inpaint"}
 DEFAULT_RESOLUTION = 512
 
 
-def find_preprocessor(name: str, where: str) -> Preprocessor:
+def _weights_missing(where: str, preprocessor: Preprocessor) -> PreprocessorError:
+    return PreprocessorError(f"{where}: the {preprocessor.name} preprocessor needs its weights, {preprocessor.weights}, in models/ControlNet/annotators; "
+                             "Easel downloads nothing. Send an already-made control map with module none instead.")
+
+
+def find_preprocessor(name: str, where: str, annotators: AnnotatorModels | None = None) -> Preprocessor:
+    """The preprocessor `name` (or an alias); one that needs weights Easel cannot run is refused, and
+    with `annotators` one whose weights file none of their folders has."""
     key = ALIASES.get(name, name)
     found = PREPROCESSORS.get(key) or PREPROCESSORS.get(key.lower())
     if found is None:
         raise PreprocessorError(f"{where}: module {name!r} is not a preprocessor Easel has (it has: {', '.join(PREPROCESSORS)}).")
-    if found.run is None:
-        raise PreprocessorError(f"{where}: the {found.name} preprocessor needs its weights, {found.weights}, in models/ControlNet/annotators; "
-                                "Easel downloads nothing. Send an already-made control map with module none instead.")
+    if found.run is None and (found.annotate is None or (annotators is not None and annotators.find(found.weights) is None)):
+        raise _weights_missing(where, found)
     return found
 
 
@@ -244,9 +273,10 @@ def _resize_short_side(image: np.ndarray, resolution: int) -> np.ndarray:
 
 
 def detect(preprocessor: Preprocessor, image: Image.Image, resolution: int, threshold_a: float, threshold_b: float,
-           seed: int | None = None) -> np.ndarray:
+           seed: int | None = None, annotators: AnnotatorModels | None = None) -> np.ndarray:
     """The control map of `image` (RGB uint8), at the preprocessor resolution (-1: its default);
-    `seed`: the job's, for the preprocessors that draw random numbers (else as a preview: seed 0)."""
+    `seed`: the job's, for the preprocessors that draw random numbers (else as a preview: seed 0);
+    `annotators`: the weight files, for the preprocessors that run a network."""
     array = np.asarray(image.convert("RGB"))
     if preprocessor.resolution:
         array = (preprocessor.resize or _resize_short_side)(array, resolution if resolution > 0 else DEFAULT_RESOLUTION)
@@ -254,7 +284,10 @@ def detect(preprocessor: Preprocessor, image: Image.Image, resolution: int, thre
     b = threshold_b if threshold_b != -1 or preprocessor.slider_b is None else preprocessor.slider_b.value
     if seed is not None and preprocessor.seeded is not None:
         return np.ascontiguousarray(preprocessor.seeded(array, seed).astype(np.uint8))
-    assert preprocessor.run is not None
+    if preprocessor.run is None:
+        if preprocessor.annotate is None or annotators is None or annotators.find(preprocessor.weights) is None:
+            raise _weights_missing("ControlNet", preprocessor)
+        return np.ascontiguousarray(preprocessor.annotate(array, annotators).astype(np.uint8))
     return np.ascontiguousarray(preprocessor.run(array, a, b).astype(np.uint8))
 
 

@@ -12,6 +12,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from modules.controlnet.annotators.files import AnnotatorModels
 from modules.controlnet.apply import ControlPlan, LatentRule, PreparedUnit
 from modules.controlnet.catalog import ControlNetCatalog
 from modules.controlnet.infotext import unit_line
@@ -102,11 +103,14 @@ def _mask_array(mask: Image.Image) -> np.ndarray:
 
 
 class ControlNets:
-    """The ControlNet models of models/ControlNet and the ones loaded."""
+    """The ControlNet models of models/ControlNet and the ones loaded; the preprocessors' weight files
+    of its annotators/ folder (and of each other ControlNet folder's) and the networks loaded."""
 
     def __init__(self, folders: Iterable[Path]):
+        folders = [Path(folder) for folder in folders]
         self.catalog = ControlNetCatalog(folders)
         self.models = ControlNetModels()
+        self.annotators = AnnotatorModels([folder / "annotators" for folder in folders])
 
     def check(self, units: list[ControlUnit], has_init_image: bool, has_init_mask: bool = False) -> None:
         """What can be checked before the job is queued: images, masks, preprocessors, model names."""
@@ -114,7 +118,7 @@ class ControlNets:
             where = f"ControlNet unit {index}"
             if unit.image is None and not has_init_image:
                 raise ControlNetError(f"{where}: the unit is enabled but has no image (txt2img needs one; img2img uses its picture).")
-            preprocessor = find_preprocessor(unit.module, where)
+            preprocessor = find_preprocessor(unit.module, where, self.annotators)
             if preprocessor.needs_mask and unit.mask is None and not (unit.image is None and has_init_mask):
                 raise ControlNetError(f"{where}: the {preprocessor.name} preprocessor needs a mask of what to repaint: send the unit's mask "
                                       "(white: repaint), or use it in img2img's Inpaint tab without its own image.")
@@ -136,11 +140,11 @@ class ControlNets:
             source = unit.image if unit.image is not None else init_image
             if source is None:
                 raise ControlNetError(f"{where}: the unit is enabled but has no image (txt2img needs one; img2img uses its picture).")
-            preprocessor = find_preprocessor(unit.module, where)
+            preprocessor = find_preprocessor(unit.module, where, self.annotators)
             resolution = unit.processor_res if unit.processor_res > 0 else DEFAULT_RESOLUTION
             if unit.pixel_perfect:
                 resolution = pixel_perfect_resolution(source.size, (width, height), unit.resize_mode)
-            detected = detect(preprocessor, source, resolution, unit.threshold_a, unit.threshold_b, seed)
+            detected = detect(preprocessor, source, resolution, unit.threshold_a, unit.threshold_b, seed, self.annotators)
             fitted = fit(detected, width, height, unit.resize_mode)
             hint = torch.from_numpy(fitted.astype(np.float32) / 255.0).permute(2, 0, 1)[None]
             if preprocessor.needs_mask:

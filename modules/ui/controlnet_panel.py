@@ -214,9 +214,10 @@ def _wire_unit(services: Services, controls: UnitControls, preview: gr.Image, bu
         if picture is None:
             return None, error_html("There is no control image to preview: add one first.", say)
         try:
-            preprocessor = find_preprocessor(name or "none", f"ControlNet unit {index}")
+            annotators = services.controlnets.annotators
+            preprocessor = find_preprocessor(name or "none", f"ControlNet unit {index}", annotators)
             found = detect(preprocessor, picture, int(resolution or -1), float(a) if preprocessor.slider_a and a is not None else -1,
-                           float(b) if preprocessor.slider_b and b is not None else -1)
+                           float(b) if preprocessor.slider_b and b is not None else -1, annotators=annotators)
         except UserError as error:
             return None, error_html(str(error), say)
         return Image.fromarray(found), ""
