@@ -67,6 +67,7 @@ class Args:
     localizations_dir: Path = REPO_ROOT / "localizations"  # A1111-style <language>.json files
     language: str | None = None  # None: the `language` setting decides ("auto": the browser's)
     controlnet_dirs: list[Path] = field(default_factory=list)  # --controlnet-dir: more ControlNet folders
+    ad_extra_models_dirs: list[Path] = field(default_factory=list)  # --ad-extra-models-dir: more detector folders
     upscaler_dirs: dict[str, Path] = field(default_factory=dict)  # "ESRGAN" -> --esrgan-models-path...; unset: <models-dir>/<name>
 
     def upscaler_folders(self) -> dict[str, Path]:
@@ -175,6 +176,7 @@ def build_parser() -> argparse.ArgumentParser:
     models.add_argument("--localizations-dir", type=_folder, metavar="DIR", default=REPO_ROOT / "localizations", help="folder of A1111-style localization files (<language>.json; default: localizations/ in the Easel folder)")
     models.add_argument("--language", default=None, metavar="LANG", help="language of the page: auto (the browser's, the default), en, zh-CN, or a file's language in --localizations-dir (default: the 'language' setting)")
     models.add_argument("--controlnet-dir", type=_existing_dir, metavar="DIR", action="append", default=[], help="another folder of ControlNet models (repeatable; models/ControlNet is always read)")
+    models.add_argument("--ad-extra-models-dir", type=_existing_dir, metavar="DIR", action="append", default=[], help="another folder of ADetailer detectors (repeatable; models/adetailer is always read)")
     for name, flag in UPSCALER_FLAGS:
         models.add_argument(flag, type=_folder, metavar="DIR", default=None, help=f"folder of {name} upscaler models (default: models/{name})")
     models.add_argument("--disable-extensions", action="store_true", help="start without loading any extension (to rule one out)")
@@ -230,6 +232,7 @@ def parse_args(argv: list[str] | None = None) -> Args:
         localizations_dir=ns.localizations_dir,
         language=ns.language,
         controlnet_dirs=ns.controlnet_dir,
+        ad_extra_models_dirs=ns.ad_extra_models_dir,
         upscaler_dirs={name: getattr(ns, flag.removeprefix("--").replace("-", "_")) for name, flag in UPSCALER_FLAGS
                        if getattr(ns, flag.removeprefix("--").replace("-", "_")) is not None},
     )

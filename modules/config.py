@@ -53,6 +53,8 @@ class Settings:
     ESRGAN_tile: int = setting(192, "Upscaler models run on tiles of this many pixels a side, so memory stays bounded (0: the whole picture at once).", minimum=0, maximum=4096)
     ESRGAN_tile_overlap: int = setting(8, "Pixels the upscaler tiles overlap by, blended so no seam shows.", minimum=0, maximum=256)
     control_net_no_detectmap: bool = setting(False, "Do not show the ControlNet units' control maps after the pictures (nor return them in the API's images).")
+    ad_same_seed_for_each_tab: bool = setting(False, "ADetailer: every region of a tab gets the picture's own seed (off: region j gets seed + j).")
+    ad_bbox_sortby: str = setting("None", "ADetailer: the order the regions of a tab are repainted in.", choices=("None", "Position (left to right)", "Position (center to edge)", "Area (large to small)"))
     img2img_fix_steps: bool = setting(False, "img2img runs exactly the steps set (A1111's option); off: steps x denoising strength of them.")
 
     @staticmethod

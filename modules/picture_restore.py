@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Collection
 
+from modules.detailer.infotext import suffix as detailer_suffix
 from modules.errors import UserError
 from modules.generation.request import HIRES_UPSCALERS
 from modules.infotext.parse import parse_infotext
@@ -20,6 +21,7 @@ if TYPE_CHECKING:
     from modules.checkpoints.registry import ModelFile, ModelRegistry
     from modules.controlnet.catalog import ControlNetCatalog
     from modules.controlnet.units import ControlUnit
+    from modules.detailer.catalog import DetectorCatalog
     from modules.lora.files import LoraLibrary
     from modules.prompts.embeddings import EmbeddingLibrary
 
@@ -44,9 +46,10 @@ class PictureRestorer:
     """Restores pictures against the models this Easel has."""
 
     def __init__(self, registry: "ModelRegistry", loras: "LoraLibrary | None", embeddings: "EmbeddingLibrary | None",
-                 upscalers: Collection[str] = HIRES_UPSCALERS, controlnets: "ControlNetCatalog | None" = None):
+                 upscalers: Collection[str] = HIRES_UPSCALERS, controlnets: "ControlNetCatalog | None" = None,
+                 detectors: "DetectorCatalog | None" = None):
         self.registry, self.loras, self.embeddings, self.upscalers = registry, loras, embeddings, upscalers
-        self.controlnets = controlnets
+        self.controlnets, self.detectors = controlnets, detectors
 
     def restore(self, infotext: str, settable: Collection[str], *, hires_in_picture: bool = False) -> PictureSettings:
         """The picture's settings for a target that takes the fields `settable` (see restore_request)."""
@@ -57,6 +60,12 @@ class PictureRestorer:
         settings.vae, vae_issue = self.vae(params.get("VAE"), params.get("VAE hash"))
         settings.not_applied = [*(issue for issue in (model_issue, vae_issue) if issue), *restored.not_applied,
                                 *self.missing_networks(params.get("Prompt", ""), params)]
+        if restored.fields.get("detailer") is not None and self.detectors is not None:
+            have = set(self.detectors.names())
+            for position, tab in restored.fields["detailer"].active_tabs:
+                if tab.ad_model not in have:
+                    key = "ADetailer model" + detailer_suffix(position)
+                    settings.not_applied.append(NotApplied(key, tab.ad_model, "not among your detectors (models/adetailer)"))
         if "control_units" in restored.fields:
             settings.fields["control_units"], unit_issues = self.control_units(restored.fields["control_units"])
             settings.not_applied += unit_issues

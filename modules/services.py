@@ -29,6 +29,7 @@ from modules.checkpoints.registry import ModelRegistry
 from modules.cmd_args import Args
 from modules.config import Settings, SettingsStore
 from modules.controlnet.service import ControlNets
+from modules.detailer.catalog import DetectorCatalog
 from modules.device.hardware import choose_device, choose_dtype, choose_threads, explain_dtype
 from modules.device.memory_plan import cuda_free_bytes
 from modules.device.optimizations import choose_optimizations
@@ -74,6 +75,7 @@ class Services:
     upscalers: Upscalers  # the built-in and installed upscalers (modules/upscalers)
     extras: ExtrasJobs  # upscaling finished pictures, as queued jobs
     controlnets: ControlNets  # models/ControlNet and the loaded ControlNets
+    detectors: DetectorCatalog  # models/adetailer: the detailer's detectors
 
     @property
     def settings(self) -> Settings:
@@ -141,18 +143,19 @@ def build_services(args: Args, load_now: bool = True) -> Services:
     history = open_history(paths)
     outputs = OutputWriter(paths.outputs_dir)
     upscalers = Upscalers(UpscalerCatalog(args.upscaler_folders()), device, lambda: tile_settings(store.settings), half=dtype == torch.float16)
+    detectors = DetectorCatalog([paths.models_dir / "adetailer", *args.ad_extra_models_dirs])
     controlnets = ControlNets([paths.models_dir / "ControlNet", *args.controlnet_dirs])
     models = ModelControl(registry, manager, store, loras, embeddings, paths.checkpoints_dir, args.ckpt,
-                          hires_upscalers=lambda: [*LATENT_UPSCALE_MODES, *upscalers.names()], controlnets=controlnets.catalog)
+                          hires_upscalers=lambda: [*LATENT_UPSCALE_MODES, *upscalers.names()], controlnets=controlnets.catalog, detectors=detectors)
     models.restore_vae_choice()
     runner = backend.runner(RunnerParts(
         manager, ResultRecorder(registry, settings, outputs, history), settings,
         PreviewChooser(paths.vae_approx_dir, paths.preview_factors_file), extensions, loras,
-        ensure_model=models.ensure_model, default_checkpoint=models.startup_name, upscalers=upscalers, controlnets=controlnets,
+        ensure_model=models.ensure_model, default_checkpoint=models.startup_name, upscalers=upscalers, controlnets=controlnets, detectors=detectors,
     ))
     services = Services(
-        args=args, paths=paths, models=models, generation=Submitter(queue, runner, settings, styles, loras, upscalers, controlnets), upscalers=upscalers,
-        controlnets=controlnets,
+        args=args, paths=paths, models=models, generation=Submitter(queue, runner, settings, styles, loras, upscalers, controlnets, detectors),
+        upscalers=upscalers, controlnets=controlnets, detectors=detectors,
         extras=ExtrasJobs(queue, upscalers, lambda: store.settings, outputs),
         config=SettingsControl(store, models, manager, queue, extensions), registry=registry, manager=manager, queue=queue,
         history=history, styles=styles, extensions=extensions, outputs=outputs, loras=loras, embeddings=embeddings,

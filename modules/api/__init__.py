@@ -15,6 +15,7 @@ from fastapi import APIRouter, Depends, FastAPI
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from modules.api.adetailer_routes import add_adetailer_routes
 from modules.api.auth import basic_auth_dependency
 from modules.api.controlnet_routes import add_controlnet_routes
 from modules.api.errors import error_body, http_error, unexpected_error, user_error, validation_error
@@ -54,6 +55,7 @@ def build_controlnet_router(services: Services) -> APIRouter:
     """sd-webui-controlnet's routes at /controlnet/..., behind the same auth as the API."""
     router = APIRouter(dependencies=api_auth_dependencies(services))
     add_controlnet_routes(router, services)
+    add_adetailer_routes(router, services)
     return router
 
 

@@ -16,6 +16,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from modules.controlnet.preprocess import PreprocessorError
 from modules.controlnet.units import ControlNetError
+from modules.detailer.args import DetailerArgsError
+from modules.detailer.detection import DetectorError
 from modules.errors import ModelNotFoundError, UserError
 from modules.generation.request import RequestError
 from modules.infotext.embed import UnreadableImageError
@@ -42,7 +44,8 @@ def status_for(exc: UserError) -> int:
         return 404
     if isinstance(exc, QueueFullError):
         return 503
-    if isinstance(exc, (RequestError, ApiInputError, UnreadableImageError, ExtrasError, ControlNetError, PreprocessorError)):
+    if isinstance(exc, (RequestError, ApiInputError, UnreadableImageError, ExtrasError, ControlNetError, PreprocessorError, DetailerArgsError,
+                        DetectorError)):
         return 422
     return 400
 

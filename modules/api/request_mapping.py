@@ -31,6 +31,8 @@ from modules.checkpoints.manager import VAE_AUTOMATIC, VAE_NONE
 from modules.config import Settings
 from modules.controlnet.infotext import is_controlnet_key
 from modules.controlnet.units import ControlNetError, ControlUnit, parse_units
+from modules.detailer.args import DetailerRequest, parse_alwayson
+from modules.detailer.infotext import is_detailer_key
 from modules.generation.request import GenerationRequest, Img2ImgRequest
 from modules.infotext.restore import REQUEST_FIELDS, not_applied_sentence
 from modules.sampling.sampler_table import parse_sampler_name
@@ -39,6 +41,7 @@ from modules.services import Services
 
 log = logging.getLogger(__name__)
 CONTROLNET = "controlnet"  # alwayson_scripts key of sd-webui-controlnet (any case)
+ADETAILER = "adetailer"  # alwayson_scripts key of ADetailer (any case)
 
 SAME_CHECKPOINT = ("", "Use same checkpoint", "None")
 ETA_RANGE = (0.0, 10.0)
@@ -77,18 +80,21 @@ class ApiJobPlan:
 Fields = TypeVar("Fields", bound=GenerationFields)  # the route's body class, kept through model_copy
 
 
-def apply_infotext(services: Services, body: Fields) -> tuple[Fields, dict[str, Any]]:
-    """The request with the fields it left out taken from its `infotext`, and the override
-    settings the infotext implies (clip skip, the checkpoint and VAE it names...). Explicitly given
+def apply_infotext(services: Services, body: Fields) -> tuple[Fields, dict[str, Any], DetailerRequest | None]:
+    """The request with the fields it left out taken from its `infotext`, the override settings the
+    infotext implies (clip skip, the checkpoint and VAE it names...), and its ADetailer tabs (used
+    when the request sends no `alwayson_scripts.ADetailer` of its own). Explicitly given
     fields and `override_settings` always win. A setting of the infotext that Easel cannot apply
     (an unknown sampler or upscaler, a checkpoint that is not here, an extension's setting...) and
     that the request does not give itself is a 422 naming each, never a silent substitution."""
     if not body.infotext:
-        return body, {}
+        return body, {}, None
     given = body.model_fields_set
     given_options = set(body.override_settings or {})
     img2img = isinstance(body, ApiImg2Img)
-    restored = services.models.picture_restorer().restore(body.infotext, {*type(body).model_fields, *_INFOTEXT_OVERRIDES}, hires_in_picture=img2img)
+    restored = services.models.picture_restorer().restore(body.infotext, {*type(body).model_fields, *_INFOTEXT_OVERRIDES, "detailer"},
+                                                          hires_in_picture=img2img)
+    detailer = restored.fields.pop("detailer", None)
     update: dict[str, Any] = {}
     overrides: dict[str, Any] = {}
     for name, value in restored.fields.items():
@@ -101,13 +107,14 @@ def apply_infotext(services: Services, body: Fields) -> tuple[Fields, dict[str, 
     if restored.vae is not None:
         overrides["sd_vae"] = restored.vae
     overridden_by_request = {"Model": "sd_model_checkpoint" in given_options, "VAE": "sd_vae" in given_options}
-    units_given = any(str(name).lower() == CONTROLNET for name in (body.alwayson_scripts or {}))
+    scripts = {str(name).lower() for name in (body.alwayson_scripts or {})}
     problems = [item for item in restored.not_applied
                 if not overridden_by_request.get(item.key, False) and _field_of(item.key) not in given
-                and not (units_given and is_controlnet_key(item.key))]
+                and not (CONTROLNET in scripts and is_controlnet_key(item.key))
+                and not (ADETAILER in scripts and is_detailer_key(item.key))]
     if problems:
         raise ApiInputError(f"infotext: {not_applied_sentence(problems)} Give these fields in the request, or leave them out of the infotext.")
-    return body.model_copy(update=update), overrides
+    return body.model_copy(update=update), overrides, detailer
 
 
 def _field_of(key: str) -> str | None:
@@ -228,13 +235,21 @@ def _common(services: Services, body: GenerationFields, overrides: dict[str, Any
 def _plan(kind: str, request: GenerationRequest, body: GenerationFields, services: Services, known: dict[str, Any], echo: dict[str, Any]) -> ApiJobPlan:
     persist = {} if body.override_settings_restore_afterwards is not False else dict(known)
     ignored = [str(name) for name in (body.alwayson_scripts or {})
-               if services.extensions.find_script(str(name), kind) is None and str(name).lower() != CONTROLNET]
+               if services.extensions.find_script(str(name), kind) is None and str(name).lower() not in (CONTROLNET, ADETAILER)]
     if ignored:
         log.info("%s: ignoring alwayson_scripts %s (not scripts Easel has)", kind, ", ".join(ignored))
     return ApiJobPlan(
         kind, request, echo, _output(services, known), job_id=(body.force_task_id or None),
         send_images=body.send_images is not False, save_images=bool(body.save_images), persist=persist,
     )
+
+
+def detailer_request(body: GenerationFields, restored: Any = None) -> DetailerRequest | None:
+    """`alwayson_scripts.ADetailer` (the key in any case) as ADetailer reads it; else the tabs the
+    request's `infotext` carried (`restored`); None when neither runs a tab."""
+    entry = next((value for name, value in (body.alwayson_scripts or {}).items() if str(name).lower() == ADETAILER), None)
+    detailer = parse_alwayson(entry) if entry is not None else restored
+    return detailer if detailer is not None and detailer.runs else None
 
 
 def control_units(services: Services, body: GenerationFields) -> list[ControlUnit]:
@@ -296,13 +311,14 @@ def _extension_script(services: Services, body: GenerationFields, tab: str) -> t
 
 def txt2img_plan(services: Services, body: ApiTxt2Img) -> ApiJobPlan:
     """POST /txt2img -> a GenerationRequest (see the module docstring)."""
-    body, infotext_overrides = apply_infotext(services, body)
+    body, infotext_overrides, infotext_detailer = apply_infotext(services, body)
     extension_script = _extension_script(services, body, "txt2img")
     if body.script_name and extension_script is None:
         find_script(body.script_name, is_img2img=False, others=_extension_script_names(services, "txt2img"))  # 422: unknown
     values, known = _common(services, body, {**infotext_overrides, **(body.override_settings or {})})
     values["script_values"] = _script_values(services, body, "txt2img")
     values["control_units"] = control_units(services, body)
+    values["detailer"] = detailer_request(body, infotext_detailer)
     if body.hr_checkpoint_name not in (None, *SAME_CHECKPOINT):
         raise ApiInputError("hr_checkpoint_name: a different checkpoint for the hires pass is not supported yet; use 'Use same checkpoint'.")
     hr_sampler = None if body.hr_sampler_name in (None, "", "Use same sampler") else _check_sampler(body.hr_sampler_name)[0]
@@ -321,13 +337,14 @@ def txt2img_plan(services: Services, body: ApiTxt2Img) -> ApiJobPlan:
 
 def img2img_plan(services: Services, body: ApiImg2Img) -> ApiJobPlan:
     """POST /img2img -> an Img2ImgRequest (see the module docstring)."""
-    body, infotext_overrides = apply_infotext(services, body)
+    body, infotext_overrides, infotext_detailer = apply_infotext(services, body)
     extension_script = _extension_script(services, body, "img2img")
     script = (find_script(body.script_name, is_img2img=True, others=_extension_script_names(services, "img2img"))
               if body.script_name and extension_script is None else None)
     values, known = _common(services, body, {**infotext_overrides, **(body.override_settings or {})})
     values["script_values"] = _script_values(services, body, "img2img")
     values["control_units"] = control_units(services, body)
+    values["detailer"] = detailer_request(body, infotext_detailer)
     limit = services.settings.max_input_megapixels
     if not body.init_images:
         raise ApiInputError("init_images is empty: img2img needs at least one base64 image to start from.")

@@ -25,6 +25,7 @@ from modules.generation.previews import PreviewChooser
 if TYPE_CHECKING:
     from modules.checkpoints.manager import ModelManager
     from modules.controlnet.service import ControlNets
+    from modules.detailer.catalog import DetectorCatalog
     from modules.extensions.registry import ExtensionRegistry
     from modules.jobs import JobQueue
     from modules.lora.files import LoraLibrary
@@ -38,14 +39,16 @@ def in_process_generation(
     outputs: "OutputWriter | None" = None, history: History | None = None, extensions: "ExtensionRegistry | None" = None,
     loras: "LoraLibrary | None" = None, preview_cache: Path | None = None, vae_approx_dir: Path | None = None,
     ensure_model: Callable[[], object] | None = None, upscalers: "Upscalers | None" = None, controlnets: "ControlNets | None" = None,
+    detectors: "DetectorCatalog | None" = None,
 ) -> Submitter:
     """A Submitter whose jobs run on `manager` in this process (what build_services makes for the
     in-process backend; tests and benchmarks build one directly)."""
     settings = settings if settings is not None else Settings()
     recorder = ResultRecorder(manager.registry, settings, outputs, history)
     previews = PreviewChooser(vae_approx_dir, preview_cache)  # no folder: TAESD falls back to Approx cheap
-    runner = InProcessRunner(manager, recorder, settings, previews, extensions, loras, ensure_model, upscalers, controlnets=controlnets)
-    return Submitter(queue, runner, settings, styles, loras, upscalers, controlnets)
+    runner = InProcessRunner(manager, recorder, settings, previews, extensions, loras, ensure_model, upscalers, controlnets=controlnets,
+                             detectors=detectors)
+    return Submitter(queue, runner, settings, styles, loras, upscalers, controlnets, detectors)
 
 
 __all__ = ["InProcessRunner", "ResultRecorder", "Submitter", "in_process_generation"]

@@ -26,6 +26,7 @@ from modules.prompts.conditioning import count_prompt_tokens
 
 if TYPE_CHECKING:
     from modules.controlnet.catalog import ControlNetCatalog
+    from modules.detailer.catalog import DetectorCatalog
     from modules.lora.files import LoraLibrary
     from modules.prompts.embeddings import EmbeddingLibrary
 
@@ -56,10 +57,12 @@ class ModelControl:
 
     def __init__(self, registry: ModelRegistry, manager: ModelManager, store: SettingsStore, loras: "LoraLibrary",
                  embeddings: "EmbeddingLibrary", checkpoints_dir: Path, startup_path: Path | None = None,
-                 hires_upscalers: Callable[[], Collection[str]] | None = None, controlnets: "ControlNetCatalog | None" = None):
+                 hires_upscalers: Callable[[], Collection[str]] | None = None, controlnets: "ControlNetCatalog | None" = None,
+                 detectors: "DetectorCatalog | None" = None):
         self.registry = registry
         self.hires_upscalers = hires_upscalers  # () -> the names hires fix takes now (latent modes, built-ins, model files)
         self.controlnets = controlnets  # the ControlNet models a restored unit names are looked up in
+        self.detectors = detectors  # the detectors a restored ADetailer tab names are looked up in
         self.manager = manager
         self.store = store  # remembers the chosen checkpoint and VAE (config.json)
         self.loras = loras
@@ -120,8 +123,8 @@ class ModelControl:
     def picture_restorer(self) -> PictureRestorer:
         """Restores a picture's settings against the models here (Send to, paste, the API's infotext)."""
         if self.hires_upscalers is None:
-            return PictureRestorer(self.registry, self.loras, self.embeddings, controlnets=self.controlnets)
-        return PictureRestorer(self.registry, self.loras, self.embeddings, self.hires_upscalers(), self.controlnets)
+            return PictureRestorer(self.registry, self.loras, self.embeddings, controlnets=self.controlnets, detectors=self.detectors)
+        return PictureRestorer(self.registry, self.loras, self.embeddings, self.hires_upscalers(), self.controlnets, self.detectors)
 
     def count_tokens(self, prompt: str) -> tuple[int, int]:
         """(tokens, limit) of the longest text the prompt becomes (A1111's `N/75` counter)."""

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, Callable, Protocol
 
 from modules.app.results import ResultRecorder
 from modules.app.script_jobs import ScriptCall, run_script
+from modules.detailer.stage import DetailerOptions, with_detailer
 from modules.device.memory import OutOfMemoryError, free_memory, is_out_of_memory
 from modules.extensions.job_hooks import JobHooks
 from modules.extensions.registry import ExtensionRegistry
@@ -40,6 +41,7 @@ if TYPE_CHECKING:
     from modules.checkpoints.manager import LoadedModel, ModelManager
     from modules.config import Settings
     from modules.controlnet.service import ControlNets
+    from modules.detailer.catalog import DetectorCatalog
     from modules.lora.files import LoraLibrary
     from modules.upscalers.service import Upscalers
 
@@ -86,6 +88,7 @@ class InProcessRunner:
     ensure_model: Callable[[], object] | None = None  # loads the start-up checkpoint when none is loaded
     upscalers: "Upscalers | None" = None  # model upscalers for hires fix (None: latent, Lanczos and Nearest only)
     controlnets: "ControlNets | None" = None  # ControlNet models (None: requests with units are refused)
+    detectors: "DetectorCatalog | None" = None  # the detailer's detectors (None: requests with ADetailer tabs are refused)
     lora_patcher: LoraPatcher = field(default_factory=LoraPatcher)  # applies a job's LoRAs in place, restores them bitwise after
 
     def check(self, spec: JobSpec) -> None:
@@ -129,6 +132,11 @@ class InProcessRunner:
         preview = self.preview(model) if request.preview_every else None
         return TaskContext(on_step, preview, hooks.engine(), self.settings.img2img_fix_steps, self.upscalers, self.controlnets)
 
+    def task_run(self, run: TaskRun) -> TaskRun:
+        """`run` followed by the request's detailer tabs (modules/detailer/stage.py)."""
+        options = DetailerOptions(sort_order=self.settings.ad_bbox_sortby, same_seed=self.settings.ad_same_seed_for_each_tab)
+        return with_detailer(run, self.detectors, options)
+
     def preview(self, model: "LoadedModel") -> PreviewMethod | None:
         return self.previews.choose(self.settings.show_progress_type, model.vae_module, sdxl=model.spec.family.latent_space == "sdxl")
 
@@ -167,7 +175,7 @@ class InProcessRunner:
                             result = run_script(self, ctx, spec.script, job_request, task_ctx)
                         else:
                             assert spec.run is not None
-                            result = spec.run(model, job_request, task_ctx)
+                            result = self.task_run(spec.run)(model, job_request, task_ctx)
                     finally:  # for this job only: the weights are the checkpoint's again, bit for bit
                         self.lora_patcher.restore()
                     result.extra_parameters.update(self.lora_infotext(loras))

@@ -9,7 +9,7 @@ and gets its infotext. Whatever the script switched to is put back when it ends,
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from modules.checkpoints.manager import VAE_AUTOMATIC, VAE_NONE
@@ -20,7 +20,7 @@ from modules.extensions.job_hooks import JobHooks
 from modules.generation.engine import GenerationResult, Interrupted, Skipped
 from modules.generation.loras import RequestLoras, request_loras
 from modules.generation.request import GenerationRequest
-from modules.generation.tasks import TaskContext, run_task
+from modules.generation.tasks import RUNS, TaskContext
 from modules.jobs import JobContext, ProgressEvent
 from modules.sampling.sampler_table import parse_sampler_name
 from modules.sampling.schedules import find_schedule
@@ -70,8 +70,8 @@ def run_script(runner: "InProcessRunner", ctx: JobContext, call: ScriptCall, req
         model = _held_model(manager)
         hooks = JobHooks(runner.extensions, call.task)
         hooks.request = cell
-        cell_ctx = TaskContext(task_ctx.on_step, task_ctx.preview, hooks.engine(), task_ctx.fix_steps, task_ctx.upscalers, task_ctx.controlnets)
-        result = run_task(call.task, model, cell, cell_ctx)
+        cell_ctx = replace(task_ctx, hooks=hooks.engine())
+        result = runner.task_run(RUNS[call.task])(model, cell, cell_ctx)
         result.extra_parameters.update(runner.lora_infotext(loras))
         result.extra_parameters.update(infotext_extra or {})
         runner.recorder.describe(model, cell, result, hooks)

@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from modules.app.runner import JobRunner, JobSpec
 from modules.app.script_jobs import ScriptCall
+from modules.detailer.stage import check_tabs
+from modules.errors import UserError
 from modules.generation.controls import needs_controlnets
 from modules.generation.loras import request_loras
 from modules.generation.outpaint import OutpaintRequest
@@ -27,6 +29,7 @@ from modules.upscalers.catalog import UnknownUpscalerError
 if TYPE_CHECKING:
     from modules.config import Settings
     from modules.controlnet.service import ControlNets
+    from modules.detailer.catalog import DetectorCatalog
     from modules.extensions.api import Script
     from modules.lora.files import LoraLibrary
     from modules.prompts.styles import StyleStore
@@ -39,10 +42,12 @@ class Submitter:
     """Validates, styles and queues generation jobs for a runner."""
 
     def __init__(self, queue: JobQueue, runner: JobRunner, settings: "Settings", styles: "StyleStore | None" = None,
-                 loras: "LoraLibrary | None" = None, upscalers: "Upscalers | None" = None, controlnets: "ControlNets | None" = None):
+                 loras: "LoraLibrary | None" = None, upscalers: "Upscalers | None" = None, controlnets: "ControlNets | None" = None,
+                 detectors: "DetectorCatalog | None" = None):
         self.queue = queue
         self.upscalers = upscalers  # the installed model upscalers hires fix may name
         self.controlnets = controlnets  # the ControlNet models units may name
+        self.detectors = detectors  # the detailer's detectors tabs may name
         self.runner = runner
         self.settings = settings  # the live settings object (input size limit)
         self.styles = styles
@@ -89,6 +94,10 @@ class Submitter:
             img2img = isinstance(request, Img2ImgRequest)
             needs_controlnets(self.controlnets).check(request.control_units, has_init_image=img2img,
                                                       has_init_mask=getattr(request, "mask", None) is not None)
+        if request.detailer is not None and request.detailer.runs:
+            if self.detectors is None:
+                raise UserError("This request has ADetailer tabs, and the detailer is not available here.")
+            check_tabs(request.detailer, self.detectors)
         request_loras(self.loras, request)  # a malformed <lora:...> tag is refused now
         if request.styles and self.styles is not None:
             prompt, negative = self.styles.apply_styles(request.prompt, request.negative_prompt, request.styles)

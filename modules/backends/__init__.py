@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from modules.checkpoints.manager import ModelManager
     from modules.config import Settings
     from modules.controlnet.service import ControlNets
+    from modules.detailer.catalog import DetectorCatalog
     from modules.extensions.registry import ExtensionRegistry
     from modules.lora.files import LoraLibrary
     from modules.upscalers.service import Upscalers
@@ -43,6 +44,7 @@ class RunnerParts:
     default_checkpoint: Callable[[], str | None]  # the checkpoint a request without one uses
     upscalers: "Upscalers | None" = None  # hires fix's model upscalers
     controlnets: "ControlNets | None" = None  # ControlNet models
+    detectors: "DetectorCatalog | None" = None  # the detailer's detectors
 
 
 class InProcessBackend:
@@ -52,7 +54,7 @@ class InProcessBackend:
 
     def runner(self, parts: RunnerParts) -> JobRunner:
         return InProcessRunner(parts.manager, parts.recorder, parts.settings, parts.previews, parts.extensions, parts.loras,
-                               parts.ensure_model, parts.upscalers, controlnets=parts.controlnets)
+                               parts.ensure_model, parts.upscalers, controlnets=parts.controlnets, detectors=parts.detectors)
 
 
 class RayBackend:

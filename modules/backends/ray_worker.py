@@ -35,6 +35,7 @@ from modules.checkpoints.manager import ManagerOptions, ModelManager
 from modules.checkpoints.registry import ModelFile, ModelRegistry
 from modules.config import Settings
 from modules.controlnet.service import ControlNets
+from modules.detailer.catalog import DetectorCatalog
 from modules.device.hardware import choose_device, choose_dtype
 from modules.errors import ModelNotFoundError, UserError
 from modules.jobs import JobQueue, ProgressEvent
@@ -196,7 +197,8 @@ class GenerationWorker:
         upscalers = Upscalers(UpscalerCatalog({name: self.config.models_dir / name for name, _ in FOLDERS}), manager.device, tiles)
         generation = in_process_generation(manager, queue, preview_cache=cache / "preview_factors.json",
                                            vae_approx_dir=self.config.models_dir / "VAE-approx", loras=loras, upscalers=upscalers,
-                                           controlnets=ControlNets([self.config.models_dir / "ControlNet"]))
+                                           controlnets=ControlNets([self.config.models_dir / "ControlNet"]),
+                                           detectors=DetectorCatalog([self.config.models_dir / "adetailer"]))
         queue.start()
         self.loads += 1
         return HeldCheckpoint(sha256, entry, manager, generation)

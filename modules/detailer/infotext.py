@@ -50,7 +50,7 @@ OLD_LABELS = {"ADetailer conf": "ad_confidence", "ADetailer dilate/erode": "ad_d
               "ADetailer mask only top k largest": "ad_mask_k"}
 # Keys of ADetailer's UI that describe no setting of a tab: nothing to restore, nothing to report.
 # ("ADetailer enable" per tab was written to 23.10; "enable" and "skip img2img" are its paste fields.)
-QUIET_LABELS = frozenset({VERSION_KEY, "ADetailer enable", "ADetailer skip img2img", "ADetailer tab enable", "ADetailer tap enable"})
+QUIET_LABELS = frozenset({VERSION_KEY, "ADetailer regions", "ADetailer enable", "ADetailer skip img2img", "ADetailer tab enable", "ADetailer tap enable"})
 KEY = re.compile(r"^(?P<label>ADetailer .+?)(?: (?P<n>\d+)(?:st|nd|rd|th))?$")
 
 # extra_params' `ppop` calls: when the first setting is at that value (None: any false value), these keys go.
@@ -94,6 +94,10 @@ class TabIssue:
     key: str
     value: str
     reason: str
+
+
+def is_detailer_key(key: str) -> bool:
+    return KEY.match(key) is not None
 
 
 def ordinal(number: int) -> str:

@@ -71,6 +71,7 @@ class GenerationResult:
     extra_parameters: dict[str, object] = field(default_factory=dict)  # task keys for the infotext
     notes: list[str] = field(default_factory=list)  # what the job did differently from what was asked
     detected_maps: list[Image.Image] = field(default_factory=list)  # ControlNet control maps, shown after the images, never saved
+    detection_previews: list[Image.Image] = field(default_factory=list)  # the detailer's boxes drawn on each picture (the page shows them)
 
 
 @dataclass

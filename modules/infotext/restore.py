@@ -31,6 +31,8 @@ from typing import Any, Callable, Collection
 
 from modules.controlnet.infotext import is_controlnet_key, read_units
 from modules.controlnet.units import DEFAULT_UNIT_COUNT
+from modules.detailer.args import DetailerRequest
+from modules.detailer.infotext import is_detailer_key, read_tabs
 from modules.errors import UserError
 from modules.generation.request import HIRES_UPSCALERS, MASK_MODES, MASKED_CONTENT, RNG_SOURCES
 from modules.i18n import N_
@@ -236,7 +238,6 @@ UNSUPPORTED_KEYS: dict[str, str] = {
 
 # Extensions' settings: a pattern their keys match -> the extension's name.
 EXTENSION_KEYS: tuple[tuple[re.Pattern[str], str], ...] = tuple((re.compile(pattern), name) for pattern, name in (
-    (r"ADetailer\b", "ADetailer"),
     (r"RP ", "Regional Prompter"),
     (r"(Negative )?Template$", "Dynamic Prompts"),
     (r"Hypernet\b", "hypernetworks"),
@@ -250,6 +251,8 @@ EXTENSION_KEYS: tuple[tuple[re.Pattern[str], str], ...] = tuple((re.compile(patt
     (r"(Module \d|Distilled CFG Scale|Diffusion in Low Bits)$", "Forge"),
 ))
 
+DETAILER_ELSEWHERE = N_("an ADetailer setting: Send to txt2img or img2img restores it")
+DETAILER_QUIET = frozenset({"ADetailer version", "ADetailer regions"})
 CONTROLNET_ELSEWHERE = N_("a ControlNet unit: Send to txt2img or img2img restores it; the API takes units with their image in "
                            "alwayson_scripts.controlnet")
 
@@ -304,6 +307,10 @@ def restore_request(
             if "control_units" not in settable:
                 restored.not_applied.append(NotApplied(key, value, CONTROLNET_ELSEWHERE))
             continue
+        if is_detailer_key(key):
+            if "detailer" not in settable and key not in DETAILER_QUIET:
+                restored.not_applied.append(NotApplied(key, value, DETAILER_ELSEWHERE))
+            continue
         if key not in REQUEST_FIELDS:
             if key not in LOOKED_UP_KEYS and key not in DESCRIPTIVE_KEYS and not _is_default(key, value):
                 restored.not_applied.append(NotApplied(key, value, why_not(key)))
@@ -324,6 +331,10 @@ def restore_request(
             restored.not_applied.append(NotApplied(key, value, f"no upscaler named {value} here; Easel has {', '.join(upscalers)}"))
             continue
         restored.fields[name] = converted
+    if "detailer" in settable:
+        tabs, tab_issues = read_tabs(params)
+        restored.fields["detailer"] = DetailerRequest(enabled=True, tabs=tabs) if any(tab.active for tab in tabs) else None
+        restored.not_applied += [NotApplied(issue.key, issue.value, issue.reason) for issue in tab_issues]
     if "control_units" in settable:
         units = read_units(params, DEFAULT_UNIT_COUNT)
         restored.fields["control_units"] = units.units

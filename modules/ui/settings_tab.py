@@ -43,6 +43,8 @@ LABELS = {
     "max_input_megapixels": "Largest img2img input (megapixels)",
     "img2img_fix_steps": "img2img: run exactly the steps set",
     "control_net_no_detectmap": "ControlNet: hide the control maps",
+    "ad_same_seed_for_each_tab": "ADetailer: same seed for every region",
+    "ad_bbox_sortby": "ADetailer: region order",
     "ESRGAN_tile": "Upscaler tile size",
     "ESRGAN_tile_overlap": "Upscaler tile overlap",
     "device": "Device",

@@ -133,7 +133,7 @@ def test_the_import_graph_has_no_cycles_between_modules_or_packages():
 
 # The engine's packages know nothing of the application around them.
 ENGINE = ("modules.generation", "modules.sampling", "modules.prompts", "modules.checkpoints", "modules.lora", "modules.upscalers",
-          "modules.controlnet")
+          "modules.controlnet", "modules.detailer")
 APPLICATION = ("modules.app", "modules.services", "modules.backends", "modules.extensions", "modules.history", "modules.outputs",
                "modules.jobs", "modules.api", "modules.ui", "modules.infotext")
 
