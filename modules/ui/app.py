@@ -20,6 +20,8 @@ from modules.services import Services
 from modules.ui.access import PageGate
 from modules.ui.controlnet_panel import MODEL_CLASS as CONTROLNET_MODEL_CLASS
 from modules.ui.controlnet_panel import model_choices as controlnet_model_choices
+from modules.ui.detailer_panel import MODEL_CLASS as DETAILER_MODEL_CLASS
+from modules.ui.detailer_panel import model_choices as detailer_model_choices
 from modules.ui.extras_tab import build_extras_tab
 from modules.ui.history_tab import build_history_tab
 from modules.ui.img2img import IMG2IMG_CSS, build_img2img_tab
@@ -200,6 +202,14 @@ def build_ui(services: Services) -> gr.Blocks:
 
         demo.load(on_controlnet_models, controlnet_models, controlnet_models, show_progress="hidden")
         refresh.click(on_controlnet_models, controlnet_models, controlnet_models, show_progress="hidden")
+        detector_lists = [block for block in demo.blocks.values()
+                          if isinstance(block, gr.Dropdown) and DETAILER_MODEL_CLASS in (block.elem_classes or [])]
+
+        def on_detectors(*chosen: str) -> list:
+            return [gr.Dropdown(choices=detailer_model_choices(services), value=value) for value in chosen]
+
+        demo.load(on_detectors, detector_lists, detector_lists, show_progress="hidden")
+        refresh.click(on_detectors, detector_lists, detector_lists, show_progress="hidden")
     return demo
 
 

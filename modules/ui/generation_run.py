@@ -95,7 +95,9 @@ def gallery_items(outcome: Outcome, say: progress_view.Say = progress_view.engli
     for index, (image, path, seed) in enumerate(zip(outcome.images, outcome.paths, outcome.seeds)):
         if index == 0 and outcome.has_grid:
             caption = say("Grid")
-        elif index >= len(outcome.images) - outcome.maps:
+        elif index >= len(outcome.images) - outcome.boxes:
+            caption = say("ADetailer boxes")
+        elif index >= len(outcome.images) - outcome.boxes - outcome.maps:
             caption = say("ControlNet map")
         else:
             caption = say("Seed {seed}", seed=seed)
@@ -135,12 +137,14 @@ def _outcome(result, show_maps: bool = True) -> Outcome:
             [outcome.infotexts[0], *outcome.infotexts], [result.grid_path, *outcome.paths], has_grid=True,
         )
     maps = list(result.detected_maps) if show_maps and outcome.images else []
-    if maps:  # the ControlNet maps last, as the extension appends them; they carry no parameters
-        outcome.images += maps
-        outcome.seeds += [-1] * len(maps)
-        outcome.infotexts += [""] * len(maps)
-        outcome.paths += [None] * len(maps)
-        outcome.maps = len(maps)
+    boxes = list(result.detection_previews) if outcome.images else []
+    extra = [*maps, *boxes]
+    if extra:  # the ControlNet maps last, as the extension appends them, then the detailer's boxes; they carry no parameters
+        outcome.images += extra
+        outcome.seeds += [-1] * len(extra)
+        outcome.infotexts += [""] * len(extra)
+        outcome.paths += [None] * len(extra)
+        outcome.maps, outcome.boxes = len(maps), len(boxes)
     return outcome
 
 

@@ -23,7 +23,8 @@ class Outcome:
     paths: list[Path | None] = field(default_factory=list)
     selected: int = 0
     has_grid: bool = False  # the first image is the grid of the others
-    maps: int = 0  # the last images are this many ControlNet maps
+    maps: int = 0  # the last images are this many ControlNet maps, then `boxes` detailer previews
+    boxes: int = 0
 
     def pick(self) -> int | None:
         """The selected image's index, or None when there are no images."""
