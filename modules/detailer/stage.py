@@ -21,6 +21,7 @@ from modules.detailer.args import DetailerArgsError, DetailerRequest, DetailerTa
 from modules.detailer.detection import DetectorError
 from modules.detailer.infotext import detailer_params
 from modules.detailer.masks import region_masks, to_pil, touching
+from modules.errors import UserError
 from modules.generation.engine import GenerationResult, StepEvent
 from modules.generation.request import GenerationRequest, Img2ImgRequest, MaskedContent
 
@@ -65,12 +66,21 @@ def check_tabs(detailer: DetailerRequest, detectors: "DetectorCatalog") -> None:
             raise DetailerArgsError(f"{where}: ad_vae {tab.ad_vae!r}: a separate VAE per tab is not supported yet; send ad_use_vae false.")
         if tab.ad_restore_face:
             raise DetailerArgsError(f"{where}: ad_restore_face: Easel has no face restoration model yet; send false.")
+        if tab.ad_mask_min_ratio > tab.ad_mask_max_ratio:
+            raise DetailerArgsError(f"{where}: ad_mask_min_ratio {tab.ad_mask_min_ratio:g} is above ad_mask_max_ratio {tab.ad_mask_max_ratio:g}, "
+                                    "so no region could be kept; make the minimum the smaller.")
+        if tab.ad_use_inpaint_width_height:
+            try:
+                GenerationRequest(width=tab.ad_inpaint_width, height=tab.ad_inpaint_height).validate()
+            except UserError as error:
+                raise DetailerArgsError(f"{where}: ad_inpaint_width/ad_inpaint_height: {error}") from error
 
 
 def region_request(request: GenerationRequest, tab: DetailerTab, image: Image.Image, mask: Image.Image, prompt: str, negative: str,
                    seed: int, subseed: int, control_units: list) -> Img2ImgRequest:
     """The img2img inpainting of one region, from the picture's own request and the tab's settings."""
     width, height = (tab.ad_inpaint_width, tab.ad_inpaint_height) if tab.ad_use_inpaint_width_height else image.size
+    width, height = max(8, width - width % 8), max(8, height - height % 8)  # the engine's sizes; the result is fitted back
     sampler = tab.ad_sampler if tab.ad_use_sampler and tab.ad_sampler not in SAME_SAMPLER else request.sampler_name
     scheduler = tab.ad_scheduler if tab.ad_use_sampler and tab.ad_scheduler not in SAME_SCHEDULER else request.scheduler
     return Img2ImgRequest(

@@ -113,3 +113,26 @@ def test_an_infotext_with_adetailer_keys_rebuilds_the_tabs(api, detectors):
     text = infotext_of(client.post(f"{API}/txt2img", json={"infotext": infotext}))
     assert "ADetailer model: easel-face-mtcnn.safetensors" in text and "ADetailer confidence: 0.5" in text
     assert "ADetailer dilate erode: 8" in text and "ADetailer denoising strength: 0.3" in text
+
+
+@pytest.mark.parametrize("fields, words", [
+    ({"ad_mask_min_ratio": 0.8, "ad_mask_max_ratio": 0.2}, "ad_mask_min_ratio 0.8 is above ad_mask_max_ratio 0.2"),
+    ({"ad_use_inpaint_width_height": True, "ad_inpaint_width": 100000}, "ad_inpaint_width/ad_inpaint_height: width must be between"),
+    ({"ad_use_inpaint_width_height": True, "ad_inpaint_width": 100}, "width 100 is not a multiple of 8"),
+])
+def test_conflicting_tab_settings_are_refused_before_the_job_runs(api, detectors, fields, words):
+    client, _ = api
+    answer = client.post(f"{API}/txt2img", json={**BASE, "alwayson_scripts": {"ADetailer": {"args": [tab(**fields)]}}})
+    assert answer.status_code == 422 and "ADetailer tab 1: " in answer.json()["detail"] and words in answer.json()["detail"], answer.text
+
+
+def test_whole_picture_inpainting_keeps_the_pictures_size(api, detectors):
+    """"Inpaint only masked" off: the region pass runs on the whole 248x248 picture (a 250x250 upload
+    fitted to the request's size by skip img2img) and the picture comes back at that size."""
+    client, _ = api
+    astronaut = Image.open(ASTRONAUT).convert("RGB").resize((250, 250))
+    body = {**BASE, "width": 248, "height": 248, "init_images": [b64_png(astronaut)],
+            "alwayson_scripts": {"ADetailer": {"args": [True, True, tab(ad_inpaint_only_masked=False)]}}}
+    answer = client.post(f"{API}/img2img", json=body)
+    assert answer.status_code == 200, answer.text
+    assert decode(answer.json()["images"][0]).size == (248, 248)
