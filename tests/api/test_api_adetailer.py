@@ -136,3 +136,28 @@ def test_whole_picture_inpainting_keeps_the_pictures_size(api, detectors):
     answer = client.post(f"{API}/img2img", json=body)
     assert answer.status_code == 200, answer.text
     assert decode(answer.json()["images"][0]).size == (248, 248)
+
+
+def test_hundreds_of_regions_are_capped_with_a_notice(api, detectors):
+    """36 small circles (the shipped shape detector finds more than 32): the first 32 are repainted
+    and the job's notes say how many were found."""
+    from PIL import ImageDraw
+
+    client, _ = api
+    shutil.copy(ROOT / "models" / "adetailer" / "easel-demo-shapes.safetensors", detectors / "easel-demo-shapes.safetensors")
+    try:
+        picture = Image.new("RGB", (256, 256), "white")
+        pen = ImageDraw.Draw(picture)
+        for i in range(6):
+            for j in range(6):
+                x, y = 21 + 42 * i, 21 + 42 * j
+                pen.ellipse((x - 14, y - 14, x + 14, y + 14), fill=(220, 30, 30))
+        shapes = tab(ad_model="easel-demo-shapes.safetensors", ad_use_inpaint_width_height=True, ad_inpaint_width=64, ad_inpaint_height=64)
+        body = {**BASE, "width": 256, "height": 256, "steps": 2, "init_images": [b64_png(picture)],
+                "alwayson_scripts": {"ADetailer": {"args": [True, True, shapes]}}}
+        answer = client.post(f"{API}/img2img", json=body)
+        info = json.loads(answer.json()["info"])
+        assert "ADetailer regions: 32" in info["infotexts"][0]
+        assert any("regions found; only the first 32 were repainted" in note for note in info["notes"]), info["notes"]
+    finally:
+        (detectors / "easel-demo-shapes.safetensors").unlink(missing_ok=True)
