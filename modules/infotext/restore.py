@@ -333,11 +333,13 @@ def restore_request(
         restored.fields[name] = converted
     if "detailer" in settable:
         tabs, tab_issues = read_tabs(params)
-        restored.fields["detailer"] = DetailerRequest(enabled=True, tabs=tabs) if any(tab.active for tab in tabs) else None
+        if any(tab.active for tab in tabs):
+            restored.fields["detailer"] = DetailerRequest(enabled=True, tabs=tabs)
         restored.not_applied += [NotApplied(issue.key, issue.value, issue.reason) for issue in tab_issues]
     if "control_units" in settable:
         units = read_units(params, DEFAULT_UNIT_COUNT)
-        restored.fields["control_units"] = units.units
+        if units.units:
+            restored.fields["control_units"] = units.units
         restored.not_applied += [NotApplied(issue.key, issue.value, issue.reason) for issue in units.issues]
     return restored
 

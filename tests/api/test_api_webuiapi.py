@@ -173,8 +173,9 @@ def test_adetailer_through_the_client(client, api_models):
     path = Path(shutil.copy(root / "models" / "adetailer" / "easel-face-mtcnn.safetensors", api_models / "adetailer"))
     try:
         astronaut = Image.open(root / "tests" / "fixtures" / "astronaut.jpg").convert("RGB")
+        # a fresh alwayson_scripts: webuiapi fills its mutable default one, so an earlier call's ControlNet units would ride along
         answer = client.img2img(images=[astronaut], prompt="an astronaut", seed=4, denoising_strength=0.2, width=256, height=256, steps=3,
-                                adetailer=[webuiapi.ADetailer(ad_model="easel-face-mtcnn.safetensors", ad_prompt="a smiling face")])
+                                alwayson_scripts={}, adetailer=[webuiapi.ADetailer(ad_model="easel-face-mtcnn.safetensors", ad_prompt="a smiling face")])
         text = answer.info["infotexts"][0]
         assert "ADetailer model: easel-face-mtcnn.safetensors" in text and "ADetailer prompt: a smiling face" in text
         assert "ADetailer regions: " in text and "ADetailer version: 25.3.0" in text

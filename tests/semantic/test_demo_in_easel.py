@@ -105,7 +105,8 @@ def test_the_generation_tabs_open_at_the_demos_size_cfg_and_outpaint_pixels(tmp_
     try:
         blocks = build_ui(services).blocks.values()
         values = {block.elem_id: block.value for block in blocks if str(getattr(block, "elem_id", "")).endswith(("-width", "-height", "-cfg", "-pixels"))
-                  and not str(block.elem_id).startswith("extras-")}  # Extras' "scale to" size is a target, not a generation size
+                  and not str(block.elem_id).startswith("extras-")  # Extras' "scale to" size is a target, not a generation size
+                  and "-detailer-" not in str(block.elem_id)}  # ADetailer's own size and CFG keep its defaults (used only when ticked)
         assert values == {**{f"{tab}-{name}": value for tab in ("txt2img", "img2img", "outpaint")
                              for name, value in (("width", 64), ("height", 64), ("cfg", 2.5))}, "outpaint-pixels": 32}
     finally:
