@@ -55,6 +55,7 @@ class Settings:
     control_net_no_detectmap: bool = setting(False, "Do not show the ControlNet units' control maps after the pictures (nor return them in the API's images).")
     ad_same_seed_for_each_tab: bool = setting(False, "ADetailer: every region of a tab gets the picture's own seed (off: region j gets seed + j).")
     ad_bbox_sortby: str = setting("None", "ADetailer: the order the regions of a tab are repainted in.", choices=("None", "Position (left to right)", "Position (center to edge)", "Area (large to small)"))
+    dp_write_raw_template: bool = setting(True, "Dynamic Prompts: write the template (Template, Negative Template) into each picture's parameters, so the whole job can be drawn again; the prompt stays the one the picture was made with.")
     img2img_fix_steps: bool = setting(False, "img2img runs exactly the steps set (A1111's option); off: steps x denoising strength of them.")
 
     @staticmethod

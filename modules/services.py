@@ -45,6 +45,7 @@ from modules.jobs import JobQueue
 from modules.lora.files import LoraLibrary
 from modules.outputs import OutputWriter
 from modules.paths import AppPaths
+from modules.prompts.dynamic import WildcardLibrary, wildcard_folders
 from modules.prompts.embeddings import EmbeddingLibrary
 from modules.prompts.styles import StyleStore
 from modules.upscalers.catalog import UpscalerCatalog
@@ -76,6 +77,7 @@ class Services:
     extras: ExtrasJobs  # upscaling finished pictures, as queued jobs
     controlnets: ControlNets  # models/ControlNet and the loaded ControlNets
     detectors: DetectorCatalog  # models/adetailer: the detailer's detectors
+    wildcards: WildcardLibrary  # Dynamic Prompts' wildcard files (<data-dir>/wildcards, extensions/*/wildcards)
 
     @property
     def settings(self) -> Settings:
@@ -143,6 +145,7 @@ def build_services(args: Args, load_now: bool = True) -> Services:
     history = open_history(paths)
     outputs = OutputWriter(paths.outputs_dir)
     upscalers = Upscalers(UpscalerCatalog(args.upscaler_folders()), device, lambda: tile_settings(store.settings), half=dtype == torch.float16)
+    wildcards = WildcardLibrary(wildcard_folders(paths.data_dir, args.extensions_dir))
     detectors = DetectorCatalog([paths.models_dir / "adetailer", *args.ad_extra_models_dirs])
     controlnets = ControlNets([paths.models_dir / "ControlNet", *args.controlnet_dirs])
     models = ModelControl(registry, manager, store, loras, embeddings, paths.checkpoints_dir, args.ckpt,
@@ -151,11 +154,11 @@ def build_services(args: Args, load_now: bool = True) -> Services:
     runner = backend.runner(RunnerParts(
         manager, ResultRecorder(registry, settings, outputs, history), settings,
         PreviewChooser(paths.vae_approx_dir, paths.preview_factors_file), extensions, loras,
-        ensure_model=models.ensure_model, default_checkpoint=models.startup_name, upscalers=upscalers, controlnets=controlnets, detectors=detectors,
+        ensure_model=models.ensure_model, default_checkpoint=models.startup_name, upscalers=upscalers, controlnets=controlnets, detectors=detectors, wildcards=wildcards,
     ))
     services = Services(
-        args=args, paths=paths, models=models, generation=Submitter(queue, runner, settings, styles, loras, upscalers, controlnets, detectors),
-        upscalers=upscalers, controlnets=controlnets, detectors=detectors,
+        args=args, paths=paths, models=models, generation=Submitter(queue, runner, settings, styles, loras, upscalers, controlnets, detectors, wildcards),
+        upscalers=upscalers, controlnets=controlnets, detectors=detectors, wildcards=wildcards,
         extras=ExtrasJobs(queue, upscalers, lambda: store.settings, outputs),
         config=SettingsControl(store, models, manager, queue, extensions), registry=registry, manager=manager, queue=queue,
         history=history, styles=styles, extensions=extensions, outputs=outputs, loras=loras, embeddings=embeddings,

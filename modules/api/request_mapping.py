@@ -31,10 +31,12 @@ from modules.checkpoints.manager import VAE_AUTOMATIC, VAE_NONE
 from modules.config import Settings
 from modules.controlnet.infotext import is_controlnet_key
 from modules.controlnet.units import ControlNetError, ControlUnit, parse_units
-from modules.detailer.args import DetailerRequest, parse_alwayson
+from modules.detailer.args import DetailerRequest
+from modules.detailer.args import parse_alwayson as parse_detailer
 from modules.detailer.infotext import is_detailer_key
 from modules.generation.request import GenerationRequest, Img2ImgRequest
 from modules.infotext.restore import REQUEST_FIELDS, not_applied_sentence
+from modules.prompts.dynamic import DynamicRequest, is_dynamic_key, parse_alwayson
 from modules.sampling.sampler_table import parse_sampler_name
 from modules.sampling.schedules import find_schedule
 from modules.services import Services
@@ -235,7 +237,8 @@ def _common(services: Services, body: GenerationFields, overrides: dict[str, Any
 def _plan(kind: str, request: GenerationRequest, body: GenerationFields, services: Services, known: dict[str, Any], echo: dict[str, Any]) -> ApiJobPlan:
     persist = {} if body.override_settings_restore_afterwards is not False else dict(known)
     ignored = [str(name) for name in (body.alwayson_scripts or {})
-               if services.extensions.find_script(str(name), kind) is None and str(name).lower() not in (CONTROLNET, ADETAILER)]
+               if services.extensions.find_script(str(name), kind) is None and str(name).lower() not in (CONTROLNET, ADETAILER)
+               and not is_dynamic_key(name)]
     if ignored:
         log.info("%s: ignoring alwayson_scripts %s (not scripts Easel has)", kind, ", ".join(ignored))
     return ApiJobPlan(
@@ -244,11 +247,21 @@ def _plan(kind: str, request: GenerationRequest, body: GenerationFields, service
     )
 
 
+def dynamic_request(body: GenerationFields) -> DynamicRequest | None:
+    """`alwayson_scripts["Dynamic Prompts v<version>"]` (any version, any case) as the extension reads
+    its 18 arguments; None when absent or disabled."""
+    entry = next(((str(name), value) for name, value in (body.alwayson_scripts or {}).items() if is_dynamic_key(name)), None)
+    if entry is None:
+        return None
+    dynamic = parse_alwayson(*entry)
+    return dynamic if dynamic.enabled else None
+
+
 def detailer_request(body: GenerationFields, restored: Any = None) -> DetailerRequest | None:
     """`alwayson_scripts.ADetailer` (the key in any case) as ADetailer reads it; else the tabs the
     request's `infotext` carried (`restored`); None when neither runs a tab."""
     entry = next((value for name, value in (body.alwayson_scripts or {}).items() if str(name).lower() == ADETAILER), None)
-    detailer = parse_alwayson(entry) if entry is not None else restored
+    detailer = parse_detailer(entry) if entry is not None else restored
     return detailer if detailer is not None and detailer.runs else None
 
 
@@ -319,6 +332,7 @@ def txt2img_plan(services: Services, body: ApiTxt2Img) -> ApiJobPlan:
     values["script_values"] = _script_values(services, body, "txt2img")
     values["control_units"] = control_units(services, body)
     values["detailer"] = detailer_request(body, infotext_detailer)
+    values["dynamic"] = dynamic_request(body)
     if body.hr_checkpoint_name not in (None, *SAME_CHECKPOINT):
         raise ApiInputError("hr_checkpoint_name: a different checkpoint for the hires pass is not supported yet; use 'Use same checkpoint'.")
     hr_sampler = None if body.hr_sampler_name in (None, "", "Use same sampler") else _check_sampler(body.hr_sampler_name)[0]
@@ -345,6 +359,7 @@ def img2img_plan(services: Services, body: ApiImg2Img) -> ApiJobPlan:
     values["script_values"] = _script_values(services, body, "img2img")
     values["control_units"] = control_units(services, body)
     values["detailer"] = detailer_request(body, infotext_detailer)
+    values["dynamic"] = dynamic_request(body)
     limit = services.settings.max_input_megapixels
     if not body.init_images:
         raise ApiInputError("init_images is empty: img2img needs at least one base64 image to start from.")

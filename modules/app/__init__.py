@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from modules.jobs import JobQueue
     from modules.lora.files import LoraLibrary
     from modules.outputs import OutputWriter
+    from modules.prompts.dynamic import WildcardLibrary
     from modules.prompts.styles import StyleStore
     from modules.upscalers.service import Upscalers
 
@@ -39,7 +40,7 @@ def in_process_generation(
     outputs: "OutputWriter | None" = None, history: History | None = None, extensions: "ExtensionRegistry | None" = None,
     loras: "LoraLibrary | None" = None, preview_cache: Path | None = None, vae_approx_dir: Path | None = None,
     ensure_model: Callable[[], object] | None = None, upscalers: "Upscalers | None" = None, controlnets: "ControlNets | None" = None,
-    detectors: "DetectorCatalog | None" = None,
+    detectors: "DetectorCatalog | None" = None, wildcards: "WildcardLibrary | None" = None,
 ) -> Submitter:
     """A Submitter whose jobs run on `manager` in this process (what build_services makes for the
     in-process backend; tests and benchmarks build one directly)."""
@@ -47,8 +48,8 @@ def in_process_generation(
     recorder = ResultRecorder(manager.registry, settings, outputs, history)
     previews = PreviewChooser(vae_approx_dir, preview_cache)  # no folder: TAESD falls back to Approx cheap
     runner = InProcessRunner(manager, recorder, settings, previews, extensions, loras, ensure_model, upscalers, controlnets=controlnets,
-                             detectors=detectors)
-    return Submitter(queue, runner, settings, styles, loras, upscalers, controlnets, detectors)
+                             detectors=detectors, wildcards=wildcards)
+    return Submitter(queue, runner, settings, styles, loras, upscalers, controlnets, detectors, wildcards)
 
 
 __all__ = ["InProcessRunner", "ResultRecorder", "Submitter", "in_process_generation"]

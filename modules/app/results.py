@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
@@ -65,8 +66,11 @@ class ResultRecorder:
         result.infotexts = []
         for index, seed in enumerate(result.image_seeds):
             result.images[index], added = hooks.after_image(request, result.images[index], seed, index)
+            own = request
+            if index < len(result.image_prompts):  # Dynamic Prompts: each picture's own resolved prompt
+                own = replace(request, prompt=result.image_prompts[index][0], negative_prompt=result.image_prompts[index][1])
             result.infotexts.append(create_infotext(
-                request, seed, seeds.get(seed, seed), model_name=checkpoint.model_name, model_hash=model_hash,
+                own, seed, seeds.get(seed, seed), model_name=checkpoint.model_name, model_hash=model_hash,
                 vae_name=model.vae.name if model.vae is not None else None, vae_hash=vae_hash, extra={**extra, **added},
             ))
 

@@ -22,6 +22,7 @@ import logging
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Callable, Protocol
 
+from modules.app.dynamic_jobs import with_dynamic_prompts
 from modules.app.results import ResultRecorder
 from modules.app.script_jobs import ScriptCall, run_script
 from modules.detailer.stage import DetailerOptions, with_detailer
@@ -43,6 +44,7 @@ if TYPE_CHECKING:
     from modules.controlnet.service import ControlNets
     from modules.detailer.catalog import DetectorCatalog
     from modules.lora.files import LoraLibrary
+    from modules.prompts.dynamic import WildcardLibrary
     from modules.upscalers.service import Upscalers
 
 log = logging.getLogger(__name__)
@@ -89,6 +91,7 @@ class InProcessRunner:
     upscalers: "Upscalers | None" = None  # model upscalers for hires fix (None: latent, Lanczos and Nearest only)
     controlnets: "ControlNets | None" = None  # ControlNet models (None: requests with units are refused)
     detectors: "DetectorCatalog | None" = None  # the detailer's detectors (None: requests with ADetailer tabs are refused)
+    wildcards: "WildcardLibrary | None" = None  # Dynamic Prompts' wildcard files (None: templates without wildcards only)
     lora_patcher: LoraPatcher = field(default_factory=LoraPatcher)  # applies a job's LoRAs in place, restores them bitwise after
 
     def check(self, spec: JobSpec) -> None:
@@ -135,7 +138,7 @@ class InProcessRunner:
     def task_run(self, run: TaskRun) -> TaskRun:
         """`run` followed by the request's detailer tabs (modules/detailer/stage.py)."""
         options = DetailerOptions(sort_order=self.settings.ad_bbox_sortby, same_seed=self.settings.ad_same_seed_for_each_tab)
-        return with_detailer(run, self.detectors, options)
+        return with_dynamic_prompts(with_detailer(run, self.detectors, options), self.wildcards, lambda: self.settings.dp_write_raw_template)
 
     def preview(self, model: "LoadedModel") -> PreviewMethod | None:
         return self.previews.choose(self.settings.show_progress_type, model.vae_module, sdxl=model.spec.family.latent_space == "sdxl")

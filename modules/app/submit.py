@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from modules.app.dynamic_jobs import expansion
 from modules.app.runner import JobRunner, JobSpec
 from modules.app.script_jobs import ScriptCall
 from modules.detailer.stage import check_tabs
@@ -32,6 +33,7 @@ if TYPE_CHECKING:
     from modules.detailer.catalog import DetectorCatalog
     from modules.extensions.api import Script
     from modules.lora.files import LoraLibrary
+    from modules.prompts.dynamic import WildcardLibrary
     from modules.prompts.styles import StyleStore
     from modules.upscalers.service import Upscalers
 
@@ -43,11 +45,12 @@ class Submitter:
 
     def __init__(self, queue: JobQueue, runner: JobRunner, settings: "Settings", styles: "StyleStore | None" = None,
                  loras: "LoraLibrary | None" = None, upscalers: "Upscalers | None" = None, controlnets: "ControlNets | None" = None,
-                 detectors: "DetectorCatalog | None" = None):
+                 detectors: "DetectorCatalog | None" = None, wildcards: "WildcardLibrary | None" = None):
         self.queue = queue
         self.upscalers = upscalers  # the installed model upscalers hires fix may name
         self.controlnets = controlnets  # the ControlNet models units may name
         self.detectors = detectors  # the detailer's detectors tabs may name
+        self.wildcards = wildcards  # the wildcard files a Dynamic Prompts template may name
         self.runner = runner
         self.settings = settings  # the live settings object (input size limit)
         self.styles = styles
@@ -101,7 +104,10 @@ class Submitter:
         request_loras(self.loras, request)  # a malformed <lora:...> tag is refused now
         if request.styles and self.styles is not None:
             prompt, negative = self.styles.apply_styles(request.prompt, request.negative_prompt, request.styles)
-            return replace(request, prompt=prompt, negative_prompt=negative)
+            request = replace(request, prompt=prompt, negative_prompt=negative)
+        if request.dynamic is not None and request.dynamic.enabled:
+            request.dynamic.check()
+            expansion(request, self.wildcards)  # a missing wildcard, a loop or a bad template is refused now
         return request
 
     def hires_upscaler(self, name: str) -> str:

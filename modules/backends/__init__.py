@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from modules.detailer.catalog import DetectorCatalog
     from modules.extensions.registry import ExtensionRegistry
     from modules.lora.files import LoraLibrary
+    from modules.prompts.dynamic import WildcardLibrary
     from modules.upscalers.service import Upscalers
 
 BACKENDS = ("inprocess", "ray")
@@ -45,6 +46,7 @@ class RunnerParts:
     upscalers: "Upscalers | None" = None  # hires fix's model upscalers
     controlnets: "ControlNets | None" = None  # ControlNet models
     detectors: "DetectorCatalog | None" = None  # the detailer's detectors
+    wildcards: "WildcardLibrary | None" = None  # Dynamic Prompts' wildcard files
 
 
 class InProcessBackend:
@@ -54,7 +56,8 @@ class InProcessBackend:
 
     def runner(self, parts: RunnerParts) -> JobRunner:
         return InProcessRunner(parts.manager, parts.recorder, parts.settings, parts.previews, parts.extensions, parts.loras,
-                               parts.ensure_model, parts.upscalers, controlnets=parts.controlnets, detectors=parts.detectors)
+                               parts.ensure_model, parts.upscalers, controlnets=parts.controlnets, detectors=parts.detectors,
+                               wildcards=parts.wildcards)
 
 
 class RayBackend:

@@ -72,6 +72,7 @@ class GenerationResult:
     notes: list[str] = field(default_factory=list)  # what the job did differently from what was asked
     detected_maps: list[Image.Image] = field(default_factory=list)  # ControlNet control maps, shown after the images, never saved
     detection_previews: list[Image.Image] = field(default_factory=list)  # the detailer's boxes drawn on each picture (the page shows them)
+    image_prompts: list[tuple[str, str]] = field(default_factory=list)  # (prompt, negative) per image when they differ (Dynamic Prompts)
 
 
 @dataclass

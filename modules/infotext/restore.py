@@ -204,7 +204,9 @@ OUTPAINT_FIELDS: Table = {
 
 # Keys the caller looks up in the model folders, and keys that describe the picture, not a setting.
 LOOKED_UP_KEYS = frozenset({"Model", "Model hash", "VAE", "VAE hash", "Lora hashes", "TI hashes"})
-DESCRIPTIVE_KEYS = frozenset({"Version", "User", "Init image hash", "Hashes"})
+# The Dynamic Prompts template a picture's prompt was drawn from describes the job, not this picture:
+# its own prompt is the drawn one, and restoring it reproduces the picture.
+DESCRIPTIVE_KEYS = frozenset({"Version", "User", "Init image hash", "Hashes", "Template", "Negative Template"})
 SIZE_KEYS = ("Size", "Hires resize", "Seed resize from")  # parse_infotext splits a WxH value into Key-1, Key-2
 
 # Settings of A1111 that Easel does not have, with the reason a user reads.
@@ -239,7 +241,6 @@ UNSUPPORTED_KEYS: dict[str, str] = {
 # Extensions' settings: a pattern their keys match -> the extension's name.
 EXTENSION_KEYS: tuple[tuple[re.Pattern[str], str], ...] = tuple((re.compile(pattern), name) for pattern, name in (
     (r"RP ", "Regional Prompter"),
-    (r"(Negative )?Template$", "Dynamic Prompts"),
     (r"Hypernet\b", "hypernetworks"),
     (r"Ultimate SD upscale\b", "Ultimate SD upscale"),
     (r"SD upscale\b", "the SD upscale script"),

@@ -45,6 +45,7 @@ LABELS = {
     "control_net_no_detectmap": "ControlNet: hide the control maps",
     "ad_same_seed_for_each_tab": "ADetailer: same seed for every region",
     "ad_bbox_sortby": "ADetailer: region order",
+    "dp_write_raw_template": "Dynamic Prompts: write the template into pictures",
     "ESRGAN_tile": "Upscaler tile size",
     "ESRGAN_tile_overlap": "Upscaler tile overlap",
     "device": "Device",
