@@ -18,6 +18,7 @@ from modules.generation.request import INPAINT_AREAS, MASK_MODES, MASKED_CONTENT
 from modules.services import Services
 from modules.ui.controlnet_panel import ControlNetPanel, build_controlnet_panel
 from modules.ui.detailer_panel import DetailerPanel, build_detailer_panel
+from modules.ui.dynamic_panel import build_dynamic_panel
 from modules.ui.extra_networks import build_extra_networks
 from modules.ui.generation_panel import (
     Fields,
@@ -178,6 +179,7 @@ def build_img2img_tab(services: Services, runs: SessionRuns) -> Img2ImgTab:
             # The sections, in SECTION_ORDER (modules/ui/sections.py).
             controlnet = build_controlnet_panel(services, PREFIX, Words(services.translations), img2img=True)
             detailer = build_detailer_panel(services, PREFIX, img2img=True)
+            dynamic = build_dynamic_panel(services, PREFIX, fields["prompt"], fields["seed"], fields["n_iter"], fields["batch_size"])
             scripts = build_scripts_panel(services.extensions, "img2img", PREFIX, services.upscalers.names())
             build_extra_networks(services, PREFIX, fields["prompt"])
         with gr.Column(scale=6, min_width=340, elem_id=f"{PREFIX}-results"):
@@ -198,7 +200,7 @@ def build_img2img_tab(services: Services, runs: SessionRuns) -> Img2ImgTab:
             **data, init_images=[picture.image] if picture.image is not None else [], mask=picture.mask,
             preview_every=preview_every(services),
         )
-        request, script = scripts.apply(values, detailer.apply(values, controlnet.apply(values, request)))
+        request, script = scripts.apply(values, dynamic.apply(values, detailer.apply(values, controlnet.apply(values, request))))
         return Prepared(request, script=script)
 
     _wire_sources(source_items, source, inpaint_controls)
@@ -206,7 +208,7 @@ def build_img2img_tab(services: Services, runs: SessionRuns) -> Img2ImgTab:
     resize_to_tab.select(lambda: False, None, resize_by, show_progress="hidden")
     resize_by_tab.select(lambda: True, None, resize_by, show_progress="hidden")
     wire_prompt_row(services, prompt_row, fields, output.progress)
-    inputs = {*fields.values(), *pictures.values(), upload_mask, source, resize_by, scale, *scripts.components(), *controlnet.components(), *detailer.components()}
+    inputs = {*fields.values(), *pictures.values(), upload_mask, source, resize_by, scale, *scripts.components(), *controlnet.components(), *detailer.components(), *dynamic.components()}
     generations = wire_generation(services, runs, panel, prepare, services.generation.submit_img2img, inputs, "img2img-images")
     return Img2ImgTab(
         fields=fields, pictures=pictures, sizes=sizes, source=source, inpaint_controls=inpaint_controls,

@@ -17,6 +17,7 @@ from modules.generation.request import GenerationRequest
 from modules.services import Services
 from modules.ui.controlnet_panel import ControlNetPanel, build_controlnet_panel
 from modules.ui.detailer_panel import DetailerPanel, build_detailer_panel
+from modules.ui.dynamic_panel import build_dynamic_panel
 from modules.ui.extra_networks import build_extra_networks
 from modules.ui.generation_panel import (
     Fields,
@@ -72,6 +73,7 @@ def build_txt2img_tab(services: Services, runs: SessionRuns) -> Txt2ImgTab:
             hires_size_line = build_hires_fix(fields, services.upscalers.names())
             controlnet = build_controlnet_panel(services, PREFIX, Words(services.translations))
             detailer = build_detailer_panel(services, PREFIX)
+            dynamic = build_dynamic_panel(services, PREFIX, fields["prompt"], fields["seed"], fields["n_iter"], fields["batch_size"])
             scripts = build_scripts_panel(services.extensions, "txt2img", PREFIX, services.upscalers.names())
             build_extra_networks(services, PREFIX, fields["prompt"])
         with gr.Column(scale=6, min_width=340, elem_id=f"{PREFIX}-results"):
@@ -82,10 +84,10 @@ def build_txt2img_tab(services: Services, runs: SessionRuns) -> Txt2ImgTab:
     def prepare(values: dict[Any, Any]) -> Prepared:
         data = hires_request_values(field_values(values, fields, GenerationRequest))
         request = controlnet.apply(values, GenerationRequest(**data, preview_every=preview_every(services)))
-        request, script = scripts.apply(values, detailer.apply(values, request))
+        request, script = scripts.apply(values, dynamic.apply(values, detailer.apply(values, request)))
         return Prepared(request, script=script)
 
     wire_prompt_row(services, prompt_row, fields, output.progress)
-    generations = wire_generation(services, runs, panel, prepare, services.generation.submit_txt2img, {*fields.values(), *scripts.components(), *controlnet.components(), *detailer.components()}, "txt2img-images")
+    generations = wire_generation(services, runs, panel, prepare, services.generation.submit_txt2img, {*fields.values(), *scripts.components(), *controlnet.components(), *detailer.components(), *dynamic.components()}, "txt2img-images")
     return Txt2ImgTab(gallery=output.gallery, prompt=fields["prompt"], send_buttons=output.send, generations=generations, fields=fields,
                       prompt_row=prompt_row, controlnet=controlnet, detailer=detailer)
