@@ -23,6 +23,7 @@ from modules.generation.request import RequestError
 from modules.infotext.embed import UnreadableImageError
 from modules.jobs import JobNotFoundError, QueueFullError
 from modules.prompts.dynamic import DynamicPromptsError
+from modules.regions.errors import RegionalPromptError
 from modules.upscalers.extras import ExtrasError
 
 log = logging.getLogger(__name__)
@@ -46,7 +47,7 @@ def status_for(exc: UserError) -> int:
     if isinstance(exc, QueueFullError):
         return 503
     if isinstance(exc, (RequestError, ApiInputError, UnreadableImageError, ExtrasError, ControlNetError, PreprocessorError, DetailerArgsError,
-                        DetectorError, DynamicPromptsError)):
+                        DetectorError, DynamicPromptsError, RegionalPromptError)):
         return 422
     return 400
 

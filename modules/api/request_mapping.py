@@ -37,6 +37,7 @@ from modules.detailer.infotext import is_detailer_key
 from modules.generation.request import GenerationRequest, Img2ImgRequest
 from modules.infotext.restore import REQUEST_FIELDS, not_applied_sentence
 from modules.prompts.dynamic import DynamicRequest, is_dynamic_key, parse_alwayson
+from modules.regions.args import RegionalRequest, find_regional_args, parse_regional_args
 from modules.sampling.sampler_table import parse_sampler_name
 from modules.sampling.schedules import find_schedule
 from modules.services import Services
@@ -44,6 +45,7 @@ from modules.services import Services
 log = logging.getLogger(__name__)
 CONTROLNET = "controlnet"  # alwayson_scripts key of sd-webui-controlnet (any case)
 ADETAILER = "adetailer"  # alwayson_scripts key of ADetailer (any case)
+REGIONAL = "regional prompter"  # alwayson_scripts key of Regional Prompter (any case)
 
 SAME_CHECKPOINT = ("", "Use same checkpoint", "None")
 ETA_RANGE = (0.0, 10.0)
@@ -82,7 +84,7 @@ class ApiJobPlan:
 Fields = TypeVar("Fields", bound=GenerationFields)  # the route's body class, kept through model_copy
 
 
-def apply_infotext(services: Services, body: Fields) -> tuple[Fields, dict[str, Any], DetailerRequest | None]:
+def apply_infotext(services: Services, body: Fields) -> tuple[Fields, dict[str, Any], DetailerRequest | None, RegionalRequest | None]:
     """The request with the fields it left out taken from its `infotext`, the override settings the
     infotext implies (clip skip, the checkpoint and VAE it names...), and its ADetailer tabs (used
     when the request sends no `alwayson_scripts.ADetailer` of its own). Explicitly given
@@ -90,13 +92,14 @@ def apply_infotext(services: Services, body: Fields) -> tuple[Fields, dict[str, 
     (an unknown sampler or upscaler, a checkpoint that is not here, an extension's setting...) and
     that the request does not give itself is a 422 naming each, never a silent substitution."""
     if not body.infotext:
-        return body, {}, None
+        return body, {}, None, None
     given = body.model_fields_set
     given_options = set(body.override_settings or {})
     img2img = isinstance(body, ApiImg2Img)
-    restored = services.models.picture_restorer().restore(body.infotext, {*type(body).model_fields, *_INFOTEXT_OVERRIDES, "detailer"},
+    restored = services.models.picture_restorer().restore(body.infotext, {*type(body).model_fields, *_INFOTEXT_OVERRIDES, "detailer", "regional"},
                                                           hires_in_picture=img2img)
     detailer = restored.fields.pop("detailer", None)
+    regional = restored.fields.pop("regional", None)
     update: dict[str, Any] = {}
     overrides: dict[str, Any] = {}
     for name, value in restored.fields.items():
@@ -116,7 +119,7 @@ def apply_infotext(services: Services, body: Fields) -> tuple[Fields, dict[str, 
                 and not (ADETAILER in scripts and is_detailer_key(item.key))]
     if problems:
         raise ApiInputError(f"infotext: {not_applied_sentence(problems)} Give these fields in the request, or leave them out of the infotext.")
-    return body.model_copy(update=update), overrides, detailer
+    return body.model_copy(update=update), overrides, detailer, regional
 
 
 def _field_of(key: str) -> str | None:
@@ -238,13 +241,23 @@ def _plan(kind: str, request: GenerationRequest, body: GenerationFields, service
     persist = {} if body.override_settings_restore_afterwards is not False else dict(known)
     ignored = [str(name) for name in (body.alwayson_scripts or {})
                if services.extensions.find_script(str(name), kind) is None and str(name).lower() not in (CONTROLNET, ADETAILER)
-               and not is_dynamic_key(name)]
+               and not is_dynamic_key(name) and str(name).strip().lower() != REGIONAL]
     if ignored:
         log.info("%s: ignoring alwayson_scripts %s (not scripts Easel has)", kind, ", ".join(ignored))
     return ApiJobPlan(
         kind, request, echo, _output(services, known), job_id=(body.force_task_id or None),
         send_images=body.send_images is not False, save_images=bool(body.save_images), persist=persist,
     )
+
+
+def regional_request(services: Services, body: GenerationFields, restored: Any = None) -> RegionalRequest | None:
+    """`alwayson_scripts["Regional Prompter"]` (any case) with its 20 arguments, the mask decoded; else
+    the settings the request's `infotext` carried; None when neither is active."""
+    entry = find_regional_args(body.alwayson_scripts)
+    limit = services.settings.max_input_megapixels
+    regional = (parse_regional_args(entry, decode=lambda text: decode_image(text, "alwayson_scripts['Regional Prompter'] mask", limit))
+                if entry is not None else restored)
+    return regional if regional is not None and regional.active else None
 
 
 def dynamic_request(body: GenerationFields) -> DynamicRequest | None:
@@ -324,7 +337,7 @@ def _extension_script(services: Services, body: GenerationFields, tab: str) -> t
 
 def txt2img_plan(services: Services, body: ApiTxt2Img) -> ApiJobPlan:
     """POST /txt2img -> a GenerationRequest (see the module docstring)."""
-    body, infotext_overrides, infotext_detailer = apply_infotext(services, body)
+    body, infotext_overrides, infotext_detailer, infotext_regional = apply_infotext(services, body)
     extension_script = _extension_script(services, body, "txt2img")
     if body.script_name and extension_script is None:
         find_script(body.script_name, is_img2img=False, others=_extension_script_names(services, "txt2img"))  # 422: unknown
@@ -333,6 +346,7 @@ def txt2img_plan(services: Services, body: ApiTxt2Img) -> ApiJobPlan:
     values["control_units"] = control_units(services, body)
     values["detailer"] = detailer_request(body, infotext_detailer)
     values["dynamic"] = dynamic_request(body)
+    values["regional"] = regional_request(services, body, infotext_regional)
     if body.hr_checkpoint_name not in (None, *SAME_CHECKPOINT):
         raise ApiInputError("hr_checkpoint_name: a different checkpoint for the hires pass is not supported yet; use 'Use same checkpoint'.")
     hr_sampler = None if body.hr_sampler_name in (None, "", "Use same sampler") else _check_sampler(body.hr_sampler_name)[0]
@@ -351,7 +365,7 @@ def txt2img_plan(services: Services, body: ApiTxt2Img) -> ApiJobPlan:
 
 def img2img_plan(services: Services, body: ApiImg2Img) -> ApiJobPlan:
     """POST /img2img -> an Img2ImgRequest (see the module docstring)."""
-    body, infotext_overrides, infotext_detailer = apply_infotext(services, body)
+    body, infotext_overrides, infotext_detailer, infotext_regional = apply_infotext(services, body)
     extension_script = _extension_script(services, body, "img2img")
     script = (find_script(body.script_name, is_img2img=True, others=_extension_script_names(services, "img2img"))
               if body.script_name and extension_script is None else None)
@@ -360,6 +374,7 @@ def img2img_plan(services: Services, body: ApiImg2Img) -> ApiJobPlan:
     values["control_units"] = control_units(services, body)
     values["detailer"] = detailer_request(body, infotext_detailer)
     values["dynamic"] = dynamic_request(body)
+    values["regional"] = regional_request(services, body, infotext_regional)
     limit = services.settings.max_input_megapixels
     if not body.init_images:
         raise ApiInputError("init_images is empty: img2img needs at least one base64 image to start from.")

@@ -24,6 +24,7 @@ from modules.generation.outpaint import OutpaintRequest
 from modules.generation.request import HIRES_UPSCALERS, IMAGE_UPSCALERS, LATENT_UPSCALE_MODES, GenerationRequest, Img2ImgRequest
 from modules.generation.tasks import RUNS, TASKS, outpaint_run
 from modules.jobs import Job, JobQueue
+from modules.regions.setup import prepare_regions
 from modules.sampling.sampler_table import find_sampler
 from modules.upscalers.catalog import UnknownUpscalerError
 
@@ -108,6 +109,8 @@ class Submitter:
         if request.dynamic is not None and request.dynamic.enabled:
             request.dynamic.check()
             expansion(request, self.wildcards)  # a missing wildcard, a loop or a bad template is refused now
+        if request.regional is not None:
+            prepare_regions(request.regional, request.prompt, request.negative_prompt)  # a layout that does not fit is refused now
         return request
 
     def hires_upscaler(self, name: str) -> str:

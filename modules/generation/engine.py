@@ -13,6 +13,7 @@ posterior's mean, so the same image always gives the same latent) and `decode()`
 from __future__ import annotations
 
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
@@ -26,6 +27,7 @@ from modules.device.vae import decode_checked, tiles, vae_tiling
 from modules.generation.guidance import GuidedDenoiser, StepConditions, UNetEps
 from modules.generation.previews import AsyncPreviews, PreviewMethod, to_images
 from modules.generation.request import GenerationRequest
+from modules.regions.attention import regional_attention
 from modules.sampling import noise as noise_mod
 from modules.sampling.denoiser import DiscreteDenoiser
 from modules.sampling.sampler_table import SamplerSpec, parse_sampler_name
@@ -33,6 +35,7 @@ from modules.sampling.types import Denoiser, NoiseRange, SamplerContext, StepInf
 
 if TYPE_CHECKING:
     from modules.controlnet.apply import ControlPlan
+    from modules.regions.attention import RegionPlan
 
 
 class Interrupted(Exception):
@@ -129,6 +132,7 @@ class SamplingPass:
     noise_range: NoiseRange | None = None  # the full schedule's range (SDE samplers' trees)
     fallback: torch.Tensor | None = None  # the result when interrupted before the first step
     control: "ControlPlan | None" = None  # ControlNet units (their step source is bound by `sample`)
+    regions: "RegionPlan | None" = None  # regional prompts: the layout; its attention processors are installed for the pass
 
 
 class MaskedDenoiser:
@@ -188,10 +192,11 @@ def alphas_cumprod(model: LoadedModel) -> torch.Tensor:
 
 
 def model_denoiser(model: LoadedModel, time_ids: torch.Tensor | None = None, image_conditioning: torch.Tensor | None = None,
-                   unet: torch.nn.Module | None = None, control: "ControlPlan | None" = None) -> DiscreteDenoiser:
+                   unet: torch.nn.Module | None = None, control: "ControlPlan | None" = None,
+                   regions: "RegionPlan | None" = None) -> DiscreteDenoiser:
     """The UNet (or `unet`: the pass's optimised view of it) as a k-diffusion denoiser; also the
     model's sigma grid for building schedules."""
-    eps = UNetEps(unet if unet is not None else model.unet, time_ids, image_conditioning, control)
+    eps = UNetEps(unet if unet is not None else model.unet, time_ids, image_conditioning, control, regions)
     return DiscreteDenoiser(eps, alphas_cumprod(model), model.spec.prediction_type)
 
 
@@ -223,7 +228,9 @@ def sample(model: LoadedModel, request: GenerationRequest, plan: SamplingPass, p
 
     on_device(model, model.unet)
     try:
-        with unet_for_pass(model.unet, model.optimizations, model.caches, tuple(plan.x.shape), say) as unet:
+        # regional attention is Python per layer: such a pass runs the UNet uncompiled
+        options = replace(model.optimizations, compile=False) if plan.regions is not None and model.optimizations is not None else model.optimizations
+        with unet_for_pass(model.unet, options, model.caches, tuple(plan.x.shape), say) as unet:
             return _sample(model, request, plan, progress, unet)
     except Interrupted:  # raised by the step callback while the warm-up was announced
         return plan.fallback, True
@@ -235,7 +242,7 @@ def _sample(model: LoadedModel, request: GenerationRequest, plan: SamplingPass, 
     # then device arithmetic): so a step never waits for the GPU to report a number back.
     done_steps = {"steps": 0}
     control = replace(plan.control, step=lambda: done_steps["steps"]) if plan.control is not None else None
-    inner = model_denoiser(model, plan.time_ids, plan.image_conditioning, unet, control).to(plan.x.device)
+    inner = model_denoiser(model, plan.time_ids, plan.image_conditioning, unet, control, plan.regions).to(plan.x.device)
     # DDIM CFG++ runs at A1111's CFG scale / 12.5 and steps along the unconditional x0 (see its row).
     cfg_scale = request.cfg_scale * plan.sampler.cfg_scale_multiplier
     guided = GuidedDenoiser(control.ruled(inner) if control is not None else inner, plan.conds, plan.unconds, cfg_scale, inner.sigma_min, inner.sigma_max, keep_uncond=plan.sampler.needs_uncond,
@@ -269,7 +276,8 @@ def _sample(model: LoadedModel, request: GenerationRequest, plan: SamplingPass, 
         noise_range=plan.noise_range,
     )
     try:
-        with torch.no_grad():
+        regional = regional_attention(model.unet, plan.regions) if plan.regions is not None else nullcontext()
+        with torch.no_grad(), regional:
             latent = plan.sampler.run(denoiser, plan.x, plan.sigmas, context)
     except Interrupted:
         return last.get("denoised", plan.fallback), True

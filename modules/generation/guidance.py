@@ -9,15 +9,18 @@ predictions A1111's way: uncond + Σ wᵢ·cfg·(condᵢ − uncond) (AND sub-pr
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import torch
 
 from modules.prompts.conditioning import Conditioning
+from modules.regions.conditioning import row_spans
 
 if TYPE_CHECKING:
     from modules.controlnet.apply import ControlPlan
+    from modules.regions.attention import RegionPlan
 
 
 @dataclass
@@ -45,16 +48,17 @@ class UNetEps:
     """`eps(x_in, t, hidden, pooled)` over a diffusers UNet (output is eps or v, as trained)."""
 
     def __init__(self, unet: torch.nn.Module, time_ids: torch.Tensor | None = None, image_conditioning: torch.Tensor | None = None,
-                 control: "ControlPlan | None" = None):
+                 control: "ControlPlan | None" = None, regions: "RegionPlan | None" = None):
         self.unet = unet
         self.control = control  # ControlNet units: residuals added to the UNet's skip connections
+        self.regions = regions  # regional prompts: told each call's latent size and rows (the engine installs its processors)
         self.time_ids = time_ids
         # Inpainting UNets take 5 more channels (mask + masked-image latent), concatenated to x.
         self.image_conditioning = image_conditioning
         self.dtype = next(unet.parameters()).dtype
 
     def __call__(self, x: torch.Tensor, t: torch.Tensor, hidden: torch.Tensor, pooled: torch.Tensor | None = None,
-                 uncond_rows: torch.Tensor | None = None) -> torch.Tensor:
+                 uncond_rows: torch.Tensor | None = None, regions: list | None = None) -> torch.Tensor:
         if self.image_conditioning is not None:
             extra = self.image_conditioning.to(x.device, x.dtype)
             x = torch.cat([x, extra.repeat(x.shape[0] // extra.shape[0], 1, 1, 1)], dim=1)
@@ -69,7 +73,9 @@ class UNetEps:
             if found is not None:
                 residuals = {"down_block_additional_residuals": [r.to(self.dtype) for r in found[0]],
                              "mid_block_additional_residual": found[1].to(self.dtype)}
-        out = self.unet(x.to(self.dtype), t, encoder_hidden_states=hidden.to(self.dtype), added_cond_kwargs=added, **residuals).sample
+        bound = self.regions.bound(x.shape[-2:], regions) if self.regions is not None else nullcontext()
+        with bound:
+            out = self.unet(x.to(self.dtype), t, encoder_hidden_states=hidden.to(self.dtype), added_cond_kwargs=added, **residuals).sample
         return out.to(x.dtype)
 
 
@@ -130,18 +136,24 @@ class GuidedDenoiser:
             n = len(entries)
             hidden = torch.cat([c.hidden.expand(batch, -1, -1) for c in entries])
             pooled = _batched_pooled(entries, batch)
-            roles = {}
+            roles: dict[str, Any] = {}
             if self.row_roles:  # the last entry is the negative prompt when there is more than one
                 rows = torch.zeros(batch * n, dtype=torch.bool)
                 if n > 1:
                     rows[batch * (n - 1):] = True
                 roles = {"uncond_rows": rows}
+            regions = row_spans(entries, batch)  # regional prompts: each row's part spans
+            if regions is not None:
+                roles["regions"] = regions
             out = self.denoise(x.repeat(n, 1, 1, 1), sigma.repeat(n), hidden=hidden, pooled=pooled, **roles)
             return list(out.chunk(n))
         results = []
         for index, c in enumerate(entries):  # unequal chunk counts run separately (A1111's default)
             pooled = c.pooled.expand(batch, -1) if c.pooled is not None else None
             roles = {"uncond_rows": torch.full((batch,), index == len(entries) - 1 and len(entries) > 1)} if self.row_roles else {}
+            regions = row_spans([c], batch)
+            if regions is not None:
+                roles["regions"] = regions
             results.append(self.denoise(x, sigma, hidden=c.hidden.expand(batch, -1, -1), pooled=pooled, **roles))
         return results
 

@@ -41,11 +41,12 @@ from modules.generation.engine import (
     sample,
     tail_steps,
 )
-from modules.generation.guidance import sdxl_time_ids
+from modules.generation.guidance import StepConditions, sdxl_time_ids
 from modules.generation.image_ops import check_size, resize_image, to_rgb
 from modules.generation.previews import PreviewMethod
 from modules.generation.request import INPAINT_AREAS, MASK_MODES, MASKED_CONTENT, Img2ImgRequest, MaskedContent, ResizeMode, RngSource
 from modules.generation.text import build_prompt_encoder, step_conditions, ti_hashes
+from modules.regions.setup import prepare_regions
 from modules.sampling import noise as noise_mod
 from modules.sampling.partial import partial_schedule
 
@@ -281,8 +282,13 @@ def img2img(
     encoded = [encode_prepared(model, p, request) for p in preparation.images]
 
     encoder = build_prompt_encoder(model, request.clip_skip)
-    conds = step_conditions(encoder, request.prompt, request.steps, allow_and=True)
-    unconds = step_conditions(encoder, request.negative_prompt, request.steps, allow_and=False)
+    regional = prepare_regions(request.regional, request.prompt, request.negative_prompt)
+    if regional is not None:  # the regions' parts, each part's tokens kept (modules/regions)
+        conds, unconds = (StepConditions(s) for s in regional.schedules(encoder, request.steps))
+        result.extra_parameters.update(regional.infotext)
+    else:
+        conds = step_conditions(encoder, request.prompt, request.steps, allow_and=True)
+        unconds = step_conditions(encoder, request.negative_prompt, request.steps, allow_and=False)
     result.extra_parameters.update(ti_hashes(encoder, request.steps, request.prompt, request.negative_prompt))
     result.timings["text"] = time.perf_counter() - started
 
@@ -320,6 +326,7 @@ def img2img(
                 tail.start(init, noise), sigmas, sampler, conds, unconds, seeds,
                 init_latent=init if keep is not None else None, keep=keep, image_conditioning=conditioning, time_ids=time_ids,
                 noise_range=(full[full > 0].min(), full.max()), fallback=init, control=control.plan(len(sigmas) - 1) if control else None,
+                regions=regional.plan() if regional else None,
             )
             progress = Progress(first, request.batch_size * request.n_iter, 0, len(sigmas) - 1, on_step, preview, request.preview_every, hooks, result.notes)
             sampled, interrupted = sample(model, request, plan, progress)

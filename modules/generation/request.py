@@ -69,6 +69,7 @@ class GenerationRequest:
     control_units: list[Any] = field(default_factory=list)  # enabled ControlNet units (modules/controlnet/units.py), images as PIL
     detailer: Any = None  # ADetailer's tabs (modules/detailer/args.py DetailerRequest); None: no detailer
     dynamic: Any = None  # a Dynamic Prompts template's settings (modules/prompts/dynamic DynamicRequest); None: the prompt as written
+    regional: Any = None  # Regional Prompter settings (modules/regions/args.py RegionalRequest); None: off
     save_samples: bool = True  # False: never written to the outputs folder (A1111's do_not_save_samples; the API's save_images)
     # Hires fix (txt2img): a second, img2img-like pass at a larger size (A1111's names and defaults).
     enable_hr: bool = False

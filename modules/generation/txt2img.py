@@ -33,11 +33,12 @@ from modules.generation.engine import (
     run_batches,
     sample,
 )
-from modules.generation.guidance import sdxl_time_ids
+from modules.generation.guidance import StepConditions, sdxl_time_ids
 from modules.generation.hires import hires_parameters, hires_pass, hires_steps, hires_target
 from modules.generation.previews import PreviewMethod
 from modules.generation.request import GenerationRequest
 from modules.generation.text import build_prompt_encoder, step_conditions, ti_hashes
+from modules.regions.setup import prepare_regions
 from modules.sampling import noise as noise_mod
 from modules.sampling.labels import sampler_and_schedule
 from modules.sampling.sampler_table import sigmas_for
@@ -68,14 +69,22 @@ def txt2img(
 
     # 2. prompts -> per-step conditioning (cached by text)
     encoder = build_prompt_encoder(model, request.clip_skip)
-    conds = step_conditions(encoder, request.prompt, request.steps, allow_and=True)
-    unconds = step_conditions(encoder, request.negative_prompt, request.steps, allow_and=False)
+    regional = prepare_regions(request.regional, request.prompt, request.negative_prompt)
+    if regional is not None:  # the regions' parts, each part's tokens kept (modules/regions)
+        conds, unconds = (StepConditions(s) for s in regional.schedules(encoder, request.steps))
+        result.extra_parameters.update(regional.infotext)
+    else:
+        conds = step_conditions(encoder, request.prompt, request.steps, allow_and=True)
+        unconds = step_conditions(encoder, request.negative_prompt, request.steps, allow_and=False)
     result.extra_parameters.update(ti_hashes(encoder, request.steps, request.prompt, request.negative_prompt))
     hires = request.enable_hr
     if hires:
         second = hires_steps(request)
-        hr_conds = step_conditions(encoder, request.hr_prompt or request.prompt, request.steps, allow_and=True, hires_steps=second)
-        hr_unconds = step_conditions(encoder, request.hr_negative_prompt or request.negative_prompt, request.steps, allow_and=False, hires_steps=second)
+        if regional is not None:  # the regional prompt in the hires pass too (the extension's hrdealer)
+            hr_conds, hr_unconds = (StepConditions(s) for s in regional.schedules(encoder, request.steps, hires_steps=second))
+        else:
+            hr_conds = step_conditions(encoder, request.hr_prompt or request.prompt, request.steps, allow_and=True, hires_steps=second)
+            hr_unconds = step_conditions(encoder, request.hr_negative_prompt or request.negative_prompt, request.steps, allow_and=False, hires_steps=second)
         result.extra_parameters.update(hires_parameters(request, *sampler_and_schedule(request.sampler_name, request.scheduler)))
     result.timings["text"] = time.perf_counter() - started
 
@@ -116,13 +125,14 @@ def txt2img(
         progress = Progress(first, request.batch_size * request.n_iter, 0, steps_total, on_step, preview, request.preview_every, hooks, result.notes)
         # 4. sample
         plan = SamplingPass(x * sigmas[0], sigmas, sampler, conds, unconds, seeds, image_conditioning=image_conditioning, time_ids=time_ids,
-                            control=control.plan(len(sigmas) - 1) if control else None)
+                            control=control.plan(len(sigmas) - 1) if control else None, regions=regional.plan() if regional else None)
         latent, interrupted = sample(model, request, plan, progress)
         # 5. hires pass
         if hires and not interrupted:
             assert latent is not None  # sample gives None only when interrupted
             progress.steps_before = len(sigmas) - 1
-            latent, interrupted = hires_pass(model, request, latent, seeds, subseeds, hr_conds, hr_unconds, progress, hr_time_ids, hr_image_conditioning, upscalers, hr_control)
+            latent, interrupted = hires_pass(model, request, latent, seeds, subseeds, hr_conds, hr_unconds, progress, hr_time_ids, hr_image_conditioning, upscalers, hr_control,
+                                             regions=regional.plan(hires=True) if regional else None)
         # 6. decode
         if latent is None:
             return [], [], interrupted

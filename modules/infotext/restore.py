@@ -37,6 +37,9 @@ from modules.errors import UserError
 from modules.generation.request import HIRES_UPSCALERS, MASK_MODES, MASKED_CONTENT, RNG_SOURCES
 from modules.i18n import N_
 from modules.infotext.parse import MISSING_DEFAULTS
+from modules.regions.infotext import KEYS as REGIONAL_INFOTEXT_KEYS
+from modules.regions.infotext import OLD_KEYS as REGIONAL_OLD_KEYS
+from modules.regions.infotext import parse_regional_infotext
 from modules.sampling.sampler_table import parse_sampler_name
 from modules.sampling.schedules import find_schedule
 
@@ -240,7 +243,6 @@ UNSUPPORTED_KEYS: dict[str, str] = {
 
 # Extensions' settings: a pattern their keys match -> the extension's name.
 EXTENSION_KEYS: tuple[tuple[re.Pattern[str], str], ...] = tuple((re.compile(pattern), name) for pattern, name in (
-    (r"RP ", "Regional Prompter"),
     (r"Hypernet\b", "hypernetworks"),
     (r"Ultimate SD upscale\b", "Ultimate SD upscale"),
     (r"SD upscale\b", "the SD upscale script"),
@@ -252,6 +254,8 @@ EXTENSION_KEYS: tuple[tuple[re.Pattern[str], str], ...] = tuple((re.compile(patt
     (r"(Module \d|Distilled CFG Scale|Diffusion in Low Bits)$", "Forge"),
 ))
 
+REGIONAL_KEYS = frozenset({*REGIONAL_INFOTEXT_KEYS, *REGIONAL_OLD_KEYS})
+REGIONAL_ELSEWHERE = N_("a Regional Prompter setting: Send to txt2img or img2img restores it")
 DETAILER_ELSEWHERE = N_("an ADetailer setting: Send to txt2img or img2img restores it")
 DETAILER_QUIET = frozenset({"ADetailer version", "ADetailer regions"})
 CONTROLNET_ELSEWHERE = N_("a ControlNet unit: Send to txt2img or img2img restores it; the API takes units with their image in "
@@ -308,6 +312,10 @@ def restore_request(
             if "control_units" not in settable:
                 restored.not_applied.append(NotApplied(key, value, CONTROLNET_ELSEWHERE))
             continue
+        if key in REGIONAL_KEYS:
+            if "regional" not in settable:
+                restored.not_applied.append(NotApplied(key, value, REGIONAL_ELSEWHERE))
+            continue
         if is_detailer_key(key):
             if "detailer" not in settable and key not in DETAILER_QUIET:
                 restored.not_applied.append(NotApplied(key, value, DETAILER_ELSEWHERE))
@@ -332,6 +340,10 @@ def restore_request(
             restored.not_applied.append(NotApplied(key, value, f"no upscaler named {value} here; Easel has {', '.join(upscalers)}"))
             continue
         restored.fields[name] = converted
+    if "regional" in settable:
+        regional = parse_regional_infotext(params)
+        if regional is not None and regional.active:
+            restored.fields["regional"] = regional
     if "detailer" in settable:
         tabs, tab_issues = read_tabs(params)
         if any(tab.active for tab in tabs):

@@ -35,6 +35,7 @@ from modules.ui.generation_panel import (
 )
 from modules.ui.generation_run import Prepared, field_values, preview_every, wire_generation
 from modules.ui.img2img_inputs import INPAINT_TABS, SOURCE_TABS, multiple_of_8, resize_by_html, scaled_size, source_picture
+from modules.ui.regional_panel import RegionalPanel, build_regional_panel
 from modules.ui.scripts_panel import build_scripts_panel
 from modules.ui.sessions import SessionRuns
 from modules.ui.text import L, Words
@@ -72,6 +73,7 @@ class Img2ImgTab:
     prompt_row: PromptRow  # its paste button and restore notice are wired by send_to.py
     controlnet: ControlNetPanel  # its units are restored by send_to.py
     detailer: DetailerPanel  # its tabs are restored by send_to.py
+    regional: RegionalPanel  # its settings are restored by send_to.py
 
     def receive(self, tab: str, image: Image.Image) -> dict:
         """Updates that put `image` into sub-tab `tab` ("img2img" or "inpaint") and make it the one
@@ -179,6 +181,7 @@ def build_img2img_tab(services: Services, runs: SessionRuns) -> Img2ImgTab:
             # The sections, in SECTION_ORDER (modules/ui/sections.py).
             controlnet = build_controlnet_panel(services, PREFIX, Words(services.translations), img2img=True)
             detailer = build_detailer_panel(services, PREFIX, img2img=True)
+            regional = build_regional_panel(PREFIX, Words(services.translations), fields["prompt"], fields["width"], fields["height"])
             dynamic = build_dynamic_panel(services, PREFIX, fields["prompt"], fields["seed"], fields["n_iter"], fields["batch_size"])
             scripts = build_scripts_panel(services.extensions, "img2img", PREFIX, services.upscalers.names())
             build_extra_networks(services, PREFIX, fields["prompt"])
@@ -200,7 +203,7 @@ def build_img2img_tab(services: Services, runs: SessionRuns) -> Img2ImgTab:
             **data, init_images=[picture.image] if picture.image is not None else [], mask=picture.mask,
             preview_every=preview_every(services),
         )
-        request, script = scripts.apply(values, dynamic.apply(values, detailer.apply(values, controlnet.apply(values, request))))
+        request, script = scripts.apply(values, regional.apply(values, dynamic.apply(values, detailer.apply(values, controlnet.apply(values, request)))))
         return Prepared(request, script=script)
 
     _wire_sources(source_items, source, inpaint_controls)
@@ -208,12 +211,12 @@ def build_img2img_tab(services: Services, runs: SessionRuns) -> Img2ImgTab:
     resize_to_tab.select(lambda: False, None, resize_by, show_progress="hidden")
     resize_by_tab.select(lambda: True, None, resize_by, show_progress="hidden")
     wire_prompt_row(services, prompt_row, fields, output.progress)
-    inputs = {*fields.values(), *pictures.values(), upload_mask, source, resize_by, scale, *scripts.components(), *controlnet.components(), *detailer.components(), *dynamic.components()}
+    inputs = {*fields.values(), *pictures.values(), upload_mask, source, resize_by, scale, *scripts.components(), *controlnet.components(), *detailer.components(), *dynamic.components(), *regional.components()}
     generations = wire_generation(services, runs, panel, prepare, services.generation.submit_img2img, inputs, "img2img-images")
     return Img2ImgTab(
         fields=fields, pictures=pictures, sizes=sizes, source=source, inpaint_controls=inpaint_controls,
         gallery=output.gallery, progress=output.progress, send_buttons=output.send, generations=generations, prompt_row=prompt_row,
-        controlnet=controlnet, detailer=detailer,
+        controlnet=controlnet, detailer=detailer, regional=regional,
     )
 
 

@@ -105,10 +105,10 @@ class SendWiring:
         """The infotext's settings for `target` ("txt2img", "img2img", "inpaint", "outpainting")."""
         restorer = self.services.models.picture_restorer()
         if target == "txt2img":
-            return restorer.restore(infotext, {*self.txt2img.fields, "control_units", "detailer"})
+            return restorer.restore(infotext, {*self.txt2img.fields, "control_units", "detailer", "regional"})
         if target == "outpainting":
             return restorer.restore(infotext, self.outpainting.settable(), hires_in_picture=True)
-        return restorer.restore(infotext, {*self.img2img.fields, "control_units", "detailer"}, hires_in_picture=True)
+        return restorer.restore(infotext, {*self.img2img.fields, "control_units", "detailer", "regional"}, hires_in_picture=True)
 
     def tab(self, target: str) -> Txt2ImgTab | Img2ImgTab | OutpaintingTab:
         if target == "txt2img":
@@ -123,6 +123,7 @@ class SendWiring:
         updates = {component: values[name] for name, component in self.txt2img.fields.items() if name in values}
         updates.update(self.txt2img.controlnet.restore_updates(restored.fields.get("control_units", {}), say))
         updates.update(self.txt2img.detailer.restore_updates(restored.fields.get("detailer")))
+        updates.update(self.txt2img.regional.restore_updates(restored.fields.get("regional")))
         return updates
 
     def img2img_updates(self, target: str, image: Image.Image, restored: PictureSettings | None, say: Say = english) -> dict:
@@ -133,6 +134,7 @@ class SendWiring:
         if restored is not None:
             updates.update(self.img2img.controlnet.restore_updates(restored.fields.get("control_units", {}), say))
             updates.update(self.img2img.detailer.restore_updates(restored.fields.get("detailer")))
+            updates.update(self.img2img.regional.restore_updates(restored.fields.get("regional")))
         return updates
 
     def say(self, request: gr.Request | None) -> Say:
@@ -166,7 +168,7 @@ class SendWiring:
         if target == "outpainting":
             outputs = self.outpainting.receive_outputs()
         else:
-            outputs = [*self.img2img.fields.values(), *self.img2img.controlnet.settings(), *self.img2img.detailer.settings(),
+            outputs = [*self.img2img.fields.values(), *self.img2img.controlnet.settings(), *self.img2img.detailer.settings(), *self.img2img.regional.settings(),
                        *self.img2img.receive_outputs(target)]
         return [*outputs, self.notice_component(target)]
 
@@ -221,7 +223,7 @@ class SendWiring:
         if "txt2img" in source.buttons:
             source.buttons["txt2img"].click(
                 to_txt2img, source.infotext,
-                [*self.txt2img.fields.values(), *self.txt2img.controlnet.settings(), *self.txt2img.detailer.settings(),
+                [*self.txt2img.fields.values(), *self.txt2img.controlnet.settings(), *self.txt2img.detailer.settings(), *self.txt2img.regional.settings(),
                  self.txt2img.prompt_row.notice, source.message,
                  *self.model_line.components],
                 js=switch_tabs_js("txt2img"), concurrency_id="model", concurrency_limit=1,
@@ -242,8 +244,9 @@ class SendWiring:
         tab = self.tab(target)
         units = None if isinstance(tab, OutpaintingTab) else tab.controlnet
         detailer = None if isinstance(tab, OutpaintingTab) else tab.detailer
+        regional = None if isinstance(tab, OutpaintingTab) else tab.regional
         outputs = [*tab.fields.values(), *(self.outpainting.settings.values() if units is None else units.settings()),
-                   *(detailer.settings() if detailer is not None else ())]
+                   *(detailer.settings() if detailer is not None else ()), *(regional.settings() if regional is not None else ())]
 
         def paste(text: str | None, request: gr.Request) -> dict:
             say = self.say(request)
@@ -264,6 +267,8 @@ class SendWiring:
                     updates.update(units.restore_updates(restored.fields.get("control_units", {}), say))
                 if detailer is not None:
                     updates.update(detailer.restore_updates(restored.fields.get("detailer")))
+                if regional is not None:
+                    updates.update(regional.restore_updates(restored.fields.get("regional")))
             updates[tab.prompt_row.notice] = notice_update(notice_html(restored.not_applied, say))
             return updates
 

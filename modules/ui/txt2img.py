@@ -34,6 +34,7 @@ from modules.ui.generation_panel import (
 )
 from modules.ui.generation_run import Prepared, field_values, preview_every, wire_generation
 from modules.ui.hires_fix import build_hires_fix, hires_request_values, wire_size_line
+from modules.ui.regional_panel import RegionalPanel, build_regional_panel
 from modules.ui.scripts_panel import build_scripts_panel
 from modules.ui.sessions import SessionRuns
 from modules.ui.text import Words
@@ -53,6 +54,7 @@ class Txt2ImgTab:
     prompt_row: PromptRow  # its paste button and restore notice are wired by send_to.py
     controlnet: ControlNetPanel  # its units are restored by send_to.py
     detailer: DetailerPanel  # its tabs are restored by send_to.py
+    regional: RegionalPanel  # its settings are restored by send_to.py
 
 
 def build_txt2img_tab(services: Services, runs: SessionRuns) -> Txt2ImgTab:
@@ -73,6 +75,7 @@ def build_txt2img_tab(services: Services, runs: SessionRuns) -> Txt2ImgTab:
             hires_size_line = build_hires_fix(fields, services.upscalers.names())
             controlnet = build_controlnet_panel(services, PREFIX, Words(services.translations))
             detailer = build_detailer_panel(services, PREFIX)
+            regional = build_regional_panel(PREFIX, Words(services.translations), fields["prompt"], fields["width"], fields["height"])
             dynamic = build_dynamic_panel(services, PREFIX, fields["prompt"], fields["seed"], fields["n_iter"], fields["batch_size"])
             scripts = build_scripts_panel(services.extensions, "txt2img", PREFIX, services.upscalers.names())
             build_extra_networks(services, PREFIX, fields["prompt"])
@@ -84,10 +87,10 @@ def build_txt2img_tab(services: Services, runs: SessionRuns) -> Txt2ImgTab:
     def prepare(values: dict[Any, Any]) -> Prepared:
         data = hires_request_values(field_values(values, fields, GenerationRequest))
         request = controlnet.apply(values, GenerationRequest(**data, preview_every=preview_every(services)))
-        request, script = scripts.apply(values, dynamic.apply(values, detailer.apply(values, request)))
+        request, script = scripts.apply(values, regional.apply(values, dynamic.apply(values, detailer.apply(values, request))))
         return Prepared(request, script=script)
 
     wire_prompt_row(services, prompt_row, fields, output.progress)
-    generations = wire_generation(services, runs, panel, prepare, services.generation.submit_txt2img, {*fields.values(), *scripts.components(), *controlnet.components(), *detailer.components(), *dynamic.components()}, "txt2img-images")
+    generations = wire_generation(services, runs, panel, prepare, services.generation.submit_txt2img, {*fields.values(), *scripts.components(), *controlnet.components(), *detailer.components(), *dynamic.components(), *regional.components()}, "txt2img-images")
     return Txt2ImgTab(gallery=output.gallery, prompt=fields["prompt"], send_buttons=output.send, generations=generations, fields=fields,
-                      prompt_row=prompt_row, controlnet=controlnet, detailer=detailer)
+                      prompt_row=prompt_row, controlnet=controlnet, detailer=detailer, regional=regional)

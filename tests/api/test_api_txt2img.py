@@ -143,10 +143,9 @@ def test_infotext_settings_easel_cannot_apply_are_a_422_naming_each(api):
                   "Sampler: Euler A Turbo (unknown sampler 'Euler A Turbo')",
                   "Schedule type: Kerras (unknown schedule type 'Kerras')",
                   "Hires upscaler: 4x-UltraSharp (no upscaler named 4x-UltraSharp here; Easel has Latent",
-                  "ADetailer model: face_yolov8n.pt (not among your detectors (models/adetailer))",
-                  "RP Active: True (a setting of Regional Prompter, which Easel does not have)"):
+                  "ADetailer model: face_yolov8n.pt (not among your detectors (models/adetailer))"):
         assert named in body["detail"], named
-    assert "Version" not in body["detail"]
+    assert "Version" not in body["detail"] and "RP Active" not in body["detail"]  # the regional settings are restored
 
 
 def test_the_requests_own_fields_win_over_an_infotext_setting_easel_lacks(api):

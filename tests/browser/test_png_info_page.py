@@ -93,14 +93,12 @@ def test_send_to_txt2img_names_every_setting_it_could_not_apply(pages, tmp_path)
 
     notice = page.locator("#txt2img-restore-notice .easel-restore-notice")
     expect(notice).to_be_visible()
-    expect(notice).to_contain_text("except 7 settings")
+    expect(notice).to_contain_text("except 5 settings")
     for line in ("Model: dreamshaper_8 [0123456789] — not among your checkpoints",
                  "Sampler: Euler A Turbo — unknown sampler 'Euler A Turbo'",
                  "Schedule type: Kerras — unknown schedule type 'Kerras'",
                  "Hires upscaler: 4x-UltraSharp — no upscaler named 4x-UltraSharp here",
-                 "ADetailer model: face_yolov8n.pt — not among your detectors (models/adetailer)",  # its tab is restored
-                 # an extension's settings share one line
-                 "RP Active: True, RP Divide mode: Matrix — a setting of Regional Prompter, which Easel does not have"):
+                 "ADetailer model: face_yolov8n.pt — not among your detectors (models/adetailer)"):  # its tab is restored
         expect(notice).to_contain_text(line)
     expect(page.locator("#txt2img-steps input[type=number]")).to_have_value("17")  # what Easel has is applied
     expect(page.locator("#txt2img-seed input")).to_have_value("777")
@@ -109,12 +107,12 @@ def test_send_to_txt2img_names_every_setting_it_could_not_apply(pages, tmp_path)
     pages.shot(page, "restore-notice")
 
     # The ↙️ button reads the same text from the prompt box; a picture with nothing missing clears the notice.
-    set_prompt(page, "a blue square\nSteps: 9, Sampler: Euler, CFG scale: 3, Seed: 55, Size: 64x64, RP Active: True")
+    set_prompt(page, "a blue square\nSteps: 9, Sampler: Euler, CFG scale: 3, Seed: 55, Size: 64x64, Token merging ratio: 0.5")
     page.locator("#txt2img-paste").click()
     expect(page.locator("#txt2img-prompt textarea")).to_have_value("a blue square")
     expect(page.locator("#txt2img-seed input")).to_have_value("55")
     expect(notice).to_contain_text("except 1 setting:")
-    expect(notice).to_contain_text("RP Active: True — a setting of Regional Prompter")
+    expect(notice).to_contain_text("Token merging ratio: 0.5 — token merging is not supported")
     set_prompt(page, "a blue square\nSteps: 9, Sampler: Euler, CFG scale: 3, Seed: 56, Size: 64x64")
     page.locator("#txt2img-paste").click()
     expect(page.locator("#txt2img-seed input")).to_have_value("56")

@@ -52,8 +52,8 @@ def test_an_unknown_upscaler_sampler_schedule_and_extension_keys_are_each_named(
     assert [t.ad_model for t in tabs] == ["face_yolov8n.pt", "hand_yolov8n.pt"] and tabs[0].ad_denoising_strength == 0.4
     assert "ControlNet 0" not in by_key  # a unit: restored (tests/unit/test_controlnet_infotext.py)
     assert restored.fields["control_units"][0].model == "control_v11p_sd15_canny [d14c016b]"
-    assert {by_key[key].reason for key in ("RP Active", "RP Divide mode", "RP Ratios")} == {
-        "a setting of Regional Prompter, which Easel does not have"}
+    assert not [key for key in by_key if key.startswith("RP ")]  # restored as the regional settings
+    assert restored.fields["regional"].ratios == "1,1" and restored.fields["regional"].matrix_submode == "Horizontal"
     assert "Template" not in by_key  # describes the job the picture came from; its own prompt is restored
     assert by_key["Token merging ratio"].reason == "token merging is not supported"
     # What Easel has is applied; the model and the LoRA are looked up by the caller; the Version is no setting.
