@@ -86,7 +86,9 @@ def build_dynamic_panel(services: Services, prefix: str, prompt: gr.Textbox, see
     def say_for(request: gr.Request) -> Any:
         return lambda text, **values: words.say(request, text, **values)
 
-    def on_preview(template: str, seed_value: Any, count: float, size: float, *flags: Any, request: gr.Request) -> str:
+    def on_preview(template: str, seed_value: Any, count: float, size: float, combinatorial_value: bool, batches_value: float,
+                   max_value: float, fixed: bool, unlinked: bool, request: gr.Request) -> str:
+        flags = (combinatorial_value, batches_value, max_value, fixed, unlinked)
         values = dict(zip([combinatorial, batches, max_generations, fixed_seed, unlink_seed], flags))
         job = GenerationRequest(prompt=template or "", seed=int(seed_value) if str(seed_value).lstrip("-").isdigit() else -1,
                                 batch_size=int(size or 1), n_iter=int(count or 1), dynamic=panel.settings(values))
