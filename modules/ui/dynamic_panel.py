@@ -86,7 +86,7 @@ def build_dynamic_panel(services: Services, prefix: str, prompt: gr.Textbox, see
     def say_for(request: gr.Request) -> Any:
         return lambda text, **values: words.say(request, text, **values)
 
-    def on_preview(template: str, seed_value: Any, count: float, size: float, combinatorial_value: bool, batches_value: float,
+    def on_template_preview(template: str, seed_value: Any, count: float, size: float, combinatorial_value: bool, batches_value: float,
                    max_value: float, fixed: bool, unlinked: bool, request: gr.Request) -> str:
         flags = (combinatorial_value, batches_value, max_value, fixed, unlinked)
         values = dict(zip([combinatorial, batches, max_generations, fixed_seed, unlink_seed], flags))
@@ -98,11 +98,11 @@ def build_dynamic_panel(services: Services, prefix: str, prompt: gr.Textbox, see
             return error_html(str(error), say_for(request))
         return _preview_html(planned.prompts, planned.notes, say_for(request))
 
-    def on_refresh() -> gr.Dropdown:
+    def on_wildcards_refresh() -> gr.Dropdown:
         services.wildcards.refresh()
         return gr.Dropdown(choices=[item.name for item in services.wildcards.files()])
 
-    def on_pick(name: str | None, request: gr.Request) -> str:
+    def on_wildcard_pick(name: str | None, request: gr.Request) -> str:
         if not name:
             return ""
         try:
@@ -111,15 +111,15 @@ def build_dynamic_panel(services: Services, prefix: str, prompt: gr.Textbox, see
             return error_html(str(error), say_for(request))
         return _preview_html(lines, [], say_for(request))
 
-    def on_insert(template: str, name: str | None) -> str:
+    def on_wildcard_insert(template: str, name: str | None) -> str:
         if not name:
             return template
         token = name if name.startswith("__") else f"__{name}__"
         return f"{template.rstrip()} {token}".strip()
 
-    preview_button.click(on_preview, [prompt, seed, batch_count, batch_size, combinatorial, batches, max_generations, fixed_seed, unlink_seed],
+    preview_button.click(on_template_preview, [prompt, seed, batch_count, batch_size, combinatorial, batches, max_generations, fixed_seed, unlink_seed],
                          preview, show_progress="hidden")
-    refresh.click(on_refresh, None, files, show_progress="hidden")
-    files.change(on_pick, files, entries, show_progress="hidden")
-    insert.click(on_insert, [prompt, files], prompt, show_progress="hidden")
+    refresh.click(on_wildcards_refresh, None, files, show_progress="hidden")
+    files.change(on_wildcard_pick, files, entries, show_progress="hidden")
+    insert.click(on_wildcard_insert, [prompt, files], prompt, show_progress="hidden")
     return panel

@@ -114,7 +114,7 @@ def build_regional_panel(prefix: str, words: Words, prompt: gr.Textbox, width: g
         message = gr.HTML("", elem_id=f"{prefix}-regional-message")
     panel = RegionalPanel(active, mode, submode, ratios, use_base, base_ratios, use_common, use_ncommon, mask)
 
-    def on_change(text: str, w: float, h: float, mode_value: str, submode_value: str, ratios_value: str, base: bool, base_value: str,
+    def on_layout_change(text: str, w: float, h: float, mode_value: str, submode_value: str, ratios_value: str, base: bool, base_value: str,
                   common: bool, ncommon: bool, mask_value: Any, request: gr.Request) -> tuple:
         values = (mode_value, submode_value, ratios_value, base, base_value, common, ncommon, mask_value)
         settings = panel.request(dict(zip([mode, submode, ratios, use_base, base_ratios, use_common, use_ncommon, mask], values)))
@@ -125,5 +125,5 @@ def build_regional_panel(prefix: str, words: Words, prompt: gr.Textbox, width: g
 
     inputs = [prompt, width, height, mode, submode, ratios, use_base, base_ratios, use_common, use_ncommon, mask]
     for component in (active, mode, submode, ratios, use_base, base_ratios, use_common, mask):
-        component.change(on_change, inputs, [drawing, message], show_progress="hidden")
+        component.change(on_layout_change, inputs, [drawing, message], show_progress="hidden")
     return panel
