@@ -40,3 +40,23 @@ def test_the_red_prompts_region_decides_where_the_red_shape_goes(demo):
     assert left.count(True) >= AT_LEAST * len(SEEDS)
     assert right.count(False) >= AT_LEAST * len(SEEDS)
     assert 0 < plain.count(True) < len(SEEDS)  # without regions the shape goes either way
+
+
+def test_a_painted_left_half_mask_does_the_same(demo):
+    """Mask mode: the left half painted in region 0's colour, the right half in region 1's (the
+    extension's palette), with the same prompts: the red shape goes where its region is painted."""
+    import numpy as np
+    from PIL import Image
+
+    from modules.regions.masks import palette_colour
+
+    pixels = np.zeros((SIZE, SIZE, 3), np.uint8)
+    pixels[:, :HALF] = palette_colour(0)
+    pixels[:, HALF:] = palette_colour(1)
+    mask = Image.fromarray(pixels)
+    painted = RegionalRequest(active=True, mode="Mask", mask=mask)
+    left = [red_on_left(demo, f"{RED} BREAK {BLUE}", seed, painted) for seed in SEEDS]
+    right = [red_on_left(demo, f"{BLUE} BREAK {RED}", seed, painted) for seed in SEEDS]
+    print(f"mask mode: red on the left in {left.count(True)} of 12; swapped, on the right in {right.count(False)} of 12")
+    assert left.count(True) >= AT_LEAST * len(SEEDS)
+    assert right.count(False) >= AT_LEAST * len(SEEDS)
