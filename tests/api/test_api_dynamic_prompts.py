@@ -68,3 +68,16 @@ def test_a_wildcard_file_in_the_data_folder_is_used(api):
     finally:
         (folder / "shapes.txt").unlink()
         services.wildcards.refresh()
+
+
+def test_xyz_cells_expand_the_template_from_their_own_seed(api):
+    """X/Y/Z plot over seeds with a template: every cell draws its prompt from its seed, as a job with
+    that seed alone does (cells reproducible)."""
+    client, _ = api
+    template = "a {red|green|blue|yellow|cyan|magenta} circle"
+    body, info = run(client, template, script_name="x/y/z plot", script_args=["Seed", "5, 6, 7"], alwayson_scripts={KEY: {"args": args()}})
+    cells = [text.split("\n")[0] for text in info["infotexts"][info["index_of_first_image"]:]]
+    assert len(cells) == 3 and all("{" not in cell for cell in cells)
+    for seed, cell in zip((5, 6, 7), cells):
+        _, alone = run(client, template, seed=seed, alwayson_scripts={KEY: {"args": args()}})
+        assert alone["infotexts"][0].split("\n")[0] == cell
