@@ -37,6 +37,7 @@ from modules.detailer.infotext import is_detailer_key
 from modules.generation.request import GenerationRequest, Img2ImgRequest
 from modules.infotext.restore import REQUEST_FIELDS, not_applied_sentence
 from modules.prompts.dynamic import DynamicRequest, is_dynamic_key, parse_alwayson
+from modules.prompts.dynamic.args import SCRIPT_TITLE
 from modules.regions.args import RegionalRequest, find_regional_args, parse_regional_args
 from modules.sampling.sampler_table import parse_sampler_name
 from modules.sampling.schedules import find_schedule
@@ -262,8 +263,11 @@ def regional_request(services: Services, body: GenerationFields, restored: Any =
 
 def dynamic_request(body: GenerationFields) -> DynamicRequest | None:
     """`alwayson_scripts["Dynamic Prompts v<version>"]` (any version, any case) as the extension reads
-    its 18 arguments; None when absent or disabled."""
+    its 18 arguments, or Easel's `dynamic_prompts` settings by name (which win); None when absent or
+    disabled."""
     entry = next(((str(name), value) for name, value in (body.alwayson_scripts or {}).items() if is_dynamic_key(name)), None)
+    if body.dynamic_prompts is not None:
+        entry = (SCRIPT_TITLE, {"args": body.dynamic_prompts})
     if entry is None:
         return None
     dynamic = parse_alwayson(*entry)

@@ -74,7 +74,11 @@ class GenerationFields(ApiModel):
     send_images: Optional[bool] = Field(True, description="Return the images (false: only info).")
     save_images: Optional[bool] = Field(False, description="Also save the images to the outputs folder.")
     alwayson_scripts: Optional[dict[str, Any]] = Field(
-        default_factory=dict, description="Always-on scripts by name with their args; scripts Easel does not have (ControlNet, ADetailer...) are ignored.")
+        default_factory=dict, description="Always-on scripts by name with their args, as A1111's extensions read them: ControlNet, ADetailer, "
+        "Regional Prompter and 'Dynamic Prompts v<version>' run in Easel; other names Easel has no script for are ignored (and logged).")
+    dynamic_prompts: Optional[dict[str, Any]] = Field(
+        None, description="Easel's own form of Dynamic Prompts: its settings by name (enabled, combinatorial, combinatorial_batches, "
+        "max_generations, use_fixed_seed, unlink_seed_from_prompt); the prompt is the template. Wins over the alwayson_scripts entry.")
     infotext: Optional[str] = Field(None, description="A1111 infotext whose values fill the fields this request leaves out.")
 
 

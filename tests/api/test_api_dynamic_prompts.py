@@ -81,3 +81,12 @@ def test_xyz_cells_expand_the_template_from_their_own_seed(api):
     for seed, cell in zip((5, 6, 7), cells):
         _, alone = run(client, template, seed=seed, alwayson_scripts={KEY: {"args": args()}})
         assert alone["infotexts"][0].split("\n")[0] == cell
+
+
+def test_easels_own_field_names_the_settings(api):
+    client, _ = api
+    _, info = run(client, "a {red|blue} {circle|square}", dynamic_prompts={"combinatorial": True})
+    assert sorted(text.split("\n")[0] for text in info["infotexts"]) == sorted(
+        f"a {c} {s}" for c in ("red", "blue") for s in ("circle", "square"))
+    wrong = client.post(f"{API}/txt2img", json={**BASE, "prompt": "a {red|blue} circle", "dynamic_prompts": {"combinatorail": True}})
+    assert wrong.status_code == 422 and "did you mean combinatorial" in wrong.json()["detail"], wrong.text
