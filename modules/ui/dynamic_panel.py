@@ -59,7 +59,7 @@ def build_dynamic_panel(services: Services, prefix: str, prompt: gr.Textbox, see
     with gr.Accordion(L("Dynamic Prompts"), open=False, elem_id=f"{prefix}-dynamic-prompts"):
         with gr.Row():
             enabled = gr.Checkbox(value=False, label=L("Read the prompt as a template"), elem_id=f"{prefix}-dynamic-enable",
-                                  info=L("{red|blue} picks a variant, __name__ a line of a wildcard file; each picture gets its own prompt."))
+                                  info=L("Variants in braces pick one each, a wildcard picks a line of its file; each picture gets its own prompt."))
             combinatorial = gr.Checkbox(value=False, label=L("Combinatorial generation"), elem_id=f"{prefix}-dynamic-combinatorial",
                                         info=L("One picture per combination instead of random picks."))
         with gr.Row():

@@ -33,7 +33,7 @@ TOOLTIPS: dict[str, str] = {
     "-extra-networks-refresh": "Look in the models folders again for new embeddings and LoRAs.",
     "-clip-skip": "Stop the text encoder this many layers before its last (2 suits many anime models).",
     "-preview-button": "Show the map the preprocessor makes from the control image.",
-    "-dynamic-insert": "Put the chosen wildcard, as __name__, at the end of the prompt.",
+    "-dynamic-insert": "Put the chosen wildcard at the end of the prompt.",
     "-dynamic-refresh": "Read the wildcard folders again (after adding or changing files).",
     "-dynamic-preview-button": "List the prompts the template gives for this seed and batch, before generating.",
     "-hr-enable": "Make the picture at its size, then enlarge it and add detail in a second pass.",
