@@ -8,6 +8,10 @@ One CFG step (batch 2): the plain prompt's 77 tokens on both rows, against two c
 154 tokens on the conditional row; the unconditional row plain), where every cross-attention layer
 runs once per region and combines the outputs by the region masks (modules/regions/attention.py).
 Alternating runs after a warm-up, medians; float32. The goal in issue 30: at most 1.3x.
+
+Latent calc mode, for comparison: a UNet row per region plus the unconditional one (batch 3 for two
+regions), mixed afterwards by the region maps; with a LoRA in a region the rows run one at a time
+and the LoRA weights are switched between them (not measured here: that cost depends on the LoRA).
 """
 
 from __future__ import annotations
@@ -60,7 +64,14 @@ def measure(unet: UNet2DConditionModel, latent: int, repeats: int) -> dict[str, 
         with torch.no_grad(), regional_attention(unet, plan), plan.bound((latent, latent), [((0, 77), (77, 154)), None]):
             unet(x, t, encoder_hidden_states=regional)
 
-    return alternate({"plain prompt": plain_step, "two regions (columns)": regional_step}, repeats)
+    rows3 = torch.randn(3, 77, width)
+    x3, t3 = torch.cat([x, x[:1]]), torch.full((3,), 500.0)
+
+    def latent_step() -> None:  # Latent mode: a row per region and the negative's (the maps' mixing is negligible)
+        with torch.no_grad():
+            unet(x3, t3, encoder_hidden_states=rows3)
+
+    return alternate({"plain prompt": plain_step, "two regions (columns)": regional_step, "two regions, Latent mode": latent_step}, repeats)
 
 
 def main() -> None:

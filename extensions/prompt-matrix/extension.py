@@ -1,7 +1,9 @@
 """Prompt matrix, built on Easel's extension API (A1111's script of the same name).
 
 The prompt (or the negative prompt) is split at "|": the first part is always there, each other
-part is on or off, so n options make 2^n images. The grid has the first half of the options across
+part is on or off, so n options make 2^n images. A "|" inside braces belongs to a Dynamic Prompts
+variant (`a {red|blue} house|snow`) and does not split: each cell's prompt is then a template the
+job resolves from the cell's seed, so cells with the same seed pick the same variant. The grid has the first half of the options across
 the columns and the rest down the rows, each label saying which options are on (+) and off (-).
 Every image uses the
 same seed unless "Use different seed for each picture" is ticked.
@@ -17,9 +19,23 @@ from modules.extensions.api import Checkbox, Dropdown, Script, combine_results, 
 MAX_OPTIONS = 8  # 256 images
 
 
+def split_options(prompt: str) -> list[str]:
+    """The prompt cut at each "|" outside braces."""
+    parts, depth, start = [], 0, 0
+    for index, char in enumerate(prompt):
+        if char == "{":
+            depth += 1
+        elif char == "}":
+            depth = max(depth - 1, 0)
+        elif char == "|" and depth == 0:
+            parts.append(prompt[start:index])
+            start = index + 1
+    return [part.strip() for part in [*parts, prompt[start:]]]
+
+
 def combinations(prompt: str, at_start: bool, delimiter: str) -> tuple[list[str], list[str]]:
     """(options, prompts): prompt i has option j when bit j of i is set."""
-    base, *options = [part.strip() for part in prompt.split("|")]
+    base, *options = split_options(prompt)
     if not options:
         raise ValueError('write the options after the prompt, separated by "|", e.g. "a house|snow|night"')
     if len(options) > MAX_OPTIONS:

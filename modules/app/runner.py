@@ -31,7 +31,7 @@ from modules.extensions.job_hooks import JobHooks
 from modules.extensions.registry import ExtensionRegistry
 from modules.generation.engine import GenerationResult, Interrupted, Skipped, StepEvent
 from modules.generation.hires import hires_target
-from modules.generation.loras import RequestLoras, request_loras
+from modules.generation.loras import JobLoras, RequestLoras, request_loras
 from modules.generation.previews import PreviewChooser, PreviewMethod
 from modules.generation.request import GenerationRequest, Img2ImgRequest
 from modules.generation.tasks import TaskContext, TaskRun
@@ -172,7 +172,8 @@ class InProcessRunner:
                     job_request = hooks.start(replace(request))
                     loras = request_loras(self.loras, job_request)
                     self.apply_loras(model, loras)
-                    task_ctx = self.task_context(ctx, job_request, model, hooks)
+                    task_ctx = replace(self.task_context(ctx, job_request, model, hooks),
+                                       loras=JobLoras(tuple(loras.uses), loras.files, self.lora_patcher.apply))
                     try:
                         if spec.script is not None:
                             result = run_script(self, ctx, spec.script, job_request, task_ctx)

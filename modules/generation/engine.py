@@ -24,7 +24,7 @@ from PIL import Image
 from modules.checkpoints.manager import LoadedModel
 from modules.device.unet_pass import unet_for_pass
 from modules.device.vae import decode_checked, tiles, vae_tiling
-from modules.generation.guidance import GuidedDenoiser, StepConditions, UNetEps
+from modules.generation.guidance import EntrySwitch, GuidedDenoiser, StepConditions, UNetEps
 from modules.generation.previews import AsyncPreviews, PreviewMethod, to_images
 from modules.generation.request import GenerationRequest
 from modules.regions.attention import regional_attention
@@ -133,6 +133,7 @@ class SamplingPass:
     fallback: torch.Tensor | None = None  # the result when interrupted before the first step
     control: "ControlPlan | None" = None  # ControlNet units (their step source is bound by `sample`)
     regions: "RegionPlan | None" = None  # regional prompts: the layout; its attention processors are installed for the pass
+    entry_switch: "EntrySwitch | None" = None  # regional Latent mode: each part's LoRAs for its model call
 
 
 class MaskedDenoiser:
@@ -228,8 +229,10 @@ def sample(model: LoadedModel, request: GenerationRequest, plan: SamplingPass, p
 
     on_device(model, model.unet)
     try:
-        # regional attention is Python per layer: such a pass runs the UNet uncompiled
-        options = replace(model.optimizations, compile=False) if plan.regions is not None and model.optimizations is not None else model.optimizations
+        # regional attention is Python per layer, and Latent mode changes LoRA weights between calls:
+        # such a pass runs the UNet uncompiled
+        regional = plan.regions is not None or plan.entry_switch is not None
+        options = replace(model.optimizations, compile=False) if regional and model.optimizations is not None else model.optimizations
         with unet_for_pass(model.unet, options, model.caches, tuple(plan.x.shape), say) as unet:
             return _sample(model, request, plan, progress, unet)
     except Interrupted:  # raised by the step callback while the warm-up was announced
@@ -246,7 +249,7 @@ def _sample(model: LoadedModel, request: GenerationRequest, plan: SamplingPass, 
     # DDIM CFG++ runs at A1111's CFG scale / 12.5 and steps along the unconditional x0 (see its row).
     cfg_scale = request.cfg_scale * plan.sampler.cfg_scale_multiplier
     guided = GuidedDenoiser(control.ruled(inner) if control is not None else inner, plan.conds, plan.unconds, cfg_scale, inner.sigma_min, inner.sigma_max, keep_uncond=plan.sampler.needs_uncond,
-                            row_roles=control is not None)
+                            row_roles=control is not None, entry_switch=plan.entry_switch)
     held = _held_latent(plan)
     denoiser: Denoiser = guided if held is None else MaskedDenoiser(guided, *held)
     if progress.hooks is not None and progress.hooks.before_denoise is not None:
@@ -281,6 +284,9 @@ def _sample(model: LoadedModel, request: GenerationRequest, plan: SamplingPass, 
             latent = plan.sampler.run(denoiser, plan.x, plan.sigmas, context)
     except Interrupted:
         return last.get("denoised", plan.fallback), True
+    finally:
+        if plan.entry_switch is not None:
+            plan.entry_switch.close()
     if held is not None:
         latent = blend(latent, *held)
     return latent, False

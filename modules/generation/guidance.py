@@ -4,14 +4,18 @@
 size ids). `GuidedDenoiser` wraps the k-diffusion-style denoiser: at every model call it takes the
 conditioning that the prompt schedule gives for the current step, runs conditional and
 unconditional in one batch when their lengths match (separately otherwise), and combines the x0
-predictions A1111's way: uncond + Σ wᵢ·cfg·(condᵢ − uncond) (AND sub-prompts carry their weights).
+predictions A1111's way: uncond + Σ wᵢ·cfg·(condᵢ − uncond) (AND sub-prompts carry their weights;
+a weight may also be a picture, `SpatialWeight`: regional Latent mode's region maps).
+
+With an `entry_switch` (regional Latent mode's LoRA per region) the entries run one model call each,
+and the switch is told which entry comes next so it can put that entry's LoRAs in effect.
 """
 
 from __future__ import annotations
 
 from contextlib import nullcontext
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Protocol, Sequence, Union
 
 import torch
 
@@ -23,14 +27,32 @@ if TYPE_CHECKING:
     from modules.regions.attention import RegionPlan
 
 
+class SpatialWeight(Protocol):
+    """A guidance weight that differs across the picture: (1, 1, h, w) at the latent's size."""
+
+    def at(self, height: int, width: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor: ...
+
+
+Weight = Union[float, SpatialWeight]
+
+
+class EntrySwitch(Protocol):
+    """Told before the model runs each entry (its conditioning, the model call's number); `close`
+    after the pass (also when it fails) puts things back as they were before it."""
+
+    def __call__(self, entry: Conditioning, call: int) -> None: ...
+
+    def close(self) -> None: ...
+
+
 @dataclass
 class StepConditions:
     """Per-step conditioning: `at(step)` returns the list of (Conditioning, weight) for that step
     (several when the prompt uses AND) built from the prompt's editing/alternation schedule."""
 
-    schedule: list[tuple[int, list[tuple[Conditioning, float]]]]  # (last step it applies to, conds)
+    schedule: Sequence[tuple[int, Sequence[tuple[Conditioning, Weight]]]]  # (last step it applies to, conds)
 
-    def at(self, step: int) -> list[tuple[Conditioning, float]]:
+    def at(self, step: int) -> Sequence[tuple[Conditioning, Weight]]:
         for end_step, conds in self.schedule:
             if step <= end_step:
                 return conds
@@ -95,7 +117,9 @@ class GuidedDenoiser:
         sigma_max: float,
         keep_uncond: bool = False,
         row_roles: bool = False,
+        entry_switch: EntrySwitch | None = None,
     ):
+        self.entry_switch = entry_switch
         self.denoise = denoise  # (x, sigma, hidden=..., pooled=...) -> x0
         self.row_roles = row_roles  # tell the model which rows are unconditional (`uncond_rows`: ControlNet's modes need it)
         self.conds = conds
@@ -108,6 +132,7 @@ class GuidedDenoiser:
         # Counted per model call from 0, as A1111's CFGDenoiser does (second-order samplers call
         # twice a step).
         self.step = 0
+        self.call = 0  # the model call being run (for entry_switch)
 
     def __call__(self, x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
         # A1111's counter starts at 0 and takes the first schedule entry ending at or after it, so
@@ -115,6 +140,7 @@ class GuidedDenoiser:
         # identical images.
         conds = self.conds.at(self.step)
         uncond = self.unconds.at(self.step)[0][0]
+        self.call = self.step
         self.step += 1
         batch = x.shape[0]
         sigma = sigma.reshape(-1).expand(batch) if sigma.numel() == 1 else sigma
@@ -127,12 +153,12 @@ class GuidedDenoiser:
             self.last_uncond_x0 = uncond_x0
         result = uncond_x0.clone()
         for (_, weight), cond_x0 in zip(conds, outputs[:-1]):
-            result += (cond_x0 - uncond_x0) * (weight * self.cfg_scale)
+            result += (cond_x0 - uncond_x0) * (_scale(weight, result) * self.cfg_scale)
         return result
 
     def _run(self, x: torch.Tensor, sigma: torch.Tensor, entries: list[Conditioning]) -> list[torch.Tensor]:
         batch = x.shape[0]
-        if len({c.length for c in entries}) == 1:
+        if len({c.length for c in entries}) == 1 and self.entry_switch is None:
             n = len(entries)
             hidden = torch.cat([c.hidden.expand(batch, -1, -1) for c in entries])
             pooled = _batched_pooled(entries, batch)
@@ -149,6 +175,8 @@ class GuidedDenoiser:
             return list(out.chunk(n))
         results = []
         for index, c in enumerate(entries):  # unequal chunk counts run separately (A1111's default)
+            if self.entry_switch is not None:
+                self.entry_switch(c, self.call)
             pooled = c.pooled.expand(batch, -1) if c.pooled is not None else None
             roles = {"uncond_rows": torch.full((batch,), index == len(entries) - 1 and len(entries) > 1)} if self.row_roles else {}
             regions = row_spans([c], batch)
@@ -156,6 +184,12 @@ class GuidedDenoiser:
                 roles["regions"] = regions
             results.append(self.denoise(x, sigma, hidden=c.hidden.expand(batch, -1, -1), pooled=pooled, **roles))
         return results
+
+
+def _scale(weight: Weight, like: torch.Tensor) -> Any:
+    if isinstance(weight, (int, float)):
+        return weight
+    return weight.at(like.shape[-2], like.shape[-1], like.device, like.dtype)
 
 
 def _batched_pooled(entries: list[Conditioning], batch: int) -> torch.Tensor | None:

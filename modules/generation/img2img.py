@@ -41,9 +41,11 @@ from modules.generation.engine import (
     sample,
     tail_steps,
 )
-from modules.generation.guidance import StepConditions, sdxl_time_ids
+from modules.generation.guidance import sdxl_time_ids
 from modules.generation.image_ops import check_size, resize_image, to_rgb
+from modules.generation.loras import JobLoras
 from modules.generation.previews import PreviewMethod
+from modules.generation.regional import regional_pass
 from modules.generation.request import INPAINT_AREAS, MASK_MODES, MASKED_CONTENT, Img2ImgRequest, MaskedContent, ResizeMode, RngSource
 from modules.generation.text import build_prompt_encoder, step_conditions, ti_hashes
 from modules.regions.setup import prepare_regions
@@ -263,10 +265,11 @@ def img2img(
     fix_steps: bool = False,
     hooks: EngineHooks | None = None,
     controlnets: "ControlNets | None" = None,
+    loras: JobLoras | None = None,
 ) -> GenerationResult:
     """Makes `n_iter` batches of `batch_size` images from `request.init_images` (image i starts from
     init image i mod their count). `fix_steps`: A1111's img2img_fix_steps setting; `hooks`: the
-    extensions' per-batch and per-model-call hooks."""
+    extensions' per-batch and per-model-call hooks; `loras`: the job's LoRAs (regional Latent mode)."""
     request.validate()
     sampler, schedule = resolve_sampler(request.sampler_name, request.scheduler)
     in_channels = model.unet.config["in_channels"]
@@ -284,7 +287,8 @@ def img2img(
     encoder = build_prompt_encoder(model, request.clip_skip)
     regional = prepare_regions(request.regional, request.prompt, request.negative_prompt)
     if regional is not None:  # the regions' parts, each part's tokens kept (modules/regions)
-        conds, unconds = (StepConditions(s) for s in regional.schedules(encoder, request.steps))
+        first_pass = regional_pass(regional, model, encoder, request.clip_skip, request.steps, loras)
+        conds, unconds = first_pass.conds, first_pass.unconds
         result.extra_parameters.update(regional.infotext)
     else:
         conds = step_conditions(encoder, request.prompt, request.steps, allow_and=True)
@@ -326,7 +330,7 @@ def img2img(
                 tail.start(init, noise), sigmas, sampler, conds, unconds, seeds,
                 init_latent=init if keep is not None else None, keep=keep, image_conditioning=conditioning, time_ids=time_ids,
                 noise_range=(full[full > 0].min(), full.max()), fallback=init, control=control.plan(len(sigmas) - 1) if control else None,
-                regions=regional.plan() if regional else None,
+                regions=first_pass.plan if regional else None, entry_switch=first_pass.switch if regional else None,
             )
             progress = Progress(first, request.batch_size * request.n_iter, 0, len(sigmas) - 1, on_step, preview, request.preview_every, hooks, result.notes)
             sampled, interrupted = sample(model, request, plan, progress)

@@ -10,10 +10,11 @@ out with a note, as A1111 does, rather than failing the job.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable, Sequence
 
+from modules.checkpoints.manager import LoadedModel
 from modules.errors import ModelNotFoundError
-from modules.lora.files import LoraLibrary
+from modules.lora.files import LoraFile, LoraLibrary
 from modules.lora.patch import LoraUse
 from modules.prompts.extra_networks import extract_extra_networks, lora_call
 
@@ -22,6 +23,7 @@ from modules.prompts.extra_networks import extract_extra_networks, lora_call
 class RequestLoras:
     uses: list[LoraUse] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    files: dict[str, LoraFile] = field(default_factory=dict)  # each tag's name -> the file found for it
 
     def infotext(self, library: LoraLibrary) -> dict[str, Any]:
         if not self.uses:
@@ -53,4 +55,16 @@ def request_loras(library: LoraLibrary | None, request: Any) -> RequestLoras:
                 found.notes.append(f"LoRA {wanted.name!r} is not in {library.folder.name}/: generated without it.")
                 continue
             found.uses.append(LoraUse(entry, wanted.te, wanted.unet))
+            found.files[wanted.name] = entry
     return found
+
+
+@dataclass(frozen=True)
+class JobLoras:
+    """What a task may do with the job's LoRAs: the set in effect (`uses`, each tag's file in
+    `files`), and `apply(model, uses)` to put another set in effect for a while (regional Latent
+    mode gives every region's pass its own); the task puts `uses` back when it is done."""
+
+    uses: tuple[LoraUse, ...]
+    files: dict[str, LoraFile]
+    apply: Callable[[LoadedModel, Sequence[LoraUse]], Any]

@@ -24,6 +24,7 @@ from modules.generation.txt2img import txt2img
 if TYPE_CHECKING:
     from modules.checkpoints.manager import LoadedModel
     from modules.controlnet.service import ControlNets
+    from modules.generation.loras import JobLoras
     from modules.upscalers.service import Upscalers
 
 
@@ -37,6 +38,7 @@ class TaskContext:
     fix_steps: bool = False  # A1111's img2img_fix_steps: run exactly `steps` steps at any strength
     upscalers: "Upscalers | None" = None  # hires fix's model upscalers (None: latent modes, Lanczos and Nearest only)
     controlnets: "ControlNets | None" = None  # the ControlNet models (None: a request with units is refused)
+    loras: "JobLoras | None" = None  # the job's LoRAs, for a task that switches them per model call (regional Latent mode)
 
 
 # (model, the job's request, context) -> result. For outpainting the request is the base img2img
@@ -54,12 +56,14 @@ class Task:
 
 
 def _run_txt2img(model: "LoadedModel", request: GenerationRequest, ctx: TaskContext) -> GenerationResult:
-    return txt2img(model, request, on_step=ctx.on_step, preview=ctx.preview, hooks=ctx.hooks, upscalers=ctx.upscalers, controlnets=ctx.controlnets)
+    return txt2img(model, request, on_step=ctx.on_step, preview=ctx.preview, hooks=ctx.hooks, upscalers=ctx.upscalers, controlnets=ctx.controlnets,
+                   loras=ctx.loras)
 
 
 def _run_img2img(model: "LoadedModel", request: GenerationRequest, ctx: TaskContext) -> GenerationResult:
     assert isinstance(request, Img2ImgRequest)
-    return img2img(model, request, on_step=ctx.on_step, preview=ctx.preview, fix_steps=ctx.fix_steps, hooks=ctx.hooks, controlnets=ctx.controlnets)
+    return img2img(model, request, on_step=ctx.on_step, preview=ctx.preview, fix_steps=ctx.fix_steps, hooks=ctx.hooks, controlnets=ctx.controlnets,
+                   loras=ctx.loras)
 
 
 def outpaint_run(request: OutpaintRequest) -> TaskRun:

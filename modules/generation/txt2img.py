@@ -33,9 +33,11 @@ from modules.generation.engine import (
     run_batches,
     sample,
 )
-from modules.generation.guidance import StepConditions, sdxl_time_ids
+from modules.generation.guidance import sdxl_time_ids
 from modules.generation.hires import hires_parameters, hires_pass, hires_steps, hires_target
+from modules.generation.loras import JobLoras
 from modules.generation.previews import PreviewMethod
+from modules.generation.regional import regional_pass
 from modules.generation.request import GenerationRequest
 from modules.generation.text import build_prompt_encoder, step_conditions, ti_hashes
 from modules.regions.setup import prepare_regions
@@ -56,10 +58,11 @@ def txt2img(
     hooks: EngineHooks | None = None,
     upscalers: "Upscalers | None" = None,
     controlnets: "ControlNets | None" = None,
+    loras: JobLoras | None = None,
 ) -> GenerationResult:
     """Generates `n_iter` batches of `batch_size` images. `on_step` may raise Interrupted/Skipped;
     `hooks`: the extensions' per-batch and per-model-call hooks; `upscalers`: hires fix's model
-    upscalers."""
+    upscalers; `loras`: the job's LoRAs (regional Latent mode gives each region's pass its own)."""
     # 1. validate
     request.validate()
     sampler, schedule = resolve_sampler(request.sampler_name, request.scheduler)
@@ -71,7 +74,8 @@ def txt2img(
     encoder = build_prompt_encoder(model, request.clip_skip)
     regional = prepare_regions(request.regional, request.prompt, request.negative_prompt)
     if regional is not None:  # the regions' parts, each part's tokens kept (modules/regions)
-        conds, unconds = (StepConditions(s) for s in regional.schedules(encoder, request.steps))
+        first_pass = regional_pass(regional, model, encoder, request.clip_skip, request.steps, loras)
+        conds, unconds = first_pass.conds, first_pass.unconds
         result.extra_parameters.update(regional.infotext)
     else:
         conds = step_conditions(encoder, request.prompt, request.steps, allow_and=True)
@@ -81,7 +85,8 @@ def txt2img(
     if hires:
         second = hires_steps(request)
         if regional is not None:  # the regional prompt in the hires pass too (the extension's hrdealer)
-            hr_conds, hr_unconds = (StepConditions(s) for s in regional.schedules(encoder, request.steps, hires_steps=second))
+            second_pass = regional_pass(regional, model, encoder, request.clip_skip, request.steps, loras, hires_steps=second)
+            hr_conds, hr_unconds = second_pass.conds, second_pass.unconds
         else:
             hr_conds = step_conditions(encoder, request.hr_prompt or request.prompt, request.steps, allow_and=True, hires_steps=second)
             hr_unconds = step_conditions(encoder, request.hr_negative_prompt or request.negative_prompt, request.steps, allow_and=False, hires_steps=second)
@@ -125,14 +130,15 @@ def txt2img(
         progress = Progress(first, request.batch_size * request.n_iter, 0, steps_total, on_step, preview, request.preview_every, hooks, result.notes)
         # 4. sample
         plan = SamplingPass(x * sigmas[0], sigmas, sampler, conds, unconds, seeds, image_conditioning=image_conditioning, time_ids=time_ids,
-                            control=control.plan(len(sigmas) - 1) if control else None, regions=regional.plan() if regional else None)
+                            control=control.plan(len(sigmas) - 1) if control else None, regions=first_pass.plan if regional else None,
+                            entry_switch=first_pass.switch if regional else None)
         latent, interrupted = sample(model, request, plan, progress)
         # 5. hires pass
         if hires and not interrupted:
             assert latent is not None  # sample gives None only when interrupted
             progress.steps_before = len(sigmas) - 1
             latent, interrupted = hires_pass(model, request, latent, seeds, subseeds, hr_conds, hr_unconds, progress, hr_time_ids, hr_image_conditioning, upscalers, hr_control,
-                                             regions=regional.plan(hires=True) if regional else None)
+                                             regions=second_pass.plan if regional else None, entry_switch=second_pass.switch if regional else None)
         # 6. decode
         if latent is None:
             return [], [], interrupted

@@ -20,7 +20,7 @@ from typing import TypeVar
 
 from modules.prompts.parser import PromptSyntaxError
 
-_TAG = re.compile(r"<(\w+):([^>]+)>")
+TAG_PATTERN = re.compile(r"<(\w+):([^>]+)>")
 
 
 @dataclass(frozen=True)
@@ -72,7 +72,7 @@ def extract_extra_networks(prompt: str) -> tuple[str, list[ExtraNetworkCall]]:
         calls.append(ExtraNetworkCall(match.group(1), tuple(match.group(2).split(":"))))
         return ""
 
-    return _TAG.sub(remove, prompt), calls
+    return TAG_PATTERN.sub(remove, prompt), calls
 
 
 def lora_call(call: ExtraNetworkCall) -> LoraCall:

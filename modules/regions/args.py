@@ -70,9 +70,6 @@ class RegionalRequest:
 
     def check_supported(self) -> None:
         """Raises RegionalPromptError for settings Easel cannot run."""
-        if self.calc_mode == "Latent":
-            raise RegionalPromptError("Regional Prompter arg 12 (calc mode) is Latent; Easel has Attention mode only so far "
-                                      "(regions inside cross-attention, one UNet pass). Use Attention.")
         if self.mode == "Prompt":
             raise RegionalPromptError("Regional Prompter arg 3 (mode) is Prompt (regions found by attention to a word); Easel does not "
                                       "have Prompt mode yet. Use Matrix or Mask.")

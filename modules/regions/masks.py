@@ -83,7 +83,7 @@ def mask_assignment(mask: Any, use_base: bool) -> tuple[np.ndarray, int]:
     indices, kept = region_indices(mask)
     if not kept:
         raise RegionalPromptError("Regional Prompter mask: no region colour found. Paint each region with the colour of its number "
-                                  "(saturation and value 50%, e.g. region 0 = RGB 128, 64, 64), on white.")
+                                  "(saturation and value 50%, e.g. the first region = RGB 128, 64, 64), on white.")
     assignment = np.full(indices.shape, -1 if use_base else 0, dtype=np.int64)
     for region, index in enumerate(kept):
         if use_base or region > 0:

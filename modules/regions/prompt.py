@@ -23,9 +23,11 @@ In the extension's order:
    "Flip prompts" then reverses the parts (`commondealer` l.758). Use Ncommon does the same to the
    negative; a negative with no separator then becomes empty, as in the extension.
 
-Differences, on purpose: extra-network tags (`<lora:...>`) are taken out before anything else (the
-extension would turn `<lora:ANDY>` into `<lora:BREAKY>`, and count keywords inside tags); comments
-are removed before the layout is read (the extension reads the layout with the comments in).
+Differences, on purpose: extra-network tags (`<lora:...>`) are set aside before anything else and
+put back into the parts they were written in (the extension would turn `<lora:ANDY>` into
+`<lora:BREAKY>`, and count keywords inside tags); the parts keep them, so Latent mode can apply a
+part's LoRAs to its pass only. Comments are removed before the layout is read (the extension reads
+the layout with the comments in).
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from modules.prompts.extra_networks import extract_extra_networks
+from modules.prompts.extra_networks import TAG_PATTERN, extract_extra_networks
 from modules.regions.errors import RegionalPromptError
 from modules.regions.grammar import CELL_DELIMITER, ROW_DELIMITER, split_weighted_grid
 
@@ -56,6 +58,22 @@ OPT_NOT_HIRES = "Disabled in Hires Fix"
 OPTIONS = (OPT_KEEP_AND, OPT_LOHA, OPT_BREAK_CHUNKS, OPT_FLIP_PROMPTS, OPT_COMMENTS, OPT_HIRES_ONLY, OPT_NOT_HIRES, "debug", "debug2")
 
 _SEPARATOR = "\x00"
+_TAG_MARK = "\x01"  # a tag set aside: mark, its number, mark
+
+
+def hide_tags(text: str) -> tuple[str, list[str]]:
+    """`text` with every extra-network tag replaced by a numbered mark, and the tags."""
+    tags: list[str] = []
+
+    def mark(match: re.Match[str]) -> str:
+        tags.append(match.group(0))
+        return f"{_TAG_MARK}{len(tags) - 1}{_TAG_MARK}"
+
+    return TAG_PATTERN.sub(mark, text), tags
+
+
+def show_tags(text: str, tags: list[str]) -> str:
+    return re.sub(f"{_TAG_MARK}(\\d+){_TAG_MARK}", lambda m: tags[int(m.group(1))], text)
 
 
 @dataclass
@@ -63,7 +81,7 @@ class RegionalPrompt:
     """What the layout and the encoder are given."""
 
     structure: str  # the prompt with its keywords (after steps 1-4): the Matrix layout is read from it
-    parts: list[str]  # the prompt's parts, in order (common folded in)
+    parts: list[str]  # the prompt's parts, in order (common folded in), each with the extra-network tags written in it
     negative_parts: list[str]
     use_base: bool
     use_common: bool
@@ -123,7 +141,8 @@ def split_prompt(prompt: str, negative: str, *, matrix: bool, rows: bool, ratios
                  use_ncommon: bool, options: tuple[str, ...] | list[str]) -> RegionalPrompt:
     """The parts of `prompt` and `negative` (steps 1-7 of the module docstring). `ratios` is the
     Matrix ratio text after the flip option; `rows`: Matrix submode Rows (Vertical)."""
-    text, negative = extract_extra_networks(prompt)[0], extract_extra_networks(negative)[0]
+    text, tags = hide_tags(prompt)
+    negative = extract_extra_networks(negative)[0]
     if OPT_COMMENTS in options:
         text, negative = remove_comments(text), remove_comments(negative)
     if OPT_KEEP_AND not in options:
@@ -150,7 +169,7 @@ def split_prompt(prompt: str, negative: str, *, matrix: bool, rows: bool, ratios
         raise RegionalPromptError("The prompt holds ADDP, which asks the Regional Prompter for Prompt mode (regions found by "
                                   "attention to a word); Easel does not have Prompt mode yet. Use Matrix or Mask mode.")
     parts = split_parts(text, break_chunks)
-    if parts[-1].strip() in ("", ","):
+    if extract_extra_networks(show_tags(parts[-1], tags))[0].strip() in ("", ","):
         parts[-1] += " _"
     negative_parts = split_parts(negative, break_chunks)
     flip = OPT_FLIP_PROMPTS in options
@@ -161,4 +180,5 @@ def split_prompt(prompt: str, negative: str, *, matrix: bool, rows: bool, ratios
                                       "separate the common prompt from the regions with BREAK or ADDCOMM.")
     if use_ncommon:
         negative_parts = add_common(negative_parts, flip) or [""]
-    return RegionalPrompt(text, parts, negative_parts, use_base, use_common, use_ncommon, break_chunks)
+    parts = [show_tags(part, tags) for part in parts]
+    return RegionalPrompt(show_tags(text, tags), parts, negative_parts, use_base, use_common, use_ncommon, break_chunks)

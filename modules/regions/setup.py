@@ -2,30 +2,34 @@
 
 `prepare_regions(request, prompt, negative)` gives None when the extension would not act (not
 active, or the prompt holds none of its keywords nor AND; then no infotext keys either), raises a
-RegionalPromptError for settings Easel cannot run (Latent calc mode, Prompt mode, the Random
-submode; a Mask mode without a mask; more regions than prompts), and otherwise the prompt parts,
-the layout and the infotext keys. The engine then asks it for the conditioning (`schedules`) and
-for each pass's `RegionPlan` (`plan`): None for a pass the options turn regions off in ("Enabled
-only in Hires Fix", "Disabled in Hires Fix"), where the parts still form the prompt, joined, as the
-extension's `hr_returner` runs plain attention over the whole context. The hires pass uses the
+RegionalPromptError for settings Easel cannot run (Prompt mode, the Random submode; a Mask mode
+without a mask; more regions than prompts), and otherwise the prompt parts, the layout and the
+infotext keys. The engine then asks it for the conditioning (`schedules`), for each pass's
+`RegionPlan` (`plan`, Attention mode) and for Latent mode's LoRA sets (`loras`). In a pass the
+options turn regions off in ("Enabled only in Hires Fix", "Disabled in Hires Fix") the parts still
+form the prompt, joined, as the extension's `hr_returner` runs plain attention over the whole
+context. The hires pass uses the
 regional prompt, not the hires prompt (the extension's `hrdealer` copies it over).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 from modules.regions.args import RegionalRequest
 from modules.regions.attention import RegionPlan
-from modules.regions.conditioning import Schedule, regional_schedule
+from modules.regions.conditioning import Schedule, joined_schedule, latent_schedule, regional_schedule
 from modules.regions.errors import RegionalPromptError
 from modules.regions.grammar import swap_delimiters
 from modules.regions.infotext import regional_infotext
+from modules.regions.latent import PartLoras, PartWeight, part_loras
 from modules.regions.layout import RegionLayout, mask_layout, matrix_layout
 from modules.regions.prompt import OPT_HIRES_ONLY, OPT_NOT_HIRES, RegionalPrompt, activates, split_prompt
 
 if TYPE_CHECKING:
+    from modules.lora.files import LoraFile
+    from modules.lora.patch import LoraUse
     from modules.prompts.conditioning import PromptEncoder
 
 
@@ -43,16 +47,45 @@ class PreparedRegions:
     def negative_is_regional(self) -> bool:
         return len(self.prompt.negative_parts) > 1
 
-    def schedules(self, encoder: "PromptEncoder", steps: int, hires_steps: int | None = None) -> tuple[Schedule, Schedule]:
-        """(conditional, unconditional) `StepConditions.schedule`s; the negative is plain when it has one part."""
-        positive = regional_schedule(encoder, self.prompt.parts, steps, hires_steps)
-        negative = regional_schedule(encoder, self.prompt.negative_parts, steps, hires_steps, plain_when_single=True)
-        return positive, negative
+    @property
+    def latent(self) -> bool:
+        """Latent calc mode: a UNet pass per part (latent.py); else Attention mode."""
+        return self.request.calc_mode == "Latent"
+
+    def active_in(self, hires: bool) -> bool:
+        """False for a pass the options leave without regions ("Enabled only in Hires Fix", "Disabled in Hires Fix")."""
+        return (OPT_NOT_HIRES if hires else OPT_HIRES_ONLY) not in self.request.options
+
+    def schedules(self, encoder: "PromptEncoder", steps: int, hires_steps: int | None = None,
+                  encoder_for: "Callable[[int | None], PromptEncoder] | None" = None) -> tuple[Schedule, Schedule]:
+        """(conditional, unconditional) `StepConditions.schedule`s. Attention mode: the parts joined,
+        their spans kept; the negative is plain when it has one part. Latent mode: one entry per
+        part, weighted by its region map; `encoder_for(part)` (None: the negative) encodes with
+        that part's LoRAs in effect (default: `encoder` for all)."""
+        if not self.latent:
+            positive = regional_schedule(encoder, self.prompt.parts, steps, hires_steps)
+            negative = regional_schedule(encoder, self.prompt.negative_parts, steps, hires_steps, plain_when_single=True)
+            return positive, negative
+        pick = encoder_for or (lambda part: encoder)
+        negative = joined_schedule(pick(None), self.prompt.negative_parts, steps, hires_steps)
+        if not self.active_in(hires_steps is not None):
+            return joined_schedule(encoder, self.prompt.parts, steps, hires_steps), negative
+        weights = {part: PartWeight(self.layout, part) for part in dict.fromkeys(self.layout.context_parts)}
+        return latent_schedule(pick, self.prompt.parts, weights, steps, hires_steps), negative
 
     def plan(self, hires: bool = False) -> RegionPlan | None:
-        """The pass's plan, or None when the options leave this pass without regions."""
-        off = OPT_NOT_HIRES if hires else OPT_HIRES_ONLY
-        return None if off in self.request.options else RegionPlan(self.layout)
+        """The pass's attention plan: None in Latent mode, and when the options leave this pass without regions."""
+        return RegionPlan(self.layout) if self.active_in(hires) and not self.latent else None
+
+    def loras(self, files: "dict[str, LoraFile]", job_uses: "list[LoraUse] | tuple[LoraUse, ...]", hires: bool = False) -> PartLoras | None:
+        """Latent mode's LoRA set per part and for the negative (None: Attention mode, a pass
+        without regions, or no LoRA in any part nor the negative)."""
+        if not self.latent or not self.active_in(hires):
+            return None
+        request = self.request
+        found = part_loras(self.prompt.parts, files, job_uses, request.lora_neg_te, request.lora_neg_u,
+                           request.lora_hires_stop if hires else request.lora_stop)
+        return found if found.any() else None
 
 
 def prepare_regions(request: RegionalRequest | None, prompt: str, negative: str) -> PreparedRegions | None:

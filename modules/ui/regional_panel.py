@@ -1,8 +1,9 @@
-"""The Regional prompts section of txt2img and img2img (Regional Prompter's settings, Attention mode):
-Active, the divide mode (Matrix: columns or rows with their ratios; Mask: a picture with each region
-painted in its colour), the base prompt and its ratio, the common prompt and common negative, and a
-live drawing of the layout over the canvas size, each region in a colour with the start of its
-prompt. The prompt box holds the regions' prompts, separated by BREAK (ADDCOL / ADDROW / ADDBASE /
+"""The Regional prompts section of txt2img and img2img (Regional Prompter's settings): Active, the
+divide mode (Matrix: columns or rows with their ratios; Mask: each region painted in its colour on a
+canvas, or an uploaded colour-coded picture), the calculation mode (Attention, or Latent with each
+region's LoRAs for its own pass: the LoRA stop step and the negative's LoRA ratios), the base prompt
+and its ratio, the common prompt and common negative, and a live drawing of the layout over the
+canvas size, each region in a colour with the start of its prompt. The prompt box holds the regions' prompts, separated by BREAK (ADDCOL / ADDROW / ADDBASE /
 ADDCOMM as the extension reads them). Send to / paste restore a picture's settings here."""
 
 from __future__ import annotations
@@ -15,7 +16,9 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from modules.errors import UserError
-from modules.regions.args import RegionalRequest
+from modules.prompts.extra_networks import extract_extra_networks
+from modules.regions.args import RegionalRequest, parse_mask
+from modules.regions.masks import palette_colour
 from modules.regions.setup import prepare_regions
 from modules.ui.progress_view import error_html
 from modules.ui.text import L, Words
@@ -23,6 +26,30 @@ from modules.ui.text import L, Words
 COLOURS = [(230, 80, 80), (80, 140, 230), (90, 190, 110), (230, 190, 60), (170, 100, 210), (60, 190, 200), (230, 130, 40), (140, 140, 140)]
 BASE_COLOUR = (200, 200, 200)
 DRAWING = 256  # the longer side of the layout drawing
+BRUSH_REGIONS = 8  # the mask brush's colours: regions 1-8 in the extension's palette
+CANVAS = 512  # the longer side of a blank mask canvas
+
+
+def palette_hex(region: int) -> str:
+    return "#%02x%02x%02x" % palette_colour(region)
+
+
+def blank_canvas(width: int, height: int) -> dict:
+    """A white canvas with the picture's shape for painting the regions on."""
+    scale = CANVAS / max(width, height, 1)
+    picture = Image.new("RGB", (max(int(width * scale), 8), max(int(height * scale), 8)), (255, 255, 255))
+    return {"background": picture, "layers": [], "composite": picture}
+
+
+def mask_picture(value: Any) -> Image.Image | None:
+    """The painted (or uploaded) mask as an RGB picture; transparent pixels count as white (no region)."""
+    picked = parse_mask(value, None)
+    if not isinstance(picked, Image.Image):
+        return None
+    if picked.mode in ("RGBA", "LA", "P"):
+        white = Image.new("RGBA", picked.size, (255, 255, 255, 255))
+        return Image.alpha_composite(white, picked.convert("RGBA")).convert("RGB")
+    return picked.convert("RGB")
 
 
 @dataclass
@@ -35,21 +62,28 @@ class RegionalPanel:
     base_ratios: gr.Textbox
     use_common: gr.Checkbox
     use_ncommon: gr.Checkbox
-    mask: gr.Image
+    calc_mode: gr.Radio
+    lora_stop: gr.Number
+    lora_neg_u: gr.Textbox
+    lora_neg_te: gr.Textbox
+    mask: gr.ImageEditor
 
     def components(self) -> set:
         return set(self.settings()) | {self.mask}
 
     def settings(self) -> list:
         """What restoring a picture sets (all but the mask, which a picture does not carry)."""
-        return [self.active, self.mode, self.submode, self.ratios, self.use_base, self.base_ratios, self.use_common, self.use_ncommon]
+        return [self.active, self.mode, self.submode, self.ratios, self.use_base, self.base_ratios, self.use_common, self.use_ncommon,
+                self.calc_mode, self.lora_stop, self.lora_neg_u, self.lora_neg_te]
 
     def request(self, values: dict[Any, Any]) -> RegionalRequest:
-        mask = values.get(self.mask)
+        stop = values.get(self.lora_stop)
         return RegionalRequest(active=True, mode=values.get(self.mode) or "Matrix", matrix_submode=values.get(self.submode) or "Columns",
                                ratios=str(values.get(self.ratios) or "1,1"), use_base=bool(values.get(self.use_base)),
                                base_ratios=str(values.get(self.base_ratios) or "0.2"), use_common=bool(values.get(self.use_common)),
-                               use_ncommon=bool(values.get(self.use_ncommon)), mask=mask.convert("RGB") if isinstance(mask, Image.Image) else None)
+                               use_ncommon=bool(values.get(self.use_ncommon)), calc_mode=values.get(self.calc_mode) or "Attention",
+                               lora_stop=str(int(stop or 0)), lora_neg_u=str(values.get(self.lora_neg_u) or "0"),
+                               lora_neg_te=str(values.get(self.lora_neg_te) or "0"), mask=mask_picture(values.get(self.mask)))
 
     def apply(self, values: dict[Any, Any], request: Any) -> Any:
         return replace(request, regional=self.request(values)) if values.get(self.active) else request
@@ -60,7 +94,8 @@ class RegionalPanel:
         submode = "Rows" if regional.matrix_submode in ("Rows", "Vertical") else "Columns"
         return {self.active: regional.active, self.mode: regional.mode if regional.mode in ("Matrix", "Mask") else "Matrix", self.submode: submode,
                 self.ratios: regional.ratios, self.use_base: regional.use_base, self.base_ratios: regional.base_ratios,
-                self.use_common: regional.use_common, self.use_ncommon: regional.use_ncommon}
+                self.use_common: regional.use_common, self.use_ncommon: regional.use_ncommon, self.calc_mode: regional.calc_mode,
+                self.lora_stop: int(regional.lora_stop.strip() or "0"), self.lora_neg_u: regional.lora_neg_u, self.lora_neg_te: regional.lora_neg_te}
 
 
 def draw_layout(request: RegionalRequest, prompt: str, width: int, height: int) -> Image.Image:
@@ -81,7 +116,7 @@ def draw_layout(request: RegionalRequest, prompt: str, width: int, height: int) 
     for region, part in enumerate(prepared.layout.parts):
         ys, xs = np.nonzero(grid == region)
         if len(xs):
-            label = parts[part][:18] if part < len(parts) else ""
+            label = extract_extra_networks(parts[part])[0].strip()[:18] if part < len(parts) else ""
             pen.text((int(xs.min()) + 3, int(ys.min()) + 2), f"{region + 1}: {label}", fill=(0, 0, 0))
     return picture
 
@@ -108,11 +143,36 @@ def build_regional_panel(prefix: str, words: Words, prompt: gr.Textbox, width: g
             use_ncommon = gr.Checkbox(value=False, label=L("Use common negative prompt"), elem_id=f"{prefix}-regional-use-ncommon",
                                       info=L("The same for the negative prompt."))
         with gr.Row():
-            mask = gr.Image(label=L("Region mask (Mask mode)"), type="pil", sources=["upload", "clipboard"], elem_id=f"{prefix}-regional-mask",
-                            height=200)
-            drawing = gr.Image(label=L("Layout"), type="pil", interactive=False, elem_id=f"{prefix}-regional-layout", height=200)
+            calc_mode = gr.Radio([(L("Attention"), "Attention"), (L("Latent"), "Latent")], value="Attention", label=L("Calculation mode"),
+                                 elem_id=f"{prefix}-regional-calc-mode",
+                                 info=L("Attention: the regions inside one model pass. Latent: a pass per region, so each region's LoRAs apply there only."))
+            lora_stop = gr.Number(value=0, precision=0, minimum=0, label=L("LoRA stop step"), elem_id=f"{prefix}-regional-lora-stop",
+                                  info=L("Latent mode: LoRAs stop at this step (0: never)."))
+        with gr.Row():
+            lora_neg_u = gr.Textbox(value="0", label=L("LoRA in the negative: U-Net ratios"), elem_id=f"{prefix}-regional-lora-neg-u",
+                                    info=L("Latent mode: how much of each LoRA the negative prompt's pass uses (one number per LoRA, or one for all)."))
+            lora_neg_te = gr.Textbox(value="0", label=L("LoRA in the negative: text encoder ratios"), elem_id=f"{prefix}-regional-lora-neg-te",
+                                     info=L("The same for the negative prompt's text encoding."))
+        with gr.Row():
+            with gr.Column():
+                mask = gr.ImageEditor(
+                    label=L("Region mask"), type="pil", image_mode="RGBA", format="png",
+                    sources=["upload", "clipboard"], layers=False, transforms=(), height=300, elem_id=f"{prefix}-regional-mask",
+                    brush=gr.Brush(colors=list[str | tuple[str, float]]([palette_hex(k) for k in range(BRUSH_REGIONS)]),
+                                   default_color=palette_hex(0), color_mode="fixed", default_size=40),
+                )
+                gr.Markdown(L("Mask mode: paint each region in its colour; the brush's first colour is region 1, the next region 2, and so on."),
+                            elem_id=f"{prefix}-regional-mask-hint")
+                new_canvas = gr.Button(L("Blank canvas at the picture's size"), size="sm", elem_id=f"{prefix}-regional-new-canvas")
+            drawing = gr.Image(label=L("Layout"), type="pil", interactive=False, elem_id=f"{prefix}-regional-layout", height=300)
         message = gr.HTML("", elem_id=f"{prefix}-regional-message")
-    panel = RegionalPanel(active, mode, submode, ratios, use_base, base_ratios, use_common, use_ncommon, mask)
+    panel = RegionalPanel(active, mode, submode, ratios, use_base, base_ratios, use_common, use_ncommon, calc_mode, lora_stop, lora_neg_u,
+                          lora_neg_te, mask)
+
+    def on_new_canvas(w: float, h: float) -> dict:
+        return blank_canvas(int(w or 512), int(h or 512))
+
+    new_canvas.click(on_new_canvas, [width, height], [mask], show_progress="hidden")
 
     def on_layout_change(text: str, w: float, h: float, mode_value: str, submode_value: str, ratios_value: str, base: bool, base_value: str,
                   common: bool, ncommon: bool, mask_value: Any, request: gr.Request) -> tuple:

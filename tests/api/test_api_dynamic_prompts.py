@@ -90,3 +90,19 @@ def test_easels_own_field_names_the_settings(api):
         f"a {c} {s}" for c in ("red", "blue") for s in ("circle", "square"))
     wrong = client.post(f"{API}/txt2img", json={**BASE, "prompt": "a {red|blue} circle", "dynamic_prompts": {"combinatorail": True}})
     assert wrong.status_code == 422 and "did you mean combinatorial" in wrong.json()["detail"], wrong.text
+
+
+def test_prompt_matrix_options_around_a_template_and_each_cell_resolved(api):
+    """Prompt matrix with a template: the "|" inside braces is the variant's, the ones outside split
+    the options; every cell (one seed for all) resolves the variant the same way, and again the same
+    in a second run."""
+    client, _ = api
+    template = "a {red|green|blue|yellow|cyan|magenta} circle|on snow|at night"
+    fields = {"script_name": "prompt matrix", "script_args": [False, False, "positive", "comma"], "alwayson_scripts": {KEY: {"args": args()}}}
+    _, info = run(client, template, **fields)
+    cells = [text.split("\n")[0] for text in info["infotexts"][info["index_of_first_image"]:]]
+    assert len(cells) == 4 and all("{" not in cell and "|" not in cell for cell in cells)
+    colour = cells[0].split()[1]
+    assert cells == [f"a {colour} circle", f"a {colour} circle, on snow", f"a {colour} circle, at night", f"a {colour} circle, on snow, at night"]
+    _, again = run(client, template, **fields)
+    assert [text.split("\n")[0] for text in again["infotexts"][again["index_of_first_image"]:]] == cells

@@ -41,8 +41,17 @@ def test_regions_change_the_picture_and_write_the_extensions_keys(api):
 
 def test_what_easel_does_not_run_is_named(api):
     client, _ = api
-    for args, words in ((rp_args(calc="Latent"), "calc mode"), (rp_args(mode="Prompt"), "Prompt mode"),
+    for args, words in ((rp_args(mode="Prompt"), "Prompt mode"),
                         (rp_args(mode="Mask"), "Mask mode needs a mask picture")):
         answer = client.post(f"{API}/txt2img", json={**BASE, "alwayson_scripts": {"Regional Prompter": {"args": args}}})
         assert answer.status_code == 422 and words in answer.json()["detail"], answer.text[:300]
     assert client.post(f"{API}/txt2img", json=BASE).status_code == 200
+
+
+def test_latent_mode_runs_and_is_written(api):
+    client, _ = api
+    attention = client.post(f"{API}/txt2img", json={**BASE, "alwayson_scripts": {"Regional Prompter": {"args": rp_args()}}})
+    latent = client.post(f"{API}/txt2img", json={**BASE, "alwayson_scripts": {"Regional Prompter": {"args": rp_args(calc="Latent")}}})
+    assert latent.status_code == 200, latent.text[:300]
+    assert "RP Calc Mode: Latent" in json.loads(latent.json()["info"])["infotexts"][0]
+    assert not np.array_equal(pixels(latent), pixels(attention))

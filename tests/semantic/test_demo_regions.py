@@ -60,3 +60,13 @@ def test_a_painted_left_half_mask_does_the_same(demo):
     print(f"mask mode: red on the left in {left.count(True)} of 12; swapped, on the right in {right.count(False)} of 12")
     assert left.count(True) >= AT_LEAST * len(SEEDS)
     assert right.count(False) >= AT_LEAST * len(SEEDS)
+
+
+def test_latent_mode_places_the_red_shape_the_same_way(demo):
+    """Latent calc mode (a model call per region, mixed in latent space) with the Matrix columns."""
+    columns = RegionalRequest(active=True, ratios="1,1", calc_mode="Latent")
+    left = [red_on_left(demo, f"{RED} BREAK {BLUE}", seed, columns) for seed in SEEDS]
+    right = [red_on_left(demo, f"{BLUE} BREAK {RED}", seed, columns) for seed in SEEDS]
+    print(f"latent mode: red on the left in {left.count(True)} of 12; swapped, on the right in {right.count(False)} of 12")
+    assert left.count(True) >= AT_LEAST * len(SEEDS)
+    assert right.count(False) >= AT_LEAST * len(SEEDS)

@@ -150,7 +150,7 @@ def test_and_breaks_blanks_and_chunk_breaks():
 
 
 def test_settings_easel_cannot_run_are_refused_by_name():
-    for settings, word in (({"calc_mode": "Latent"}, "Latent"), ({"mode": "Prompt"}, "Prompt"), ({"matrix_submode": "Random"}, "Random")):
+    for settings, word in (({"mode": "Prompt"}, "Prompt"), ({"matrix_submode": "Random"}, "Random")):
         with pytest.raises(RegionalPromptError, match=word):
             regions("a BREAK b", **settings)
     with pytest.raises(RegionalPromptError, match="ADDP"):
