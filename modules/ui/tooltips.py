@@ -35,6 +35,7 @@ TOOLTIPS: dict[str, str] = {
     "-preview-button": "Show the map the preprocessor makes from the control image.",
     "-dynamic-insert": "Put the chosen wildcard at the end of the prompt.",
     "-dynamic-refresh": "Read the wildcard folders again (after adding or changing files).",
+    "-regional-new-canvas": "Replace the mask with a white canvas of the picture's shape, to paint the regions on.",
     "-dynamic-preview-button": "List the prompts the template gives for this seed and batch, before generating.",
     "-hr-enable": "Make the picture at its size, then enlarge it and add detail in a second pass.",
     "-hr-upscaler": "How the first picture is enlarged before the second pass.",
