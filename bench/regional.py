@@ -9,6 +9,9 @@ One CFG step (batch 2): the plain prompt's 77 tokens on both rows, against two c
 runs once per region and combines the outputs by the region masks (modules/regions/attention.py).
 Alternating runs after a warm-up, medians; float32. The goal in issue 30: at most 1.3x.
 
+Prompt mode (two regions found by attention to a word): the regional step plus reading the base
+prompt's attention on the target words at every layer (its masks here: random halves).
+
 Latent calc mode, for comparison: a UNet row per region plus the unconditional one (batch 3 for two
 regions), mixed afterwards by the region maps; with a LoRA in a region the rows run one at a time
 and the LoRA weights are switched between them (not measured here: that cost depends on the LoRA).
@@ -34,6 +37,7 @@ from modules.checkpoints.architecture import family_config  # noqa: E402
 from modules.device.hardware import physical_cores  # noqa: E402
 from modules.regions.args import RegionalRequest  # noqa: E402
 from modules.regions.attention import RegionPlan, regional_attention  # noqa: E402
+from modules.regions.prompt_mode import PromptRegionPlan, prompt_layout  # noqa: E402
 from modules.regions.setup import prepare_regions  # noqa: E402
 
 
@@ -71,7 +75,18 @@ def measure(unet: UNet2DConditionModel, latent: int, repeats: int) -> dict[str, 
         with torch.no_grad():
             unet(x3, t3, encoder_hidden_states=rows3)
 
-    return alternate({"plain prompt": plain_step, "two regions (columns)": regional_step, "two regions, Latent mode": latent_step}, repeats)
+    three = torch.cat([torch.randn(1, 231, width), torch.cat([torch.randn(1, 77, width)] * 3, 1)])
+    found = PromptRegionPlan(prompt_layout(2, "0", False), targets=[[3], [6]], thresholds=[0.5, 0.5], exclusive=False, sdxl=False)
+    found.start()
+    found.masks, found.phase, found.calls = (torch.rand(1, 2, latent, latent) > 0.5).float(), "ready", 3
+    spans = ((0, 77), (77, 154), (154, 231))
+
+    def prompt_mode_step() -> None:
+        with torch.no_grad(), regional_attention(unet, found), RegionPlan.bound(found, (latent, latent), [spans, None], [0, 0], [True, False]):
+            unet(x, t, encoder_hidden_states=three)
+
+    return alternate({"plain prompt": plain_step, "two regions (columns)": regional_step, "two regions, Latent mode": latent_step,
+                      "two regions, Prompt mode": prompt_mode_step}, repeats)
 
 
 def main() -> None:

@@ -28,6 +28,7 @@ from modules.generation.guidance import EntrySwitch, GuidedDenoiser, StepConditi
 from modules.generation.previews import AsyncPreviews, PreviewMethod, to_images
 from modules.generation.request import GenerationRequest
 from modules.regions.attention import regional_attention
+from modules.regions.prompt_mode import PromptRegionPlan
 from modules.sampling import noise as noise_mod
 from modules.sampling.denoiser import DiscreteDenoiser
 from modules.sampling.sampler_table import SamplerSpec, parse_sampler_name
@@ -281,6 +282,8 @@ def _sample(model: LoadedModel, request: GenerationRequest, plan: SamplingPass, 
     try:
         regional = regional_attention(model.unet, plan.regions) if plan.regions is not None else nullcontext()
         with torch.no_grad(), regional:
+            if isinstance(plan.regions, PromptRegionPlan):
+                plan.regions.start()  # Prompt mode: the regions found again for this batch
             latent = plan.sampler.run(denoiser, plan.x, plan.sigmas, context)
     except Interrupted:
         return last.get("denoised", plan.fallback), True

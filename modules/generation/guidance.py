@@ -80,7 +80,8 @@ class UNetEps:
         self.dtype = next(unet.parameters()).dtype
 
     def __call__(self, x: torch.Tensor, t: torch.Tensor, hidden: torch.Tensor, pooled: torch.Tensor | None = None,
-                 uncond_rows: torch.Tensor | None = None, regions: list | None = None) -> torch.Tensor:
+                 uncond_rows: torch.Tensor | None = None, regions: list | None = None, region_images: list[int] | None = None,
+                 region_conditional: list[bool] | None = None) -> torch.Tensor:
         if self.image_conditioning is not None:
             extra = self.image_conditioning.to(x.device, x.dtype)
             x = torch.cat([x, extra.repeat(x.shape[0] // extra.shape[0], 1, 1, 1)], dim=1)
@@ -95,7 +96,7 @@ class UNetEps:
             if found is not None:
                 residuals = {"down_block_additional_residuals": [r.to(self.dtype) for r in found[0]],
                              "mid_block_additional_residual": found[1].to(self.dtype)}
-        bound = self.regions.bound(x.shape[-2:], regions) if self.regions is not None else nullcontext()
+        bound = self.regions.bound(x.shape[-2:], regions, region_images, region_conditional) if self.regions is not None else nullcontext()
         with bound:
             out = self.unet(x.to(self.dtype), t, encoder_hidden_states=hidden.to(self.dtype), added_cond_kwargs=added, **residuals).sample
         return out.to(x.dtype)
@@ -168,9 +169,10 @@ class GuidedDenoiser:
                 if n > 1:
                     rows[batch * (n - 1):] = True
                 roles = {"uncond_rows": rows}
-            regions = row_spans(entries, batch)  # regional prompts: each row's part spans
+            regions = row_spans(entries, batch)  # regional prompts: each row's part spans, picture and role
             if regions is not None:
-                roles["regions"] = regions
+                roles.update(regions=regions, region_images=[row % batch for row in range(n * batch)],
+                             region_conditional=[row < batch * (n - 1) or n == 1 for row in range(n * batch)])
             out = self.denoise(x.repeat(n, 1, 1, 1), sigma.repeat(n), hidden=hidden, pooled=pooled, **roles)
             return list(out.chunk(n))
         results = []
@@ -181,7 +183,8 @@ class GuidedDenoiser:
             roles = {"uncond_rows": torch.full((batch,), index == len(entries) - 1 and len(entries) > 1)} if self.row_roles else {}
             regions = row_spans([c], batch)
             if regions is not None:
-                roles["regions"] = regions
+                conditional = index < len(entries) - 1 or len(entries) == 1
+                roles.update(regions=regions, region_images=list(range(batch)), region_conditional=[conditional] * batch)
             results.append(self.denoise(x, sigma, hidden=c.hidden.expand(batch, -1, -1), pooled=pooled, **roles))
         return results
 

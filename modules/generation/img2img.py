@@ -45,7 +45,7 @@ from modules.generation.guidance import sdxl_time_ids
 from modules.generation.image_ops import check_size, resize_image, to_rgb
 from modules.generation.loras import JobLoras
 from modules.generation.previews import PreviewMethod
-from modules.generation.regional import regional_pass
+from modules.generation.regional import region_previews, regional_pass
 from modules.generation.request import INPAINT_AREAS, MASK_MODES, MASKED_CONTENT, Img2ImgRequest, MaskedContent, ResizeMode, RngSource
 from modules.generation.text import build_prompt_encoder, step_conditions, ti_hashes
 from modules.regions.setup import prepare_regions
@@ -337,6 +337,8 @@ def img2img(
             assert sampled is not None  # an interrupt before the first step gives back plan.fallback (init)
             latent = sampled
         images = decode(model, latent, result.notes)
+        if regional is not None:  # Prompt mode: the regions it found, shown beside the pictures
+            result.detection_previews += region_previews(first_pass.plan, images)
         if keep is not None:
             images = finish(images, [preparation.images[i] for i in picks])
         if control is not None:

@@ -51,7 +51,8 @@ def regional_pass(regional: "PreparedRegions", model: LoadedModel, encoder: Prom
     sets = regional.loras(loras.files, loras.uses, hires) if loras is not None else None
     if sets is None or loras is None:
         positive, negative = regional.schedules(encoder, steps, hires_steps)
-        return RegionalPass(StepConditions(positive), StepConditions(negative), regional.plan(hires), None)
+        plan = regional.plan(hires, encoder=encoder, steps=steps, sdxl=model.spec.family.latent_space == "sdxl")
+        return RegionalPass(StepConditions(positive), StepConditions(negative), plan, None)
 
     def encoder_for(part: int | None) -> PromptEncoder:
         loras.apply(model, sets.parts[part] if part is not None else sets.negative)  # the text encoder's LoRAs ignore the stop step
@@ -62,3 +63,14 @@ def regional_pass(regional: "PreparedRegions", model: LoadedModel, encoder: Prom
     finally:
         loras.apply(model, loras.uses)
     return RegionalPass(StepConditions(positive), StepConditions(negative), None, PartLoraSwitch(model, sets, loras))
+
+
+def region_previews(plan: "RegionPlan | None", images: list) -> list:
+    """Prompt mode: the regions found, painted over each picture (nothing for other modes, or
+    when the pass stopped before any region was found)."""
+    from modules.regions.prompt_mode import PromptRegionPlan, region_pictures
+
+    if not isinstance(plan, PromptRegionPlan) or not images:
+        return []
+    source = plan if plan.probes or plan.source is None else plan.source
+    return region_pictures(plan, images) if source.masks is not None else []

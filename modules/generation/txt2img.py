@@ -37,7 +37,7 @@ from modules.generation.guidance import sdxl_time_ids
 from modules.generation.hires import hires_parameters, hires_pass, hires_steps, hires_target
 from modules.generation.loras import JobLoras
 from modules.generation.previews import PreviewMethod
-from modules.generation.regional import regional_pass
+from modules.generation.regional import region_previews, regional_pass
 from modules.generation.request import GenerationRequest
 from modules.generation.text import build_prompt_encoder, step_conditions, ti_hashes
 from modules.regions.setup import prepare_regions
@@ -143,6 +143,8 @@ def txt2img(
         if latent is None:
             return [], [], interrupted
         images = decode(model, latent, result.notes)
+        if regional is not None:  # Prompt mode: the regions it found, shown beside the pictures
+            result.detection_previews += region_previews(second_pass.plan if hires else first_pass.plan, images)
         final_control = hr_control if hires else control
         return (final_control.finish(images) if final_control else images), [latent], interrupted
 

@@ -70,9 +70,9 @@ class RegionalRequest:
 
     def check_supported(self) -> None:
         """Raises RegionalPromptError for settings Easel cannot run."""
-        if self.mode == "Prompt":
-            raise RegionalPromptError("Regional Prompter arg 3 (mode) is Prompt (regions found by attention to a word); Easel does not "
-                                      "have Prompt mode yet. Use Matrix or Mask.")
+        if self.mode == "Prompt" and self.calc_mode == "Latent":
+            raise RegionalPromptError("Regional Prompter: Prompt mode (regions found by attention to a word) runs in Attention calc mode "
+                                      "in Easel, not Latent (arg 12). Choose Attention, or Matrix or Mask mode for Latent.")
         if self.mode == "Matrix" and self.matrix_submode == "Random":
             raise RegionalPromptError("Regional Prompter arg 4 (matrix submode) is Random, which the extension draws anew at every run "
                                       "(no picture can be made again); Easel does not have it. Use Columns or Rows.")

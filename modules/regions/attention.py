@@ -46,6 +46,12 @@ def layer_grid(latent_hw: tuple[int, int], tokens: int) -> tuple[int, int]:
 class RegionCall:
     latent_hw: tuple[int, int]
     rows: list[Spans | None]
+    images: list[int] | None = None  # each row's picture in the batch (None: row r is picture r)
+    conditional: list[bool] | None = None  # each row: the prompt's (True) or the negative's
+
+
+def _positions(items: Sequence[int], device: torch.device) -> torch.Tensor:
+    return torch.tensor(list(items), device=device)
 
 
 class RegionPlan:
@@ -57,11 +63,14 @@ class RegionPlan:
         self._maps: dict[tuple, tuple[torch.Tensor, list[int]]] = {}
 
     @contextmanager
-    def bound(self, latent_hw: Sequence[int], rows: Sequence[Spans | None] | None) -> Iterator[None]:
-        """For the UNet call inside: the latent's (h, w) and each batch row's part spans (None: plain)."""
+    def bound(self, latent_hw: Sequence[int], rows: Sequence[Spans | None] | None, images: Sequence[int] | None = None,
+              conditional: Sequence[bool] | None = None) -> Iterator[None]:
+        """For the UNet call inside: the latent's (h, w), each batch row's part spans (None: plain),
+        and optionally each row's picture and role (Prompt mode's masks are per picture)."""
         previous = self.current
         height, width = latent_hw
-        self.current = RegionCall((int(height), int(width)), list(rows)) if rows is not None else None
+        self.current = RegionCall((int(height), int(width)), list(rows), list(images) if images is not None else None,
+                                  list(conditional) if conditional is not None else None) if rows is not None else None
         try:
             yield
         finally:
@@ -75,6 +84,12 @@ class RegionPlan:
             used = [j for j in range(maps.shape[0]) if bool(maps[j].any())]
             self._maps[key] = (maps.to(device, dtype), used)
         return self._maps[key]
+
+    def row_weights(self, grid: tuple[int, int], call: RegionCall, rows: Sequence[int], device: torch.device,
+                    dtype: torch.dtype) -> tuple[torch.Tensor, list[int]]:
+        """((1 or rows, J, h·w) weight maps for these rows, the maps used)."""
+        maps, used = self.layer_weights(grid, device, dtype)
+        return maps[None], used
 
 
 class RegionalAttnProcessor:
@@ -95,12 +110,13 @@ class RegionalAttnProcessor:
         for row, spans in enumerate(call.rows):
             groups.setdefault(spans, []).append(row)
         if len(groups) == 1:
-            return self._group(attn, hidden_states, encoder_hidden_states, attention_mask, temb, call, next(iter(groups)), kwargs)
+            spans, rows = next(iter(groups.items()))
+            return self._group(attn, hidden_states, encoder_hidden_states, attention_mask, temb, call, spans, rows, kwargs)
         out: torch.Tensor | None = None
         for spans, rows in groups.items():
             index = torch.tensor(rows, device=hidden_states.device)
             mask = attention_mask[index] if attention_mask is not None and attention_mask.shape[0] == hidden_states.shape[0] else attention_mask
-            part = self._group(attn, hidden_states[index], encoder_hidden_states[index], mask, temb, call, spans, kwargs)
+            part = self._group(attn, hidden_states[index], encoder_hidden_states[index], mask, temb, call, spans, rows, kwargs)
             if out is None:
                 out = part.new_empty((hidden_states.shape[0], *part.shape[1:]))
             out[index] = part
@@ -114,12 +130,22 @@ class RegionalAttnProcessor:
         return self.inner(attn, hidden, encoder_hidden_states=context, attention_mask=mask, **extra)
 
     def _group(self, attn: Any, hidden: torch.Tensor, context: torch.Tensor, mask: torch.Tensor | None, temb: torch.Tensor | None,
-               call: RegionCall, spans: Spans | None, kwargs: dict) -> torch.Tensor:
+               call: RegionCall, spans: Spans | None, rows: list[int], kwargs: dict) -> torch.Tensor:
         """Rows sharing one set of spans (None: plain attention over the whole context)."""
         if spans is None:
             return self._inner(attn, hidden, context, mask, temb, kwargs)
         grid = layer_grid(call.latent_hw, hidden.shape[1])
-        maps, used = self.plan.layer_weights(grid, hidden.device, hidden.dtype)
+        phase = getattr(self.plan, "phase", "ready")
+        if getattr(self.plan, "collecting", False):  # Prompt mode: the base prompt's (part 0) attention read on the prompt's rows
+            images = [call.images[r] if call.images else r for r in rows]
+            wanted = [i for i, r in enumerate(rows) if call.conditional is None or call.conditional[r]]
+            if wanted:
+                index = _positions(wanted, hidden.device)
+                self.plan.collect(attn, hidden[index], context[index][:, slice(*spans[0])], grid,  # type: ignore[attr-defined]
+                                  [images[i] for i in wanted])
+        if phase != "ready":  # Prompt mode's first calls: the base prompt alone
+            return self._inner(attn, hidden, context[:, slice(*spans[0])], None if mask is None else mask[..., slice(*spans[0])], temb, kwargs)
+        maps, used = self.plan.row_weights(grid, call, rows, hidden.device, hidden.dtype)
         parts = self.plan.layout.context_parts
         if any(parts[j] >= len(spans) for j in used):
             raise RuntimeError(f"regional attention: the layout uses prompt part {max(parts[j] for j in used) + 1} of {len(spans)}")
@@ -138,7 +164,7 @@ class RegionalAttnProcessor:
                 batched = self._inner(attn, hidden.repeat(count, 1, 1), torch.cat(contexts), torch.cat(masks) if masks else None, temb, kwargs)
                 outputs = list(batched.chunk(count))
             for j, output in zip(maps_here, outputs):
-                weighted = output * maps[j][None, :, None]
+                weighted = output * maps[:, j, :, None]
                 result = weighted if result is None else result + weighted
         assert result is not None  # the weights add up to 1: some map is used
         return result

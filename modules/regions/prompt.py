@@ -3,7 +3,7 @@
 
 The keywords (case-sensitive, found anywhere, as the extension finds them): `BREAK` separates
 regions, `ADDCOL`/`ADDROW` separate cells of a Matrix layout, `ADDBASE` ends the base prompt,
-`ADDCOMM` ends the common prompt, `ADDP` asks for Prompt mode. The extension acts only when the
+`ADDCOMM` ends the common prompt, `ADDP` separates parts and turns Prompt mode on. The extension acts only when the
 prompt holds one of them, or `AND`.
 
 In the extension's order:
@@ -87,6 +87,7 @@ class RegionalPrompt:
     use_common: bool
     use_ncommon: bool
     break_chunks: bool  # "Use BREAK to change chunks": BREAK is not a separator
+    asks_prompt_mode: bool = False  # the prompt holds ADDP, which turns Prompt mode on (the extension's `bckeydealer`)
 
 
 def activates(prompt: str) -> bool:
@@ -165,9 +166,6 @@ def split_prompt(prompt: str, negative: str, *, matrix: bool, rows: bool, ratios
         use_base = True
     if use_base and KEY_BASE not in text:
         text = text.replace(KEY_BREAK, KEY_BASE, 1)
-    if KEY_PROMPT in text.upper():
-        raise RegionalPromptError("The prompt holds ADDP, which asks the Regional Prompter for Prompt mode (regions found by "
-                                  "attention to a word); Easel does not have Prompt mode yet. Use Matrix or Mask mode.")
     parts = split_parts(text, break_chunks)
     if extract_extra_networks(show_tags(parts[-1], tags))[0].strip() in ("", ","):
         parts[-1] += " _"
@@ -181,4 +179,5 @@ def split_prompt(prompt: str, negative: str, *, matrix: bool, rows: bool, ratios
     if use_ncommon:
         negative_parts = add_common(negative_parts, flip) or [""]
     parts = [show_tags(part, tags) for part in parts]
-    return RegionalPrompt(show_tags(text, tags), parts, negative_parts, use_base, use_common, use_ncommon, break_chunks)
+    return RegionalPrompt(show_tags(text, tags), parts, negative_parts, use_base, use_common, use_ncommon, break_chunks,
+                          asks_prompt_mode=KEY_PROMPT in text.upper())

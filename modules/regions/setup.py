@@ -14,9 +14,11 @@ regional prompt, not the hires prompt (the extension's `hrdealer` copies it over
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Callable
 
+from modules.prompts.extra_networks import extract_extra_networks
+from modules.prompts.schedule import prompt_schedule
 from modules.regions.args import RegionalRequest
 from modules.regions.attention import RegionPlan
 from modules.regions.conditioning import Schedule, joined_schedule, latent_schedule, regional_schedule
@@ -25,7 +27,8 @@ from modules.regions.grammar import swap_delimiters
 from modules.regions.infotext import regional_infotext
 from modules.regions.latent import PartLoras, PartWeight, part_loras
 from modules.regions.layout import RegionLayout, mask_layout, matrix_layout
-from modules.regions.prompt import OPT_HIRES_ONLY, OPT_NOT_HIRES, RegionalPrompt, activates, split_prompt
+from modules.regions.prompt import KEY_PROMPT, OPT_HIRES_ONLY, OPT_NOT_HIRES, RegionalPrompt, activates, split_prompt
+from modules.regions.prompt_mode import PromptRegionPlan, prompt_layout, target_positions, target_word, thresholds
 
 if TYPE_CHECKING:
     from modules.lora.files import LoraFile
@@ -38,6 +41,7 @@ class PreparedRegions:
     request: RegionalRequest
     prompt: RegionalPrompt
     layout: RegionLayout
+    _prompt_plan: PromptRegionPlan | None = field(default=None, repr=False)  # Prompt mode: the first pass's (its masks)
 
     @property
     def infotext(self) -> dict[str, str]:
@@ -73,9 +77,22 @@ class PreparedRegions:
         weights = {part: PartWeight(self.layout, part) for part in dict.fromkeys(self.layout.context_parts)}
         return latent_schedule(pick, self.prompt.parts, weights, steps, hires_steps), negative
 
-    def plan(self, hires: bool = False) -> RegionPlan | None:
-        """The pass's attention plan: None in Latent mode, and when the options leave this pass without regions."""
-        return RegionPlan(self.layout) if self.active_in(hires) and not self.latent else None
+    def plan(self, hires: bool = False, encoder: "PromptEncoder | None" = None, steps: int = 20, sdxl: bool = False) -> RegionPlan | None:
+        """The pass's attention plan: None in Latent mode, and when the options leave this pass
+        without regions. Prompt mode needs the `encoder` (to find the target words' tokens)."""
+        if not self.active_in(hires) or self.latent:
+            return None
+        if self.request.mode != "Prompt":
+            return RegionPlan(self.layout)
+        if self._prompt_plan is None:
+            assert encoder is not None, "Prompt mode finds its target words with the prompt encoder"
+            base = prompt_schedule(extract_extra_networks(self.prompt.parts[0])[0], steps)[0][1]
+            words = [target_word(extract_extra_networks(part)[0]) for part in self.prompt.parts[1:]]
+            regions = len(words)
+            self._prompt_plan = PromptRegionPlan(self.layout, target_positions(encoder.chunks, base, words),
+                                                 thresholds(self.request.threshold, regions), self.request.prompt_submode == "Prompt-Ex", sdxl,
+                                                 probes=self.active_in(False))
+        return self._prompt_plan.follower(probes=not self.active_in(False)) if hires else self._prompt_plan
 
     def loras(self, files: "dict[str, LoraFile]", job_uses: "list[LoraUse] | tuple[LoraUse, ...]", hires: bool = False) -> PartLoras | None:
         """Latent mode's LoRA set per part and for the negative (None: Attention mode, a pass
@@ -91,6 +108,8 @@ class PreparedRegions:
 def prepare_regions(request: RegionalRequest | None, prompt: str, negative: str) -> PreparedRegions | None:
     if request is None or not request.active or not activates(prompt):
         return None
+    if KEY_PROMPT in extract_extra_networks(prompt)[0].upper():  # ADDP turns Prompt mode on
+        request = replace(request, mode="Prompt")
     request.check_supported()
     matrix = request.mode == "Matrix"
     ratios = swap_delimiters(request.ratios) if request.flip else request.ratios
@@ -99,6 +118,11 @@ def prepare_regions(request: RegionalRequest | None, prompt: str, negative: str)
     if matrix:
         layout = matrix_layout(split.structure, ratios, request.base_ratios, rows=request.rows, use_base=split.use_base,
                                break_chunks=split.break_chunks)
+    elif request.mode == "Prompt":
+        if len(split.parts) < 2:
+            raise RegionalPromptError("Regional Prompter Prompt mode: write the base prompt, then BREAK and each region's prompt ending in "
+                                      "its target word (e.g. \"a girl holding an umbrella BREAK (red:1.7), umbrella\").")
+        layout = prompt_layout(len(split.parts) - 1, request.base_ratios, split.use_base)
     else:
         if request.mask is None:
             raise RegionalPromptError("Regional Prompter Mask mode needs a mask picture (arg 17): each region painted in its colour.")

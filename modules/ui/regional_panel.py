@@ -63,6 +63,8 @@ class RegionalPanel:
     use_common: gr.Checkbox
     use_ncommon: gr.Checkbox
     calc_mode: gr.Radio
+    prompt_submode: gr.Radio
+    threshold: gr.Textbox
     lora_stop: gr.Number
     lora_neg_u: gr.Textbox
     lora_neg_te: gr.Textbox
@@ -74,7 +76,7 @@ class RegionalPanel:
     def settings(self) -> list:
         """What restoring a picture sets (all but the mask, which a picture does not carry)."""
         return [self.active, self.mode, self.submode, self.ratios, self.use_base, self.base_ratios, self.use_common, self.use_ncommon,
-                self.calc_mode, self.lora_stop, self.lora_neg_u, self.lora_neg_te]
+                self.calc_mode, self.prompt_submode, self.threshold, self.lora_stop, self.lora_neg_u, self.lora_neg_te]
 
     def request(self, values: dict[Any, Any]) -> RegionalRequest:
         stop = values.get(self.lora_stop)
@@ -82,6 +84,7 @@ class RegionalPanel:
                                ratios=str(values.get(self.ratios) or "1,1"), use_base=bool(values.get(self.use_base)),
                                base_ratios=str(values.get(self.base_ratios) or "0.2"), use_common=bool(values.get(self.use_common)),
                                use_ncommon=bool(values.get(self.use_ncommon)), calc_mode=values.get(self.calc_mode) or "Attention",
+                               prompt_submode=values.get(self.prompt_submode) or "Prompt", threshold=str(values.get(self.threshold) or "0.4"),
                                lora_stop=str(int(stop or 0)), lora_neg_u=str(values.get(self.lora_neg_u) or "0"),
                                lora_neg_te=str(values.get(self.lora_neg_te) or "0"), mask=mask_picture(values.get(self.mask)))
 
@@ -92,7 +95,8 @@ class RegionalPanel:
         if regional is None:
             return {self.active: False}
         submode = "Rows" if regional.matrix_submode in ("Rows", "Vertical") else "Columns"
-        return {self.active: regional.active, self.mode: regional.mode if regional.mode in ("Matrix", "Mask") else "Matrix", self.submode: submode,
+        return {self.active: regional.active, self.mode: regional.mode, self.submode: submode, self.prompt_submode: regional.prompt_submode,
+                self.threshold: regional.threshold,
                 self.ratios: regional.ratios, self.use_base: regional.use_base, self.base_ratios: regional.base_ratios,
                 self.use_common: regional.use_common, self.use_ncommon: regional.use_ncommon, self.calc_mode: regional.calc_mode,
                 self.lora_stop: int(regional.lora_stop.strip() or "0"), self.lora_neg_u: regional.lora_neg_u, self.lora_neg_te: regional.lora_neg_te}
@@ -126,10 +130,16 @@ def build_regional_panel(prefix: str, words: Words, prompt: gr.Textbox, width: g
         active = gr.Checkbox(value=False, label=L("Active"), elem_id=f"{prefix}-regional-active",
                              info=L("Different prompts in different parts of the picture: one prompt per region, separated by BREAK."))
         with gr.Row():
-            mode = gr.Radio([(L("Matrix"), "Matrix"), (L("Mask"), "Mask")], value="Matrix", label=L("Divide mode"),
-                            elem_id=f"{prefix}-regional-mode", info=L("Regions as a grid of ratios, or painted in a mask picture."))
+            mode = gr.Radio([(L("Matrix"), "Matrix"), (L("Mask"), "Mask"), (L("Prompt"), "Prompt")], value="Matrix", label=L("Divide mode"),
+                            elem_id=f"{prefix}-regional-mode", info=L("Regions as a grid of ratios, painted in a mask, or found where the base prompt's attention looks at each region's last word."))
             submode = gr.Radio([(L("Columns"), "Columns"), (L("Rows"), "Rows")], value="Columns", label=L("Matrix divide"),
                                elem_id=f"{prefix}-regional-submode", info=L("Side by side, or stacked from top to bottom."))
+        with gr.Row():
+            prompt_submode = gr.Radio([(L("Prompt"), "Prompt"), (L("Prompt-Ex"), "Prompt-Ex")], value="Prompt", label=L("Prompt divide"),
+                                      elem_id=f"{prefix}-regional-prompt-submode",
+                                      info=L("Prompt mode: overlapping regions add up (Prompt) or the later one covers the earlier (Prompt-Ex)."))
+            threshold = gr.Textbox(value="0.4", label=L("Threshold"), elem_id=f"{prefix}-regional-threshold",
+                                   info=L("Prompt mode: how strongly a place must attend to the word to join its region (one per region; lower: wider)."))
         ratios = gr.Textbox(value="1,1", label=L("Divide ratio"), elem_id=f"{prefix}-regional-ratios",
                             info=L("1,1: two equal parts; 1,2,1,1;2,4,6: each ; group is a row (column) whose first number is its weight."))
         with gr.Row():
@@ -166,8 +176,8 @@ def build_regional_panel(prefix: str, words: Words, prompt: gr.Textbox, width: g
                 new_canvas = gr.Button(L("Blank canvas at the picture's size"), size="sm", elem_id=f"{prefix}-regional-new-canvas")
             drawing = gr.Image(label=L("Layout"), type="pil", interactive=False, elem_id=f"{prefix}-regional-layout", height=300)
         message = gr.HTML("", elem_id=f"{prefix}-regional-message")
-    panel = RegionalPanel(active, mode, submode, ratios, use_base, base_ratios, use_common, use_ncommon, calc_mode, lora_stop, lora_neg_u,
-                          lora_neg_te, mask)
+    panel = RegionalPanel(active, mode, submode, ratios, use_base, base_ratios, use_common, use_ncommon, calc_mode, prompt_submode, threshold,
+                          lora_stop, lora_neg_u, lora_neg_te, mask)
 
     def on_new_canvas(w: float, h: float) -> dict:
         return blank_canvas(int(w or 512), int(h or 512))
@@ -178,6 +188,8 @@ def build_regional_panel(prefix: str, words: Words, prompt: gr.Textbox, width: g
                   common: bool, ncommon: bool, mask_value: Any, request: gr.Request) -> tuple:
         values = (mode_value, submode_value, ratios_value, base, base_value, common, ncommon, mask_value)
         settings = panel.request(dict(zip([mode, submode, ratios, use_base, base_ratios, use_common, use_ncommon, mask], values)))
+        if settings.mode == "Prompt":
+            return None, "<p>" + words.html(request, "Prompt mode finds the regions while the picture forms; they are shown beside the results.") + "</p>"
         try:
             return draw_layout(settings, text or "", int(w or 512), int(h or 512)), ""
         except UserError as error:

@@ -41,7 +41,7 @@ def test_regions_change_the_picture_and_write_the_extensions_keys(api):
 
 def test_what_easel_does_not_run_is_named(api):
     client, _ = api
-    for args, words in ((rp_args(mode="Prompt"), "Prompt mode"),
+    for args, words in ((rp_args(mode="Prompt", calc="Latent"), "Prompt mode"),
                         (rp_args(mode="Mask"), "Mask mode needs a mask picture")):
         answer = client.post(f"{API}/txt2img", json={**BASE, "alwayson_scripts": {"Regional Prompter": {"args": args}}})
         assert answer.status_code == 422 and words in answer.json()["detail"], answer.text[:300]
@@ -55,3 +55,17 @@ def test_latent_mode_runs_and_is_written(api):
     assert latent.status_code == 200, latent.text[:300]
     assert "RP Calc Mode: Latent" in json.loads(latent.json()["info"])["infotexts"][0]
     assert not np.array_equal(pixels(latent), pixels(attention))
+
+
+def test_prompt_mode_from_the_extensions_args(api):
+    client, _ = api
+    args = rp_args(mode="Prompt")
+    args[5], args[15] = "Prompt-Ex", "0.5"  # prompt submode, threshold
+    answer = client.post(f"{API}/txt2img", json={**BASE, "prompt": "a red cat on a mat BREAK (blue:1.4), cat",
+                                               "alwayson_scripts": {"Regional Prompter": {"args": args}}})
+    assert answer.status_code == 200, answer.text[:300]
+    text = json.loads(answer.json()["info"])["infotexts"][0]
+    assert "RP Divide mode: Prompt" in text and "RP Prompt submode: Prompt-Ex" in text and "RP threshold: 0.5" in text
+    missing = client.post(f"{API}/txt2img", json={**BASE, "prompt": "a red cat BREAK blue, hat",
+                                                "alwayson_scripts": {"Regional Prompter": {"args": args}}})
+    assert missing.status_code == 422 and "'hat'" in missing.json()["detail"]

@@ -19,6 +19,9 @@ def test_the_regional_layout_and_the_dynamic_preview(pages, webui):
     page.locator("#txt2img-regional").get_by_text("Regional prompts", exact=True).first.click()
     page.locator("#txt2img-regional-active input").check()
     expect(page.locator("#txt2img-regional-layout img")).to_be_visible(timeout=20_000)
+    page.locator("#txt2img-regional-mode").get_by_text("Prompt", exact=True).click()  # regions found while drawing: nothing to draw yet
+    expect(page.locator("#txt2img-regional-message")).to_contain_text("Prompt mode finds the regions", timeout=20_000)
+    page.locator("#txt2img-regional-mode").get_by_text("Matrix", exact=True).click()
 
     set_prompt(page, "a {red|blue} {circle|square}")
     page.locator("#txt2img-dynamic-prompts").get_by_text("Dynamic Prompts", exact=True).first.click()
@@ -45,6 +48,7 @@ def test_painting_a_region_mask(pages, webui):
     page.locator("#txt2img-regional-new-canvas").click()
     editor = page.locator("#txt2img-regional-mask")
     expect(editor.locator("canvas").first).to_be_visible(timeout=20_000)
+    editor.scroll_into_view_if_needed()
     page.wait_for_timeout(1000)
     box = editor.locator("canvas").first.bounding_box()
     assert box is not None
@@ -67,10 +71,13 @@ def test_painting_a_region_mask(pages, webui):
     layout = page.locator("#txt2img-regional-layout img")
     expect(layout).to_be_visible(timeout=20_000)
     expect(page.locator("#txt2img-regional-message")).not_to_contain_text("Error", timeout=5_000)
-    page.wait_for_timeout(1500)  # the drawing of the last stroke
-    drawing = Image.open(io.BytesIO(layout.screenshot())).convert("RGB")
-    width, height = drawing.size
-    left, right = drawing.getpixel((width // 4, height // 2)), drawing.getpixel((3 * width // 4, height // 2))
+    for _ in range(30):  # the drawing follows the strokes after a round trip to the server
+        drawing = Image.open(io.BytesIO(layout.screenshot())).convert("RGB")
+        width, height = drawing.size
+        left, right = drawing.getpixel((width // 4, height // 2)), drawing.getpixel((3 * width // 4, height // 2))
+        if close(right, COLOURS[1]):
+            break
+        page.wait_for_timeout(500)
     assert close(left, COLOURS[0]) and close(right, COLOURS[1]), (left, right)
 
 

@@ -150,11 +150,12 @@ def test_and_breaks_blanks_and_chunk_breaks():
 
 
 def test_settings_easel_cannot_run_are_refused_by_name():
-    for settings, word in (({"mode": "Prompt"}, "Prompt"), ({"matrix_submode": "Random"}, "Random")):
+    for settings, word in (({"mode": "Prompt", "calc_mode": "Latent"}, "Prompt mode"), ({"matrix_submode": "Random"}, "Random")):
         with pytest.raises(RegionalPromptError, match=word):
             regions("a BREAK b", **settings)
-    with pytest.raises(RegionalPromptError, match="ADDP"):
-        regions("a ADDP b")
+    assert regions("a ADDP b").request.mode == "Prompt"  # ADDP turns Prompt mode on, as in the extension
+    with pytest.raises(RegionalPromptError, match="base prompt, then BREAK"):
+        regions("a, BREAK", mode="Prompt", options=(OPT_BREAK_CHUNKS,))
     with pytest.raises(RegionalPromptError, match="negative prompt has 2 parts"):
         regions("a BREAK b BREAK c", "n1 BREAK n2", ratios="1,1,1")
     assert issubclass(RegionalPromptError, UserError)

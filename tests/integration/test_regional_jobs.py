@@ -1,8 +1,11 @@
-"""Regional Latent mode through the real job path (Services, queue, runner, LoRA patcher): one
-region over everything is the plain prompt's picture; the same LoRA'd prompt in every region is the
-plain LoRA picture; a LoRA written in one region is put in effect for that region's model calls
-only (and the negative's at its ratio), the weights bitwise the checkpoint's after the job; the
-hires pass runs with the regions too."""
+"""Regional Latent and Prompt modes through the real job path (Services, queue, runner, LoRA patcher).
+
+Latent: one region over everything is the plain prompt's picture; the same LoRA'd prompt in every
+region is the plain LoRA picture; a LoRA written in one region is put in effect for that region's
+model calls only (and the negative's at its ratio), the weights bitwise the checkpoint's after the
+job; the hires pass runs with the regions too. Prompt: a batch of two, each picture with its own
+regions shown beside it, the same pictures again for the same seed, the hires pass, and a target
+word missing from the base prompt named."""
 
 from __future__ import annotations
 
@@ -10,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 
+from modules.errors import UserError
 from modules.generation.request import GenerationRequest
 from modules.infotext.parse import parse_infotext
 from modules.regions.args import RegionalRequest
@@ -97,3 +101,24 @@ def test_the_stop_step_and_the_hires_pass(services):
     off = run(services, "a red cat BREAK a blue dog", latent(options=("Disabled in Hires Fix",)), enable_hr=True, hr_scale=1.5,
               hr_upscaler="Latent", denoising_strength=0.5, hr_second_pass_steps=2)
     assert off.images[0].size == (96, 96)
+
+
+def test_prompt_mode_finds_regions_per_picture_and_again_the_same(services):
+    prompt = "a red cat sitting on a mat BREAK (blue:1.5), cat"
+    mode = RegionalRequest(active=True, mode="Prompt", threshold="0.6")
+    first = run(services, prompt, mode, batch_size=2)
+    again = run(services, prompt, mode, batch_size=2)
+    plain = run(services, prompt.replace(" BREAK ", ", "), None, batch_size=2)
+    assert len(first.images) == 2 and all(np.array_equal(pixels_of(a), pixels_of(b)) for a, b in zip(first.images, again.images))
+    assert not np.array_equal(pixels_of(first.images[0]), pixels_of(plain.images[0]))
+    assert len(first.detection_previews) == 2 and first.detection_previews[0].size == first.images[0].size  # the regions found
+    params = parse_infotext(first.infotexts[0])
+    assert params["RP Divide mode"] == "Prompt" and params["RP threshold"] == "0.6"
+    hires = run(services, prompt, mode, enable_hr=True, hr_scale=1.5, hr_upscaler="Latent", denoising_strength=0.5, hr_second_pass_steps=2)
+    assert hires.images[0].size == (96, 96) and len(hires.detection_previews) == 1
+    with pytest.raises(UserError, match="target word 'hat'"):
+        run(services, "a red cat BREAK blue, hat", mode)
+
+
+def pixels_of(image) -> np.ndarray:
+    return np.asarray(image.convert("RGB")).astype(int)
