@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import torch
 
 from modules.app.extras_jobs import ExtrasJobs
+from modules.app.merge_jobs import MergeJobs
 from modules.app.models import ModelControl
 from modules.app.results import ResultRecorder
 from modules.app.settings_control import EXTENSIONS_ENABLED_KEY, SettingsControl
@@ -40,6 +41,7 @@ from modules.extensions.registry import ExtensionRegistry
 from modules.generation.previews import PreviewChooser
 from modules.generation.request import LATENT_UPSCALE_MODES
 from modules.history import HistorySchemaError, HistoryStore
+from modules.hypernetworks.files import HypernetworkLibrary
 from modules.i18n import Translations
 from modules.jobs import JobQueue
 from modules.lora.files import LoraLibrary
@@ -78,6 +80,8 @@ class Services:
     controlnets: ControlNets  # models/ControlNet and the loaded ControlNets
     detectors: DetectorCatalog  # models/adetailer: the detailer's detectors
     wildcards: WildcardLibrary  # Dynamic Prompts' wildcard files (<data-dir>/wildcards, extensions/*/wildcards)
+    merges: MergeJobs  # the checkpoint merger's jobs (modules/merger)
+    hypernetworks: HypernetworkLibrary  # models/hypernetworks
 
     @property
     def settings(self) -> Settings:
@@ -129,6 +133,8 @@ def build_services(args: Args, load_now: bool = True) -> Services:
     embeddings.refresh()
     loras = LoraLibrary(paths.loras_dir)
     loras.refresh()
+    hypernetworks = HypernetworkLibrary(paths.models_dir / "hypernetworks")
+    hypernetworks.refresh()
     manager = ModelManager(
         registry, device, dtype, paths.tokenizer_cache,
         ManagerOptions(settings.sd_checkpoint_cache, settings.sd_vae_checkpoint_cache, settings.sd2_prediction, optimizations),
@@ -149,17 +155,20 @@ def build_services(args: Args, load_now: bool = True) -> Services:
     detectors = DetectorCatalog([paths.models_dir / "adetailer", *args.ad_extra_models_dirs])
     controlnets = ControlNets([paths.models_dir / "ControlNet", *args.controlnet_dirs])
     models = ModelControl(registry, manager, store, loras, embeddings, paths.checkpoints_dir, args.ckpt,
-                          hires_upscalers=lambda: [*LATENT_UPSCALE_MODES, *upscalers.names()], controlnets=controlnets.catalog, detectors=detectors)
+                          hires_upscalers=lambda: [*LATENT_UPSCALE_MODES, *upscalers.names()], controlnets=controlnets.catalog, detectors=detectors,
+                          hypernetworks=hypernetworks)
     models.restore_vae_choice()
     runner = backend.runner(RunnerParts(
         manager, ResultRecorder(registry, settings, outputs, history), settings,
         PreviewChooser(paths.vae_approx_dir, paths.preview_factors_file), extensions, loras,
         ensure_model=models.ensure_model, default_checkpoint=models.startup_name, upscalers=upscalers, controlnets=controlnets, detectors=detectors, wildcards=wildcards,
+        hypernetworks=hypernetworks,
     ))
     services = Services(
         args=args, paths=paths, models=models, generation=Submitter(queue, runner, settings, styles, loras, upscalers, controlnets, detectors, wildcards),
         upscalers=upscalers, controlnets=controlnets, detectors=detectors, wildcards=wildcards,
-        extras=ExtrasJobs(queue, upscalers, lambda: store.settings, outputs),
+        extras=ExtrasJobs(queue, upscalers, lambda: store.settings, outputs), merges=MergeJobs(queue, registry, paths.checkpoints_dir),
+        hypernetworks=hypernetworks,
         config=SettingsControl(store, models, manager, queue, extensions), registry=registry, manager=manager, queue=queue,
         history=history, styles=styles, extensions=extensions, outputs=outputs, loras=loras, embeddings=embeddings,
         # an extension's own localizations/ (its descriptions and labels), then the user's files

@@ -27,7 +27,7 @@ sys.path.insert(0, str(ROOT))
 
 SAY_FUNCTIONS = {"say", "L", "error_html", "html", "step_html", "starting_html"}
 ERROR_CLASSES = re.compile(r"(User|Request|ModelLoad|ModelNotFound|UnreadableImage|PromptSyntax|QueueFull|OutOfMemory|StyleFile|ImageSave|"
-                           r"HistoryNotFound|JobNotFound|UnknownUpscaler|Extras|ControlNet|Preprocessor|UnsafeCheckpoint|Detector[A-Za-z]*|Detailer[A-Za-z]*|Extension[A-Za-z]*|DynamicPrompts[A-Za-z]*|RegionalPrompt)Error$")
+                           r"HistoryNotFound|JobNotFound|UnknownUpscaler|Extras|ControlNet|Preprocessor|UnsafeCheckpoint|Detector[A-Za-z]*|Detailer[A-Za-z]*|Extension[A-Za-z]*|DynamicPrompts[A-Za-z]*|RegionalPrompt|Merge)Error$")
 # Read by HTTP clients or in the console, never on the page: the API's own errors, the command line.
 NOT_SHOWN = ("modules/api/", "modules/cmd_args.py", "modules/backends/")
 

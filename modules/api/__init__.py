@@ -21,6 +21,7 @@ from modules.api.controlnet_routes import add_controlnet_routes
 from modules.api.errors import error_body, http_error, unexpected_error, user_error, validation_error
 from modules.api.extras_routes import add_extras_routes
 from modules.api.generation_routes import add_generation_routes
+from modules.api.merge_routes import add_merge_routes
 from modules.api.misc_routes import add_fallback_route, add_misc_routes
 from modules.api.models_routes import add_model_routes
 from modules.api.options_routes import add_options_routes
@@ -52,10 +53,12 @@ def build_router(services: Services) -> APIRouter:
 
 
 def build_controlnet_router(services: Services) -> APIRouter:
-    """sd-webui-controlnet's routes at /controlnet/..., behind the same auth as the API."""
+    """The routes outside /sdapi/v1 (sd-webui-controlnet's at /controlnet/..., ADetailer's, and Easel's
+    own at /easel/v1/...), behind the same auth as the API."""
     router = APIRouter(dependencies=api_auth_dependencies(services))
     add_controlnet_routes(router, services)
     add_adetailer_routes(router, services)
+    add_merge_routes(router, services)  # Easel's own: /easel/v1/merge-checkpoints
     return router
 
 

@@ -22,6 +22,7 @@ from modules.errors import ModelNotFoundError, UserError
 from modules.generation.request import RequestError
 from modules.infotext.embed import UnreadableImageError
 from modules.jobs import JobNotFoundError, QueueFullError
+from modules.merger.recipe import MergeError
 from modules.prompts.dynamic import DynamicPromptsError
 from modules.regions.errors import RegionalPromptError
 from modules.upscalers.extras import ExtrasError
@@ -47,7 +48,7 @@ def status_for(exc: UserError) -> int:
     if isinstance(exc, QueueFullError):
         return 503
     if isinstance(exc, (RequestError, ApiInputError, UnreadableImageError, ExtrasError, ControlNetError, PreprocessorError, DetailerArgsError,
-                        DetectorError, DynamicPromptsError, RegionalPromptError)):
+                        DetectorError, DynamicPromptsError, RegionalPromptError, MergeError)):
         return 422
     return 400
 

@@ -163,9 +163,13 @@ def add_misc_routes(router: APIRouter, services: Services) -> None:
     def refresh_loras() -> None:
         services.loras.refresh()
 
-    for path, what in (("/hypernetworks", "hypernetworks"), ("/face-restorers", "face restorers")):
-        router.add_api_route(path, _empty_list, methods=["GET"], response_model=list[dict[str, Any]],
-                             summary=f"{what.capitalize()} (none in Easel yet: an empty list)")
+    @router.get("/hypernetworks", response_model=list[dict[str, Any]])
+    def get_hypernetworks() -> list[dict[str, Any]]:
+        """The hypernetworks of models/hypernetworks (A1111's shape: name, path); a prompt uses one with <hypernet:name:1>."""
+        return [{"name": entry.name, "path": str(entry.path)} for entry in services.hypernetworks.entries()]
+
+    router.add_api_route("/face-restorers", _empty_list, methods=["GET"], response_model=list[dict[str, Any]],
+                         summary="Face restorers (none in Easel yet: an empty list)")
 
 
 def embeddings_listing(services: Services) -> dict[str, Any]:

@@ -27,6 +27,7 @@ from modules.prompts.conditioning import count_prompt_tokens
 if TYPE_CHECKING:
     from modules.controlnet.catalog import ControlNetCatalog
     from modules.detailer.catalog import DetectorCatalog
+    from modules.hypernetworks.files import HypernetworkLibrary
     from modules.lora.files import LoraLibrary
     from modules.prompts.embeddings import EmbeddingLibrary
 
@@ -58,7 +59,8 @@ class ModelControl:
     def __init__(self, registry: ModelRegistry, manager: ModelManager, store: SettingsStore, loras: "LoraLibrary",
                  embeddings: "EmbeddingLibrary", checkpoints_dir: Path, startup_path: Path | None = None,
                  hires_upscalers: Callable[[], Collection[str]] | None = None, controlnets: "ControlNetCatalog | None" = None,
-                 detectors: "DetectorCatalog | None" = None):
+                 detectors: "DetectorCatalog | None" = None, hypernetworks: "HypernetworkLibrary | None" = None):
+        self.hypernetworks = hypernetworks  # models/hypernetworks, rescanned with the rest
         self.registry = registry
         self.hires_upscalers = hires_upscalers  # () -> the names hires fix takes now (latent modes, built-ins, model files)
         self.controlnets = controlnets  # the ControlNet models a restored unit names are looked up in
@@ -170,6 +172,8 @@ class ModelControl:
         self.registry.refresh()
         self.embeddings.refresh()
         self.loras.refresh()
+        if self.hypernetworks is not None:
+            self.hypernetworks.refresh()
 
     def unload_checkpoint(self) -> None:
         with self.manager.lock:

@@ -35,6 +35,7 @@ from modules.generation.loras import JobLoras, RequestLoras, request_loras
 from modules.generation.previews import PreviewChooser, PreviewMethod
 from modules.generation.request import GenerationRequest, Img2ImgRequest
 from modules.generation.tasks import TaskContext, TaskRun
+from modules.hypernetworks.request import request_hypernetworks
 from modules.jobs import JobContext, ProgressEvent
 from modules.lora.patch import LoraPatcher
 
@@ -43,6 +44,7 @@ if TYPE_CHECKING:
     from modules.config import Settings
     from modules.controlnet.service import ControlNets
     from modules.detailer.catalog import DetectorCatalog
+    from modules.hypernetworks.files import HypernetworkLibrary
     from modules.lora.files import LoraLibrary
     from modules.prompts.dynamic import WildcardLibrary
     from modules.upscalers.service import Upscalers
@@ -92,6 +94,7 @@ class InProcessRunner:
     controlnets: "ControlNets | None" = None  # ControlNet models (None: requests with units are refused)
     detectors: "DetectorCatalog | None" = None  # the detailer's detectors (None: requests with ADetailer tabs are refused)
     wildcards: "WildcardLibrary | None" = None  # Dynamic Prompts' wildcard files (None: templates without wildcards only)
+    hypernetworks: "HypernetworkLibrary | None" = None  # models/hypernetworks (None: hypernet tags are noted and left out)
     lora_patcher: LoraPatcher = field(default_factory=LoraPatcher)  # applies a job's LoRAs in place, restores them bitwise after
 
     def check(self, spec: JobSpec) -> None:
@@ -172,6 +175,8 @@ class InProcessRunner:
                     job_request = hooks.start(replace(request))
                     loras = request_loras(self.loras, job_request)
                     self.apply_loras(model, loras)
+                    hypernets = request_hypernetworks(self.hypernetworks, job_request)
+                    model.hypernetworks = hypernets.networks
                     task_ctx = replace(self.task_context(ctx, job_request, model, hooks),
                                        loras=JobLoras(tuple(loras.uses), loras.files, self.lora_patcher.apply))
                     try:
@@ -182,8 +187,9 @@ class InProcessRunner:
                             result = self.task_run(spec.run)(model, job_request, task_ctx)
                     finally:  # for this job only: the weights are the checkpoint's again, bit for bit
                         self.lora_patcher.restore()
+                        model.hypernetworks = []
                     result.extra_parameters.update(self.lora_infotext(loras))
-                    result.notes += loras.notes
+                    result.notes += loras.notes + hypernets.notes
                     active = self.manager.loaded or model  # a script may have switched and put back the model
                     self.recorder.describe(active, job_request, result, hooks)
                     self.recorder.save(active.checkpoint, job_request, result, spec.outputs, hooks)

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from modules.controlnet.service import ControlNets
     from modules.detailer.catalog import DetectorCatalog
     from modules.extensions.registry import ExtensionRegistry
+    from modules.hypernetworks.files import HypernetworkLibrary
     from modules.lora.files import LoraLibrary
     from modules.prompts.dynamic import WildcardLibrary
     from modules.upscalers.service import Upscalers
@@ -47,6 +48,7 @@ class RunnerParts:
     controlnets: "ControlNets | None" = None  # ControlNet models
     detectors: "DetectorCatalog | None" = None  # the detailer's detectors
     wildcards: "WildcardLibrary | None" = None  # Dynamic Prompts' wildcard files
+    hypernetworks: "HypernetworkLibrary | None" = None  # models/hypernetworks
 
 
 class InProcessBackend:
@@ -57,7 +59,7 @@ class InProcessBackend:
     def runner(self, parts: RunnerParts) -> JobRunner:
         return InProcessRunner(parts.manager, parts.recorder, parts.settings, parts.previews, parts.extensions, parts.loras,
                                parts.ensure_model, parts.upscalers, controlnets=parts.controlnets, detectors=parts.detectors,
-                               wildcards=parts.wildcards)
+                               wildcards=parts.wildcards, hypernetworks=parts.hypernetworks)
 
 
 class RayBackend:

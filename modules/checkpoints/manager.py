@@ -79,6 +79,9 @@ class LoadedModel:
     embeddings: "EmbeddingLibrary | None" = None  # the manager's textual-inversion embeddings, if any
     optimizations: Optimizations | None = None  # what the engine applies per pass
     placer: ComponentPlacer | None = None  # model CPU offload: modules live in RAM, the engine brings each to `device`
+    # The running job's hypernetworks (the job runner sets them and clears them after the job); the
+    # engine applies them to every pass's attention (modules/hypernetworks/processor.py).
+    hypernetworks: list = field(default_factory=list)
 
     @property
     def spec(self):

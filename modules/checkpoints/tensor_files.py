@@ -13,7 +13,7 @@ import pickle
 import struct
 import zipfile
 from pathlib import Path
-from typing import BinaryIO, Iterable, Mapping, Protocol
+from typing import BinaryIO, Callable, Iterable, Mapping, Protocol
 
 import torch
 
@@ -270,3 +270,33 @@ def write_safetensors(path: Path, tensors: Iterable[tuple[str, torch.Tensor]], m
                 out.write(t.reshape(-1).view(torch.uint8).numpy().tobytes())
 
     write_atomically(path, write)  # a new model file reads like any other (not mkstemp's 0600)
+
+
+def write_safetensors_streamed(path: Path, plan: list[tuple[str, torch.dtype, tuple[int, ...]]],
+                               produce: "Callable[[str], torch.Tensor]", metadata: dict[str, str] | None = None) -> None:
+    """Writes a safetensors file whose tensors are made one at a time: `plan` names each tensor's
+    key, dtype and shape (the header is written first from it), then `produce(key)` gives each in
+    turn, so only one output tensor is in memory at once. Atomic like `write_safetensors`; a
+    produced tensor whose dtype or shape differs from the plan raises before the file gets its name."""
+    header: dict[str, object] = {}
+    if metadata:
+        header["__metadata__"] = {str(k): str(v) for k, v in metadata.items()}
+    offset = 0
+    for key, dtype, shape in plan:
+        nbytes = torch.Size(shape).numel() * torch.empty(0, dtype=dtype).element_size()
+        header[key] = {"dtype": _DTYPE_NAMES[dtype], "shape": list(shape), "data_offsets": [offset, offset + nbytes]}
+        offset += nbytes
+    encoded = json.dumps(header, separators=(",", ":")).encode()
+    encoded += b" " * (-len(encoded) % 8)
+
+    def write(out: BinaryIO) -> None:
+        out.write(struct.pack("<Q", len(encoded)))
+        out.write(encoded)
+        for key, dtype, shape in plan:
+            tensor = produce(key).detach().contiguous().cpu()
+            if tensor.dtype != dtype or tuple(tensor.shape) != tuple(shape):
+                raise ValueError(f"{key}: made {tensor.dtype} {tuple(tensor.shape)}, planned {dtype} {tuple(shape)}")
+            if tensor.numel():
+                out.write(tensor.reshape(-1).view(torch.uint8).numpy().data)
+
+    write_atomically(path, write)

@@ -27,6 +27,7 @@ from modules.device.vae import decode_checked, tiles, vae_tiling
 from modules.generation.guidance import EntrySwitch, GuidedDenoiser, StepConditions, UNetEps
 from modules.generation.previews import AsyncPreviews, PreviewMethod, to_images
 from modules.generation.request import GenerationRequest
+from modules.hypernetworks.processor import hypernetworks_applied
 from modules.regions.attention import regional_attention
 from modules.regions.prompt_mode import PromptRegionPlan
 from modules.sampling import noise as noise_mod
@@ -232,7 +233,7 @@ def sample(model: LoadedModel, request: GenerationRequest, plan: SamplingPass, p
     try:
         # regional attention is Python per layer, and Latent mode changes LoRA weights between calls:
         # such a pass runs the UNet uncompiled
-        regional = plan.regions is not None or plan.entry_switch is not None
+        regional = plan.regions is not None or plan.entry_switch is not None or bool(model.hypernetworks)
         options = replace(model.optimizations, compile=False) if regional and model.optimizations is not None else model.optimizations
         with unet_for_pass(model.unet, options, model.caches, tuple(plan.x.shape), say) as unet:
             return _sample(model, request, plan, progress, unet)
@@ -281,7 +282,8 @@ def _sample(model: LoadedModel, request: GenerationRequest, plan: SamplingPass, 
     )
     try:
         regional = regional_attention(model.unet, plan.regions) if plan.regions is not None else nullcontext()
-        with torch.no_grad(), regional:
+        # hypernetworks first, so the regions' processors wrap theirs
+        with torch.no_grad(), hypernetworks_applied(model.unet, model.hypernetworks), regional:
             if isinstance(plan.regions, PromptRegionPlan):
                 plan.regions.start()  # Prompt mode: the regions found again for this batch
             latent = plan.sampler.run(denoiser, plan.x, plan.sigmas, context)

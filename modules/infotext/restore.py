@@ -27,7 +27,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass, field
-from typing import Any, Callable, Collection
+from typing import Any, Callable, Collection, Mapping
 
 from modules.controlnet.infotext import is_controlnet_key, read_units
 from modules.controlnet.units import DEFAULT_UNIT_COUNT
@@ -206,6 +206,7 @@ OUTPAINT_FIELDS: Table = {
 }
 
 # Keys the caller looks up in the model folders, and keys that describe the picture, not a setting.
+LEGACY_HYPERNET_KEYS = frozenset({"Hypernet", "Hypernet strength", "Hypernet hash"})  # old pictures: the tag goes into the prompt
 LOOKED_UP_KEYS = frozenset({"Model", "Model hash", "VAE", "VAE hash", "Lora hashes", "TI hashes"})
 # The Dynamic Prompts template a picture's prompt was drawn from describes the job, not this picture:
 # its own prompt is the drawn one, and restoring it reproduces the picture.
@@ -308,6 +309,8 @@ def restore_request(
         restored.fields["enable_hr"] = hires
     for key, raw in params.items():
         value = str(raw)
+        if key in LEGACY_HYPERNET_KEYS:
+            continue  # the prompt gets the tag (below)
         if is_controlnet_key(key):
             if "control_units" not in settable:
                 restored.not_applied.append(NotApplied(key, value, CONTROLNET_ELSEWHERE))
@@ -340,6 +343,9 @@ def restore_request(
             restored.not_applied.append(NotApplied(key, value, f"no upscaler named {value} here; Easel has {', '.join(upscalers)}"))
             continue
         restored.fields[name] = converted
+    tag = legacy_hypernet_tag(params)
+    if tag is not None and "prompt" in restored.fields:
+        restored.fields["prompt"] = str(restored.fields["prompt"]) + tag  # as A1111's paste appends it
     if "regional" in settable:
         regional = parse_regional_infotext(params)
         if regional is not None and regional.active:
@@ -355,6 +361,16 @@ def restore_request(
             restored.fields["control_units"] = units.units
         restored.not_applied += [NotApplied(issue.key, issue.value, issue.reason) for issue in units.issues]
     return restored
+
+
+def legacy_hypernet_tag(params: Mapping[str, str]) -> str | None:
+    """`<hypernet:name:strength>` from a picture made before A1111's 2023 extra-networks rework
+    (`Hypernet`, `Hypernet strength`; strength 1.0 when not written, as A1111's paste reads it)."""
+    name = (params.get("Hypernet") or "").strip()
+    if not name or name == "None":
+        return None
+    strength = (params.get("Hypernet strength") or "").strip() or "1.0"
+    return f"<hypernet:{name}:{strength}>"
 
 
 def _where_it_applies(name: str) -> str:

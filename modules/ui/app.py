@@ -25,6 +25,7 @@ from modules.ui.detailer_panel import model_choices as detailer_model_choices
 from modules.ui.extras_tab import build_extras_tab
 from modules.ui.history_tab import build_history_tab
 from modules.ui.img2img import IMG2IMG_CSS, build_img2img_tab
+from modules.ui.merger_tab import build_merger_tab
 from modules.ui.outpainting import OUTPAINT_CSS, build_outpainting_tab
 from modules.ui.page_script import page_parts
 from modules.ui.png_info import build_png_info_tab
@@ -148,6 +149,8 @@ def build_ui(services: Services) -> gr.Blocks:
                 extras = build_extras_tab(services, words)
             with gr.Tab(L("PNG Info"), id="PNG Info", elem_id="tab-png-info"):
                 png_info = build_png_info_tab(lambda: services.settings.max_input_megapixels, words)
+            with gr.Tab(L("Checkpoint Merger"), id="Checkpoint Merger", elem_id="tab-merger"):
+                build_merger_tab(services, words, checkpoint)
             with gr.Tab(L("History"), id="History", elem_id="tab-history") as history_tab_item:
                 history = build_history_tab(services.history, services.paths.data_dir / "exports", words)
             for extension, tab in services.extensions.tabs():

@@ -20,7 +20,13 @@ from modules.i18n import COOKIE, ENGLISH, Translations
 
 # Gradio's own keys some of its bundled locales lack (its status tracker announces "common.complete" to screen
 # readers): the English given here, translated through the tables like every other text.
-GRADIO_GAPS = {"common.complete": "Done", "common.download_all": "Download All"}
+GRADIO_GAPS = {"common.complete": "Done", "common.download_all": "Download All",
+               # the image editor's tools (the regional mask canvas), missing from Gradio's Chinese table
+               "image_editor.brush": "Brush", "image_editor.brush_size": "Brush Size", "image_editor.clear_canvas": "Clear canvas",
+               "image_editor.color": "Color", "image_editor.erase": "Erase", "image_editor.eraser_size": "Eraser Size",
+               "image_editor.pan": "Pan", "image_editor.paste": "Paste", "image_editor.redo": "Redo", "image_editor.zoom_in": "Zoom in",
+               "image_editor.zoom_out": "Zoom out", "image_editor.upload": "Upload", "image_editor.upload_image": "Upload an image",
+               "image_editor.select_draw_tool": "select the draw tool to start"}
 
 
 def L(text: str) -> Any:

@@ -32,7 +32,7 @@ NAMES = re.compile(
     r"^(Easel|SD1\.x|\S+\.safetensors( \[[0-9a-f]{10}\])?|alpha|beta|shimmer( \[[0-9a-f]+\])?|ControlNet|ADetailer|prompt-matrix|xyz-plot|sd-upscale|none|canny|invert|threshold|blur_gaussian|"
     r"DPM.*|Euler.*|Heun|LMS|DDIM.*|PLMS|UniPC|LCM|Restart|DEIS|Karras|Exponential|Automatic|Uniform|SGM Uniform|Simple|Normal|"
     r"Align Your Steps|KL Optimal|Beta|Polyexponential|TAESD|VAE|LoRA|None|png|jpg|webp|fp16|fp32|bf16|auto|epsilon|v_prediction|"
-    r"[\d\s.,:/x×%↺·+-]+|\d+/75|Lanczos|Nearest.*|Latent.*|X/Y/Z.*)$"
+    r"[\d\s.,:/x×%↺·+-]+|\d+/75|Lanczos|Nearest.*|Latent.*|X/Y/Z.*|Prompt-Ex)$"
 )
 # Gradio's gallery writes these tooltips in English in every language (not in its i18n tables).
 GRADIO_FIXED = {"Fullscreen", "Close"}
