@@ -56,6 +56,8 @@ class Settings:
     ad_same_seed_for_each_tab: bool = setting(False, "ADetailer: every region of a tab gets the picture's own seed (off: region j gets seed + j).")
     ad_bbox_sortby: str = setting("None", "ADetailer: the order the regions of a tab are repainted in.", choices=("None", "Position (left to right)", "Position (center to edge)", "Area (large to small)"))
     dp_write_raw_template: bool = setting(True, "Dynamic Prompts: write the template (Template, Negative Template) into each picture's parameters, so the whole job can be drawn again; the prompt stays the one the picture was made with.")
+    refiner_switch_by_sample_steps: bool = setting(False, "The refiner takes over after its share of the sampling steps, not of the model's timesteps (A1111 before 1.8).")
+    hires_fix_refiner_pass: str = setting("second pass", "With hires fix, the pass the refiner takes part in.", choices=("first pass", "second pass", "both passes"))
     img2img_fix_steps: bool = setting(False, "img2img runs exactly the steps set (A1111's option); off: steps x denoising strength of them.")
 
     @staticmethod

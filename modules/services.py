@@ -165,7 +165,8 @@ def build_services(args: Args, load_now: bool = True) -> Services:
         hypernetworks=hypernetworks,
     ))
     services = Services(
-        args=args, paths=paths, models=models, generation=Submitter(queue, runner, settings, styles, loras, upscalers, controlnets, detectors, wildcards),
+        args=args, paths=paths, models=models, generation=Submitter(queue, runner, settings, styles, loras, upscalers, controlnets, detectors, wildcards,
+                                                                      registry),
         upscalers=upscalers, controlnets=controlnets, detectors=detectors, wildcards=wildcards,
         extras=ExtrasJobs(queue, upscalers, lambda: store.settings, outputs), merges=MergeJobs(queue, registry, paths.checkpoints_dir),
         hypernetworks=hypernetworks,

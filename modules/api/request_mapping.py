@@ -191,8 +191,6 @@ def _common(services: Services, body: GenerationFields, overrides: dict[str, Any
     """Request fields both tasks share, and the checked override settings."""
     sampler, carried = _check_sampler(body.sampler_name or body.sampler_index or "Euler")
     scheduler = _schedule_label(carried if carried is not None else body.scheduler)
-    if body.refiner_checkpoint not in (None, "", "None"):
-        raise ApiInputError("refiner_checkpoint is not supported by Easel yet: leave it empty.")
     if body.restore_faces:
         raise ApiInputError("restore_faces: Easel has no face restoration model yet (GFPGAN and CodeFormer are not supported); send false.")
     if body.eta is not None and not ETA_RANGE[0] <= body.eta <= ETA_RANGE[1]:
@@ -226,6 +224,9 @@ def _common(services: Services, body: GenerationFields, overrides: dict[str, Any
         "rng_source": _stored(services, "randn_source"),
         "s_noise": body.s_noise if body.s_noise is not None else _stored(services, "s_noise"),
         "preview_every": _preview_every(services, known),
+        "refiner_checkpoint": "" if body.refiner_checkpoint in (None, "None") else body.refiner_checkpoint,
+        # A1111 switches at the first step when only the checkpoint is sent
+        "refiner_switch_at": body.refiner_switch_at if body.refiner_switch_at is not None else 0.0,
         # A1111's API saves only when asked; Easel also saves when api_save_images is on (its default)
         "save_samples": bool(body.save_images) or services.settings.api_save_images,
     }

@@ -63,8 +63,8 @@ class GenerationFields(ApiModel):
         "eta_noise_seed_delta, randn_source, samples_format...); put back afterwards unless "
         "override_settings_restore_afterwards is false.")
     override_settings_restore_afterwards: Optional[bool] = True
-    refiner_checkpoint: Optional[str] = Field(None, description="Not supported: must be empty.")
-    refiner_switch_at: Optional[float] = None
+    refiner_checkpoint: Optional[str] = Field(None, description="A checkpoint (title, name or hash) that takes the last steps; empty or None: none.")
+    refiner_switch_at: Optional[float] = Field(None, description="The share of the steps after which the refiner takes over (0.01-1; A1111's UI default 0.8).")
     disable_extra_networks: Optional[bool] = False
     firstpass_image: Optional[str] = None
     comments: Optional[dict[str, Any]] = None

@@ -33,6 +33,7 @@ from modules.generation.engine import GenerationResult, Interrupted, Skipped, St
 from modules.generation.hires import hires_target
 from modules.generation.loras import JobLoras, RequestLoras, request_loras
 from modules.generation.previews import PreviewChooser, PreviewMethod
+from modules.generation.refiner import RefinerModels
 from modules.generation.request import GenerationRequest, Img2ImgRequest
 from modules.generation.tasks import TaskContext, TaskRun
 from modules.hypernetworks.request import request_hypernetworks
@@ -153,6 +154,29 @@ class InProcessRunner:
         for name, skipped in report.unmatched.items():
             loras.notes.append(f"LoRA {name!r}: {len(skipped)} of its layers do not fit {model.checkpoint.model_name} and were left out.")
 
+    def refiner_models(self, request: GenerationRequest, model: "LoadedModel", loras: RequestLoras) -> RefinerModels | None:
+        """How a task makes the request's refiner active and hands the job's model back (None: no
+        refiner, or the refiner is the job's own checkpoint, as A1111 then does not switch)."""
+        name = (request.refiner_checkpoint or "").strip()
+        if not name or name == "None":
+            return None
+        registry = self.manager.registry
+        entry = registry.find_checkpoint(name)
+        if entry == model.checkpoint:
+            return None
+
+        def activate() -> "LoadedModel":
+            self.lora_patcher.restore()  # never swap weights under a patch; the refiner runs without the job's LoRAs
+            return self.manager.switch_checkpoint(entry)
+
+        def hand_back() -> None:
+            self.manager.take_back(model)
+            if loras.uses:
+                self.lora_patcher.apply(model, loras.uses)
+
+        return RefinerModels(activate, hand_back, lambda: registry.title(entry), self.settings.refiner_switch_by_sample_steps,
+                             self.settings.hires_fix_refiner_pass)
+
     def lora_infotext(self, loras: RequestLoras) -> dict[str, Any]:
         return loras.infotext(self.loras) if self.loras is not None else {}
 
@@ -178,7 +202,8 @@ class InProcessRunner:
                     hypernets = request_hypernetworks(self.hypernetworks, job_request)
                     model.hypernetworks = hypernets.networks
                     task_ctx = replace(self.task_context(ctx, job_request, model, hooks),
-                                       loras=JobLoras(tuple(loras.uses), loras.files, self.lora_patcher.apply))
+                                       loras=JobLoras(tuple(loras.uses), loras.files, self.lora_patcher.apply),
+                                       refiner=self.refiner_models(job_request, model, loras))
                     try:
                         if spec.script is not None:
                             result = run_script(self, ctx, spec.script, job_request, task_ctx)
@@ -188,6 +213,8 @@ class InProcessRunner:
                     finally:  # for this job only: the weights are the checkpoint's again, bit for bit
                         self.lora_patcher.restore()
                         model.hypernetworks = []
+                        if self.manager.loaded is not model and job_request.refiner_checkpoint:
+                            self.manager.take_back(model)  # the job ended while the refiner was active
                     result.extra_parameters.update(self.lora_infotext(loras))
                     result.notes += loras.notes + hypernets.notes
                     active = self.manager.loaded or model  # a script may have switched and put back the model

@@ -29,6 +29,7 @@ from modules.sampling.sampler_table import find_sampler
 from modules.upscalers.catalog import UnknownUpscalerError
 
 if TYPE_CHECKING:
+    from modules.checkpoints.registry import ModelRegistry
     from modules.config import Settings
     from modules.controlnet.service import ControlNets
     from modules.detailer.catalog import DetectorCatalog
@@ -46,7 +47,9 @@ class Submitter:
 
     def __init__(self, queue: JobQueue, runner: JobRunner, settings: "Settings", styles: "StyleStore | None" = None,
                  loras: "LoraLibrary | None" = None, upscalers: "Upscalers | None" = None, controlnets: "ControlNets | None" = None,
-                 detectors: "DetectorCatalog | None" = None, wildcards: "WildcardLibrary | None" = None):
+                 detectors: "DetectorCatalog | None" = None, wildcards: "WildcardLibrary | None" = None,
+                 registry: "ModelRegistry | None" = None):
+        self.registry = registry  # the checkpoints a refiner may name
         self.queue = queue
         self.upscalers = upscalers  # the installed model upscalers hires fix may name
         self.controlnets = controlnets  # the ControlNet models units may name
@@ -103,6 +106,9 @@ class Submitter:
                 raise UserError("This request has ADetailer tabs, and the detailer is not available here.")
             check_tabs(request.detailer, self.detectors)
         request_loras(self.loras, request)  # a malformed <lora:...> tag is refused now
+        refiner = (request.refiner_checkpoint or "").strip()
+        if refiner and refiner != "None" and self.registry is not None:
+            self.registry.find_checkpoint(refiner)  # a refiner that is not there is refused now, by name
         if request.styles and self.styles is not None:
             prompt, negative = self.styles.apply_styles(request.prompt, request.negative_prompt, request.styles)
             request = replace(request, prompt=prompt, negative_prompt=negative)

@@ -26,6 +26,7 @@ from modules.checkpoints.lru import LruCache
 from modules.checkpoints.registry import ModelFile, ModelRegistry
 from modules.checkpoints.tensor_files import open_tensor_file
 from modules.checkpoints.tokenizer import load_clip_tokenizer
+from modules.checkpoints.v_prediction import detect_v_prediction
 from modules.checkpoints.weights import Tensors, WeightSet, build_module, read_vae_file, swap_weights, unet_in
 from modules.device.memory import release_freed_memory
 from modules.device.memory_plan import ComponentPlacer
@@ -106,17 +107,6 @@ def _file_key(entry: ModelFile) -> str:
     return f"{entry.path}|{sum(s.st_size for s in stats)}|{max(s.st_mtime_ns for s in stats)}"
 
 
-def detect_v_prediction(unet: UNet2DConditionModel) -> bool:
-    """A1111's test for SD2 files: a v-model's output at t=999 on a constant input is strongly negative."""
-    config = unet.config  # diffusers' FrozenDict: its keys, declared as a plain dict
-    param = next(unet.parameters())
-    x = torch.full((1, config["in_channels"], 8, 8), 0.5, device=param.device, dtype=param.dtype)
-    context = torch.full((1, 2, config["cross_attention_dim"]), 0.5, device=param.device, dtype=param.dtype)
-    with torch.no_grad():
-        out = unet(x, torch.tensor([999], device=param.device), encoder_hidden_states=context).sample
-    return bool((out.float() - x[:, : out.shape[1]].float()).mean().item() < -1)
-
-
 class ModelManager:
     """Owns the active model; switches checkpoints and VAEs; caches recently used weights in RAM."""
 
@@ -194,6 +184,20 @@ class ModelManager:
             self._remember(key, loaded.weights)
             self._active_key = key
             log.info("Loaded %s (%s) in %.2fs", entry.name, weights.spec.family.label, loaded.timings["total"])
+            return loaded
+
+    def take_back(self, loaded: LoadedModel) -> LoadedModel:
+        """Makes `loaded` (activated earlier in this job) active again, as the refiner hands the base back:
+        nothing is rebuilt, or, when the model since swapped its weights into the same modules, they are swapped back."""
+        with self.lock:
+            if self.loaded is loaded:
+                return loaded
+            if self.loaded is not None and self.loaded.modules is loaded.modules:
+                self.switch_checkpoint(loaded.checkpoint)  # in place, from the RAM cache
+            self._evict()
+            self.loaded = loaded
+            self._active_key = self._cache_key(loaded.checkpoint)
+            self._remember(self._active_key, loaded.weights)
             return loaded
 
     def switch_vae(self, choice: str) -> LoadedModel:

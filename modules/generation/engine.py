@@ -16,7 +16,7 @@ import time
 from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import torch
 from PIL import Image
@@ -26,6 +26,7 @@ from modules.device.unet_pass import unet_for_pass
 from modules.device.vae import decode_checked, tiles, vae_tiling
 from modules.generation.guidance import EntrySwitch, GuidedDenoiser, StepConditions, UNetEps
 from modules.generation.previews import AsyncPreviews, PreviewMethod, to_images
+from modules.generation.refiner import RefinerDenoiser, RefinerSwitch, RefinerTurn
 from modules.generation.request import GenerationRequest
 from modules.hypernetworks.processor import hypernetworks_applied
 from modules.regions.attention import regional_attention
@@ -136,13 +137,14 @@ class SamplingPass:
     control: "ControlPlan | None" = None  # ControlNet units (their step source is bound by `sample`)
     regions: "RegionPlan | None" = None  # regional prompts: the layout; its attention processors are installed for the pass
     entry_switch: "EntrySwitch | None" = None  # regional Latent mode: each part's LoRAs for its model call
+    refiner: "RefinerSwitch | None" = None  # the checkpoint that takes the pass's last steps
 
 
 class MaskedDenoiser:
     """Holds the init latent where the mask keeps it: x0 <- x0·(1 - keep) + init·keep at every
     model call (A1111's CFGDenoiser with mask_before_denoising off)."""
 
-    def __init__(self, inner: GuidedDenoiser, init_latent: torch.Tensor, keep: torch.Tensor):
+    def __init__(self, inner: "GuidedDenoiser | RefinerDenoiser", init_latent: torch.Tensor, keep: torch.Tensor):
         self.inner, self.init_latent, self.keep = inner, init_latent, keep
         self.sigma_min, self.sigma_max = inner.sigma_min, inner.sigma_max
 
@@ -196,10 +198,10 @@ def alphas_cumprod(model: LoadedModel) -> torch.Tensor:
 
 def model_denoiser(model: LoadedModel, time_ids: torch.Tensor | None = None, image_conditioning: torch.Tensor | None = None,
                    unet: torch.nn.Module | None = None, control: "ControlPlan | None" = None,
-                   regions: "RegionPlan | None" = None) -> DiscreteDenoiser:
+                   regions: "RegionPlan | None" = None, uncond_time_ids: torch.Tensor | None = None) -> DiscreteDenoiser:
     """The UNet (or `unet`: the pass's optimised view of it) as a k-diffusion denoiser; also the
     model's sigma grid for building schedules."""
-    eps = UNetEps(unet if unet is not None else model.unet, time_ids, image_conditioning, control, regions)
+    eps = UNetEps(unet if unet is not None else model.unet, time_ids, image_conditioning, control, regions, uncond_time_ids)
     return DiscreteDenoiser(eps, alphas_cumprod(model), model.spec.prediction_type)
 
 
@@ -253,7 +255,17 @@ def _sample(model: LoadedModel, request: GenerationRequest, plan: SamplingPass, 
     guided = GuidedDenoiser(control.ruled(inner) if control is not None else inner, plan.conds, plan.unconds, cfg_scale, inner.sigma_min, inner.sigma_max, keep_uncond=plan.sampler.needs_uncond,
                             row_roles=control is not None, entry_switch=plan.entry_switch)
     held = _held_latent(plan)
-    denoiser: Denoiser = guided if held is None else MaskedDenoiser(guided, *held)
+    stepping: Any = guided
+    if plan.refiner is not None:  # the refiner takes the pass's last steps
+        def refined(turn: RefinerTurn, call: int) -> GuidedDenoiser:
+            on_device(turn.model, turn.model.unet)
+            ref_inner = model_denoiser(turn.model, turn.time_ids, uncond_time_ids=turn.uncond_time_ids).to(plan.x.device)
+            ref = GuidedDenoiser(ref_inner, turn.conds, turn.unconds, cfg_scale, ref_inner.sigma_min, ref_inner.sigma_max,
+                                 keep_uncond=plan.sampler.needs_uncond, row_roles=turn.uncond_time_ids is not None)
+            ref.step = call
+            return ref
+        stepping = RefinerDenoiser(guided, plan.refiner, inner.sigmas, refined)
+    denoiser: Denoiser = stepping if held is None else MaskedDenoiser(stepping, *held)
     if progress.hooks is not None and progress.hooks.before_denoise is not None:
         denoiser = HookedDenoiser(denoiser, guided, progress.hooks.before_denoise, len(plan.sigmas) - 1, done_steps)
     last: dict[str, torch.Tensor] = {}

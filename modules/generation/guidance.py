@@ -70,8 +70,9 @@ class UNetEps:
     """`eps(x_in, t, hidden, pooled)` over a diffusers UNet (output is eps or v, as trained)."""
 
     def __init__(self, unet: torch.nn.Module, time_ids: torch.Tensor | None = None, image_conditioning: torch.Tensor | None = None,
-                 control: "ControlPlan | None" = None, regions: "RegionPlan | None" = None):
+                 control: "ControlPlan | None" = None, regions: "RegionPlan | None" = None, uncond_time_ids: torch.Tensor | None = None):
         self.unet = unet
+        self.uncond_time_ids = uncond_time_ids  # the negative rows' size conditioning when it differs (an SDXL refiner's aesthetic score)
         self.control = control  # ControlNet units: residuals added to the UNet's skip connections
         self.regions = regions  # regional prompts: told each call's latent size and rows (the engine installs its processors)
         self.time_ids = time_ids
@@ -88,7 +89,11 @@ class UNetEps:
         added = None
         if self.time_ids is not None:
             assert pooled is not None  # size-conditioned (SDXL) models have a pooled text embedding
-            added = {"text_embeds": pooled.to(self.dtype), "time_ids": self.time_ids.to(x.device, self.dtype).expand(x.shape[0], -1)}
+            time_ids = self.time_ids.to(x.device, self.dtype).expand(x.shape[0], -1)
+            if self.uncond_time_ids is not None and uncond_rows is not None:
+                low = self.uncond_time_ids.to(x.device, self.dtype).expand(x.shape[0], -1)
+                time_ids = torch.where(uncond_rows.to(x.device)[:, None], low, time_ids)
+            added = {"text_embeds": pooled.to(self.dtype), "time_ids": time_ids}
         residuals: dict[str, object] = {}
         if self.control is not None:
             # ControlNets see the latent without an inpainting UNet's extra channels

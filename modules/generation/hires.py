@@ -40,6 +40,7 @@ from modules.upscalers.progress import describe_tiles
 if TYPE_CHECKING:
     from modules.controlnet.service import PassControl
     from modules.generation.guidance import EntrySwitch
+    from modules.generation.refiner import RefinerSwitch
     from modules.regions.attention import RegionPlan
     from modules.upscalers.progress import OnProgress, TileProgress
     from modules.upscalers.service import Upscalers
@@ -179,6 +180,7 @@ def hires_pass(
     control: "PassControl | None" = None,
     regions: "RegionPlan | None" = None,
     entry_switch: "EntrySwitch | None" = None,
+    refiner: "RefinerSwitch | None" = None,
 ) -> tuple[torch.Tensor | None, bool]:
     """Upscales the first pass's `latent` and runs the second pass. Returns (latent, interrupted);
     interrupted while upscaling, the first pass's latent."""
@@ -203,6 +205,6 @@ def hires_pass(
         x=tail.start(latent, noise), sigmas=sigmas, sampler=sampler, conds=conds, unconds=unconds, seeds=seeds,
         image_conditioning=image_conditioning, time_ids=time_ids,
         noise_range=(full[full > 0].min(), full.max()), fallback=latent, control=control.plan(len(sigmas) - 1) if control else None,
-        regions=regions, entry_switch=entry_switch,
+        regions=regions, entry_switch=entry_switch, refiner=refiner,
     )
     return sample(model, request, plan, progress)

@@ -45,6 +45,7 @@ from modules.generation.guidance import sdxl_time_ids
 from modules.generation.image_ops import check_size, resize_image, to_rgb
 from modules.generation.loras import JobLoras
 from modules.generation.previews import PreviewMethod
+from modules.generation.refiner import RefinerModels, handed_back, refiner_switch
 from modules.generation.regional import region_previews, regional_pass
 from modules.generation.request import INPAINT_AREAS, MASK_MODES, MASKED_CONTENT, Img2ImgRequest, MaskedContent, ResizeMode, RngSource
 from modules.generation.text import build_prompt_encoder, step_conditions, ti_hashes
@@ -266,10 +267,12 @@ def img2img(
     hooks: EngineHooks | None = None,
     controlnets: "ControlNets | None" = None,
     loras: JobLoras | None = None,
+    refiner: RefinerModels | None = None,
 ) -> GenerationResult:
     """Makes `n_iter` batches of `batch_size` images from `request.init_images` (image i starts from
     init image i mod their count). `fix_steps`: A1111's img2img_fix_steps setting; `hooks`: the
-    extensions' per-batch and per-model-call hooks; `loras`: the job's LoRAs (regional Latent mode)."""
+    extensions' per-batch and per-model-call hooks; `loras`: the job's LoRAs (regional Latent mode);
+    `refiner`: the checkpoint that takes the pass's last steps, when the request names one."""
     request.validate()
     sampler, schedule = resolve_sampler(request.sampler_name, request.scheduler)
     in_channels = model.unet.config["in_channels"]
@@ -326,14 +329,16 @@ def img2img(
                 latent_shape, seeds, subseeds, request.subseed_strength,
                 (request.seed_resize_from_w, request.seed_resize_from_h), request.rng_source, device,
             ) * request.initial_noise_multiplier
+            switch = refiner_switch(refiner, request, len(sigmas) - 1, request.width, request.height) if refiner is not None else None
             plan = SamplingPass(
-                tail.start(init, noise), sigmas, sampler, conds, unconds, seeds,
+                tail.start(init, noise), sigmas, sampler, conds, unconds, seeds, refiner=switch,
                 init_latent=init if keep is not None else None, keep=keep, image_conditioning=conditioning, time_ids=time_ids,
                 noise_range=(full[full > 0].min(), full.max()), fallback=init, control=control.plan(len(sigmas) - 1) if control else None,
                 regions=first_pass.plan if regional else None, entry_switch=first_pass.switch if regional else None,
             )
             progress = Progress(first, request.batch_size * request.n_iter, 0, len(sigmas) - 1, on_step, preview, request.preview_every, hooks, result.notes)
             sampled, interrupted = sample(model, request, plan, progress)
+            handed_back(refiner, switch, request, result)
             assert sampled is not None  # an interrupt before the first step gives back plan.fallback (init)
             latent = sampled
         images = decode(model, latent, result.notes)

@@ -70,6 +70,9 @@ class GenerationRequest:
     detailer: Any = None  # ADetailer's tabs (modules/detailer/args.py DetailerRequest); None: no detailer
     dynamic: Any = None  # a Dynamic Prompts template's settings (modules/prompts/dynamic DynamicRequest); None: the prompt as written
     regional: Any = None  # Regional Prompter settings (modules/regions/args.py RegionalRequest); None: off
+    refiner_checkpoint: str = ""  # the checkpoint that takes the pass's last steps ("": none; modules/generation/refiner.py)
+    refiner_switch_at: float = 0.8  # the share of the pass after which it takes over (0: from the first step)
+    refiner_by_steps: bool | None = None  # switch by sampling steps (True), by model timestep (False), or as the setting says (None)
     save_samples: bool = True  # False: never written to the outputs folder (A1111's do_not_save_samples; the API's save_images)
     # Hires fix (txt2img): a second, img2img-like pass at a larger size (A1111's names and defaults).
     enable_hr: bool = False
@@ -109,6 +112,8 @@ class GenerationRequest:
                 raise RequestError(f"{name} must be -1 (random) or a whole number from 0 to 4294967295, not {value!r}.")
         if self.enable_hr:
             self._validate_hires()
+        if self.refiner_checkpoint and not 0.0 <= self.refiner_switch_at <= 1.0:
+            raise RequestError(f"refiner_switch_at must be between 0 (from the first step) and 1, not {self.refiner_switch_at:g}.")
         return self
 
     def _validate_hires(self) -> None:

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from modules.checkpoints.manager import LoadedModel
     from modules.controlnet.service import ControlNets
     from modules.generation.loras import JobLoras
+    from modules.generation.refiner import RefinerModels
     from modules.upscalers.service import Upscalers
 
 
@@ -39,6 +40,7 @@ class TaskContext:
     upscalers: "Upscalers | None" = None  # hires fix's model upscalers (None: latent modes, Lanczos and Nearest only)
     controlnets: "ControlNets | None" = None  # the ControlNet models (None: a request with units is refused)
     loras: "JobLoras | None" = None  # the job's LoRAs, for a task that switches them per model call (regional Latent mode)
+    refiner: "RefinerModels | None" = None  # the refiner the request names (None: none)
 
 
 # (model, the job's request, context) -> result. For outpainting the request is the base img2img
@@ -57,13 +59,13 @@ class Task:
 
 def _run_txt2img(model: "LoadedModel", request: GenerationRequest, ctx: TaskContext) -> GenerationResult:
     return txt2img(model, request, on_step=ctx.on_step, preview=ctx.preview, hooks=ctx.hooks, upscalers=ctx.upscalers, controlnets=ctx.controlnets,
-                   loras=ctx.loras)
+                   loras=ctx.loras, refiner=ctx.refiner)
 
 
 def _run_img2img(model: "LoadedModel", request: GenerationRequest, ctx: TaskContext) -> GenerationResult:
     assert isinstance(request, Img2ImgRequest)
     return img2img(model, request, on_step=ctx.on_step, preview=ctx.preview, fix_steps=ctx.fix_steps, hooks=ctx.hooks, controlnets=ctx.controlnets,
-                   loras=ctx.loras)
+                   loras=ctx.loras, refiner=ctx.refiner)
 
 
 def outpaint_run(request: OutpaintRequest) -> TaskRun:

@@ -37,6 +37,7 @@ from modules.generation.guidance import sdxl_time_ids
 from modules.generation.hires import hires_parameters, hires_pass, hires_steps, hires_target
 from modules.generation.loras import JobLoras
 from modules.generation.previews import PreviewMethod
+from modules.generation.refiner import RefinerModels, handed_back, refiner_switch
 from modules.generation.regional import region_previews, regional_pass
 from modules.generation.request import GenerationRequest
 from modules.generation.text import build_prompt_encoder, step_conditions, ti_hashes
@@ -59,10 +60,12 @@ def txt2img(
     upscalers: "Upscalers | None" = None,
     controlnets: "ControlNets | None" = None,
     loras: JobLoras | None = None,
+    refiner: RefinerModels | None = None,
 ) -> GenerationResult:
     """Generates `n_iter` batches of `batch_size` images. `on_step` may raise Interrupted/Skipped;
     `hooks`: the extensions' per-batch and per-model-call hooks; `upscalers`: hires fix's model
-    upscalers; `loras`: the job's LoRAs (regional Latent mode gives each region's pass its own)."""
+    upscalers; `loras`: the job's LoRAs (regional Latent mode gives each region's pass its own);
+    `refiner`: the checkpoint that takes each pass's last steps, when the request names one."""
     # 1. validate
     request.validate()
     sampler, schedule = resolve_sampler(request.sampler_name, request.scheduler)
@@ -129,16 +132,24 @@ def txt2img(
         )
         progress = Progress(first, request.batch_size * request.n_iter, 0, steps_total, on_step, preview, request.preview_every, hooks, result.notes)
         # 4. sample
+        first_refiner = refiner_switch(refiner, request, request.steps, request.width, request.height) \
+            if refiner is not None and refiner.in_pass(hires, False) else None
         plan = SamplingPass(x * sigmas[0], sigmas, sampler, conds, unconds, seeds, image_conditioning=image_conditioning, time_ids=time_ids,
+                            refiner=first_refiner,
                             control=control.plan(len(sigmas) - 1) if control else None, regions=first_pass.plan if regional else None,
                             entry_switch=first_pass.switch if regional else None)
         latent, interrupted = sample(model, request, plan, progress)
+        handed_back(refiner, first_refiner, request, result)
         # 5. hires pass
         if hires and not interrupted:
             assert latent is not None  # sample gives None only when interrupted
             progress.steps_before = len(sigmas) - 1
+            second_refiner = refiner_switch(refiner, request, hires_steps(request), target.width, target.height, hires_steps=hires_steps(request)) \
+                if refiner is not None and refiner.in_pass(True, True) else None
             latent, interrupted = hires_pass(model, request, latent, seeds, subseeds, hr_conds, hr_unconds, progress, hr_time_ids, hr_image_conditioning, upscalers, hr_control,
-                                             regions=second_pass.plan if regional else None, entry_switch=second_pass.switch if regional else None)
+                                             regions=second_pass.plan if regional else None, entry_switch=second_pass.switch if regional else None,
+                                             refiner=second_refiner)
+            handed_back(refiner, second_refiner, request, result)
         # 6. decode
         if latent is None:
             return [], [], interrupted

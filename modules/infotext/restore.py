@@ -27,7 +27,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass, field
-from typing import Any, Callable, Collection, Mapping
+from typing import Any, Callable, Collection
 
 from modules.controlnet.infotext import is_controlnet_key, read_units
 from modules.controlnet.units import DEFAULT_UNIT_COUNT
@@ -36,6 +36,7 @@ from modules.detailer.infotext import is_detailer_key, read_tabs
 from modules.errors import UserError
 from modules.generation.request import HIRES_UPSCALERS, MASK_MODES, MASKED_CONTENT, RNG_SOURCES
 from modules.i18n import N_
+from modules.infotext.legacy import LEGACY_HYPERNET_KEYS, before_a1111_1_8, legacy_hypernet_tag
 from modules.infotext.parse import MISSING_DEFAULTS
 from modules.regions.infotext import KEYS as REGIONAL_INFOTEXT_KEYS
 from modules.regions.infotext import OLD_KEYS as REGIONAL_OLD_KEYS
@@ -185,6 +186,9 @@ REQUEST_FIELDS: Table = {
     "Hires upscaler": ("hr_upscaler", str),
     "Hires sampler": ("hr_sampler_name", _same_or(_sampler)),
     "Hires schedule type": ("hr_scheduler", _same_or(_schedule)),
+    "Refiner": ("refiner_checkpoint", str),
+    "Refiner switch at": ("refiner_switch_at", _to_float),
+    "Refiner switch by sampling steps": ("refiner_by_steps", _to_bool),
     "Hires prompt": ("hr_prompt", str),
     "Hires negative prompt": ("hr_negative_prompt", str),
 }
@@ -206,7 +210,6 @@ OUTPAINT_FIELDS: Table = {
 }
 
 # Keys the caller looks up in the model folders, and keys that describe the picture, not a setting.
-LEGACY_HYPERNET_KEYS = frozenset({"Hypernet", "Hypernet strength", "Hypernet hash"})  # old pictures: the tag goes into the prompt
 LOOKED_UP_KEYS = frozenset({"Model", "Model hash", "VAE", "VAE hash", "Lora hashes", "TI hashes"})
 # The Dynamic Prompts template a picture's prompt was drawn from describes the job, not this picture:
 # its own prompt is the drawn one, and restoring it reproduces the picture.
@@ -237,8 +240,7 @@ UNSUPPORTED_KEYS: dict[str, str] = {
     "Sigma tmax": "sigma churn is not supported",
     "Discard penultimate sigma": "this option is not supported",
     "Downcast alphas_cumprod": "this option is not supported",
-    "Refiner": "the SDXL refiner is not part of Easel yet",
-    "Refiner switch at": "the SDXL refiner is not part of Easel yet",
+    "Hires refiner": "the pass the refiner takes part in is a setting (hires_fix_refiner_pass)",
     "Script": "scripts are not restored from a picture: pick it in the Script menu",
 }
 
@@ -343,6 +345,9 @@ def restore_request(
             restored.not_applied.append(NotApplied(key, value, f"no upscaler named {value} here; Easel has {', '.join(upscalers)}"))
             continue
         restored.fields[name] = converted
+    if "refiner_checkpoint" in restored.fields and "refiner_by_steps" in settable and "refiner_by_steps" not in restored.fields \
+            and before_a1111_1_8(params.get("Version", "")):
+        restored.fields["refiner_by_steps"] = True  # A1111 switched by sampling steps until 1.8.0
     tag = legacy_hypernet_tag(params)
     if tag is not None and "prompt" in restored.fields:
         restored.fields["prompt"] = str(restored.fields["prompt"]) + tag  # as A1111's paste appends it
@@ -361,16 +366,6 @@ def restore_request(
             restored.fields["control_units"] = units.units
         restored.not_applied += [NotApplied(issue.key, issue.value, issue.reason) for issue in units.issues]
     return restored
-
-
-def legacy_hypernet_tag(params: Mapping[str, str]) -> str | None:
-    """`<hypernet:name:strength>` from a picture made before A1111's 2023 extra-networks rework
-    (`Hypernet`, `Hypernet strength`; strength 1.0 when not written, as A1111's paste reads it)."""
-    name = (params.get("Hypernet") or "").strip()
-    if not name or name == "None":
-        return None
-    strength = (params.get("Hypernet strength") or "").strip() or "1.0"
-    return f"<hypernet:{name}:{strength}>"
 
 
 def _where_it_applies(name: str) -> str:

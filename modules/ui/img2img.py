@@ -35,6 +35,7 @@ from modules.ui.generation_panel import (
 )
 from modules.ui.generation_run import Prepared, field_values, preview_every, wire_generation
 from modules.ui.img2img_inputs import INPAINT_TABS, SOURCE_TABS, multiple_of_8, resize_by_html, scaled_size, source_picture
+from modules.ui.refiner_section import build_refiner_section
 from modules.ui.regional_panel import RegionalPanel, build_regional_panel
 from modules.ui.scripts_panel import build_scripts_panel
 from modules.ui.sessions import SessionRuns
@@ -179,6 +180,7 @@ def build_img2img_tab(services: Services, runs: SessionRuns) -> Img2ImgTab:
             fields["denoising_strength"] = gr.Slider(0.0, 1.0, value=0.75, step=0.01, label=L("Denoising strength"), elem_id="img2img-denoising")
             reuse_seed = build_seed_controls(PREFIX, fields)
             # The sections, in SECTION_ORDER (modules/ui/sections.py).
+            build_refiner_section(services, PREFIX, fields)
             controlnet = build_controlnet_panel(services, PREFIX, Words(services.translations), img2img=True)
             detailer = build_detailer_panel(services, PREFIX, img2img=True)
             regional = build_regional_panel(PREFIX, Words(services.translations), fields["prompt"], fields["width"], fields["height"])

@@ -34,6 +34,7 @@ from modules.ui.generation_panel import (
 )
 from modules.ui.generation_run import Prepared, field_values, preview_every, wire_generation
 from modules.ui.hires_fix import build_hires_fix, hires_request_values, wire_size_line
+from modules.ui.refiner_section import build_refiner_section
 from modules.ui.regional_panel import RegionalPanel, build_regional_panel
 from modules.ui.scripts_panel import build_scripts_panel
 from modules.ui.sessions import SessionRuns
@@ -73,6 +74,7 @@ def build_txt2img_tab(services: Services, runs: SessionRuns) -> Txt2ImgTab:
             reuse_seed = build_seed_controls(PREFIX, fields)
             # The sections, in SECTION_ORDER (modules/ui/sections.py).
             hires_size_line = build_hires_fix(fields, services.upscalers.names())
+            build_refiner_section(services, PREFIX, fields)
             controlnet = build_controlnet_panel(services, PREFIX, Words(services.translations))
             detailer = build_detailer_panel(services, PREFIX)
             regional = build_regional_panel(PREFIX, Words(services.translations), fields["prompt"], fields["width"], fields["height"])

@@ -19,7 +19,7 @@ from modules.hypernetworks.files import HypernetworkLibrary
 from modules.hypernetworks.network import Structure, hypernetwork_from_data
 from modules.hypernetworks.processor import HypernetworkAttnProcessor, hypernetworks_applied
 from modules.hypernetworks.request import request_hypernetworks
-from modules.infotext.restore import legacy_hypernet_tag
+from modules.infotext.legacy import legacy_hypernet_tag
 from tools.make_test_hypernetworks import write_test_hypernetwork
 
 

@@ -88,8 +88,7 @@ def test_an_installed_upscaler_is_applied():
     ("Steps: 20, Seed: 1, Emphasis: No norm", "Emphasis", "Easel implements A1111's Original emphasis only"),
     ("Steps: 20, Seed: 1, Hires checkpoint: other.safetensors", "Hires checkpoint", "Easel's hires pass uses the first pass's checkpoint"),
     ("Steps: 20, Seed: 1, Face restoration: CodeFormer", "Face restoration", "face restoration is not part of Easel yet"),
-    ("Steps: 20, Seed: 1, Refiner: sd_xl_refiner_1.0 [7440042bbd]", "Refiner", "the SDXL refiner is not part of Easel yet"),
-    ("Steps: 20, Seed: 1, Hypernet: anime", "Hypernet", "a setting of hypernetworks, which Easel does not have"),
+    ("Steps: 20, Seed: 1, Hires refiner: first pass", "Hires refiner", "the pass the refiner takes part in is a setting (hires_fix_refiner_pass)"),
     ("Steps: 20, Seed: 1, X Type: Seed", "X Type", "X/Y/Z plot settings are not restored from a picture: choose X/Y/Z plot in the Script menu"),
     ("Steps: 20, Seed: 1, Sparkle level: 11", "Sparkle level", "Easel has no setting by this name"),
 ])
