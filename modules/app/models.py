@@ -38,11 +38,11 @@ log = logging.getLogger(__name__)
 class ExtraNetwork:
     """An embedding or a LoRA as the UI lists it: what clicking it adds to the prompt."""
 
-    kind: str  # "embedding" | "lora"
+    kind: str  # "embedding" | "lora" | "hypernetwork"
     name: str
     short_hash: str
     preview: Path | None  # a picture beside the file (<stem>.png/.jpg/.webp or <stem>.preview.png)
-    tag: str  # the trigger word, or <lora:name:1>
+    tag: str  # the trigger word, <lora:name:1> or <hypernet:name:1>
 
 
 def preview_beside(path: Path) -> Path | None:
@@ -115,12 +115,14 @@ class ModelControl:
         return defaults_for(self.startup_name())
 
     def extra_networks(self) -> list[ExtraNetwork]:
-        """The embeddings, then the LoRAs, the UI offers, each by name."""
+        """The embeddings, then the LoRAs, then the hypernetworks the UI offers, each by name."""
         embeddings = [ExtraNetwork("embedding", name, e.shorthash, preview_beside(e.path), name)
                       for name, e in sorted(self.embeddings.embeddings.items(), key=lambda item: item[0].lower())]
         loras = [ExtraNetwork("lora", e.name, self.loras.short_hash(e), e.preview(), f"<lora:{e.name}:1>")
                  for e in sorted(self.loras.entries(), key=lambda entry: entry.name.lower())]
-        return embeddings + loras
+        hypernetworks = [ExtraNetwork("hypernetwork", e.name, "", preview_beside(e.path), f"<hypernet:{e.name}:1>")
+                         for e in sorted(self.hypernetworks.entries() if self.hypernetworks is not None else [], key=lambda entry: entry.name.lower())]
+        return embeddings + loras + hypernetworks
 
     def picture_restorer(self) -> PictureRestorer:
         """Restores a picture's settings against the models here (Send to, paste, the API's infotext)."""

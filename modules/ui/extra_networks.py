@@ -82,7 +82,7 @@ def build_extra_networks(services: Services, prefix: str, prompt: gr.Textbox) ->
         return items, entries, html.escape(note)
 
     items, entries, _ = listing()
-    with gr.Accordion(L("Extra networks (embeddings, LoRAs)"), open=False, elem_id=f"{prefix}-extra-networks"):
+    with gr.Accordion(L("Extra networks (embeddings, LoRAs, hypernetworks)"), open=False, elem_id=f"{prefix}-extra-networks"):
         with gr.Row():
             message = gr.HTML(L("No embeddings or LoRAs yet: put files in models/embeddings and models/Lora, then refresh.") if not entries else "",
                               elem_id=f"{prefix}-extra-networks-message")

@@ -65,14 +65,14 @@ def build_merger_tab(services: Services, words: Words, top_checkpoint: gr.Dropdo
 
     running: dict[str, str] = {}
 
-    def on_method(chosen: str, request: gr.Request) -> gr.Radio:
+    def on_merger_method(chosen: str, request: gr.Request) -> gr.Radio:
         return gr.Radio(info=words.say(request, METHOD_HELP.get(chosen, "")))
 
-    def on_refresh() -> tuple:
+    def on_merger_refresh() -> tuple:
         services.models.refresh()
         return gr.Dropdown(choices=checkpoints()), gr.Dropdown(choices=checkpoints()), gr.Dropdown(choices=checkpoints()), gr.Dropdown(choices=vaes())
 
-    def on_merge(a: str | None, b: str | None, c: str | None, chosen: str, m: float, custom: str, baked: str | None, as_half: bool,
+    def on_merge_run(a: str | None, b: str | None, c: str | None, chosen: str, m: float, custom: str, baked: str | None, as_half: bool,
                  request: gr.Request) -> Iterator[Any]:
         def say(text: str, **values: Any) -> str:
             return words.say(request, text, **values)
@@ -112,13 +112,13 @@ def build_merger_tab(services: Services, words: Words, top_checkpoint: gr.Dropdo
         yield progress_view.done_html(text), gr.Dropdown(choices=choices), gr.Dropdown(choices=choices), gr.Dropdown(choices=choices), \
             gr.Dropdown(choices=choices)
 
-    def on_interrupt(request: gr.Request) -> None:
+    def on_merge_interrupt(request: gr.Request) -> None:
         job_id = running.get(session_key(request))
         if job_id is not None:
             services.queue.interrupt(job_id)
 
-    method.change(on_method, [method], [method], show_progress="hidden")
-    refresh.click(on_refresh, None, [primary, secondary, tertiary, vae], show_progress="hidden")
-    merge.click(on_merge, [primary, secondary, tertiary, method, multiplier, name, vae, half], [progress, primary, secondary, tertiary, top_checkpoint],
+    method.change(on_merger_method, [method], [method], show_progress="hidden")
+    refresh.click(on_merger_refresh, None, [primary, secondary, tertiary, vae], show_progress="hidden")
+    merge.click(on_merge_run, [primary, secondary, tertiary, method, multiplier, name, vae, half], [progress, primary, secondary, tertiary, top_checkpoint],
                 concurrency_limit=None, show_progress="hidden")
-    interrupt.click(on_interrupt, None, None, show_progress="hidden")
+    interrupt.click(on_merge_interrupt, None, None, show_progress="hidden")

@@ -5,6 +5,7 @@ progress, its result line and an error come in Chinese too."""
 
 from __future__ import annotations
 
+import json
 import re
 
 from playwright.sync_api import expect
@@ -32,7 +33,8 @@ NAMES = re.compile(
     r"^(Easel|SD1\.x|\S+\.safetensors( \[[0-9a-f]{10}\])?|alpha|beta|shimmer( \[[0-9a-f]+\])?|ControlNet|ADetailer|prompt-matrix|xyz-plot|sd-upscale|none|canny|invert|threshold|blur_gaussian|"
     r"DPM.*|Euler.*|Heun|LMS|DDIM.*|PLMS|UniPC|LCM|Restart|DEIS|Karras|Exponential|Automatic|Uniform|SGM Uniform|Simple|Normal|"
     r"Align Your Steps|KL Optimal|Beta|Polyexponential|TAESD|VAE|LoRA|None|png|jpg|webp|fp16|fp32|bf16|auto|epsilon|v_prediction|"
-    r"[\d\s.,:/x×%↺·+-]+|\d+/75|Lanczos|Nearest.*|Latent.*|X/Y/Z.*|Prompt-Ex)$"
+    r"[\d\s.,:/x×%↺·+-]+|\d+/75|Lanczos|Nearest.*|Latent.*|X/Y/Z.*|Prompt-Ex|"
+    r"Canny|Depth|Lineart|MLSD|OpenPose|Recolor|Scribble|Shuffle|SoftEdge|T2I-Adapter|Tile|IP-Adapter|Inpaint|NormalMap|Segmentation|InstructP2P|Reference|Revision|SparseCtrl)$"
 )
 # Gradio's gallery writes these tooltips in English in every language (not in its i18n tables).
 GRADIO_FIXED = {"Fullscreen", "Close"}
@@ -69,7 +71,7 @@ def test_every_tab_reads_in_chinese_for_a_chinese_browser(pages):
         found = english_texts(page)
         if found:
             left_in_english[name] = sorted(set(found))
-    assert left_in_english == {}, left_in_english
+    assert left_in_english == {}, json.dumps(left_in_english, ensure_ascii=False)
     pages.shot(page, "zh-CN-settings")
 
 

@@ -59,3 +59,8 @@ def test_two_chained_and_the_hires_prompts_tag(services):
     one = run(services, "a red cat <hypernet:sharp:1>")
     both = run(services, "a red cat <hypernet:sharp:1> <hypernet:nai-style:1>")
     assert not np.array_equal(pixels(one), pixels(both))
+
+
+def test_the_extra_networks_panel_offers_them(services):
+    offered = {network.name: network.tag for network in services.models.extra_networks() if network.kind == "hypernetwork"}
+    assert offered == {"nai-style": "<hypernet:nai-style:1>", "sharp": "<hypernet:sharp:1>"}
