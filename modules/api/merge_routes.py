@@ -25,6 +25,7 @@ class MergeRequest(ApiModel):
     save_as_half: bool = Field(False, description="Write float16 weights.")
     custom_name: str = Field("", description="The new file's name (default: A_0.7-B_0.3-Weighted_sum-merged).")
     bake_in_vae: str = Field("", description="A VAE to put in the checkpoint (its name as /sdapi/v1/sd-vae lists it), or empty.")
+    discard_weights: str = Field("", description="A regular expression: the weights whose keys it finds are left out (e.g. model_ema).")
 
 
 class MergeResponse(ApiModel):
@@ -41,7 +42,8 @@ def add_merge_routes(app_router: APIRouter, services: "Services") -> None:
         """Weighted sum, add difference or no interpolation, as A1111's Checkpoint Merger tab; the
         result is written to the checkpoints folder and listed at once."""
         recipe = MergeRecipe(body.primary_model_name, body.secondary_model_name, body.tertiary_model_name, body.interp_method,
-                             body.multiplier, body.save_as_half, body.custom_name, body.bake_in_vae)
+                             body.multiplier, body.save_as_half, body.custom_name, body.bake_in_vae,
+                             body.discard_weights)
         result = services.merges.submit(recipe).result()
         if result is None:
             raise MergeError("The merge was interrupted before it finished; nothing was written.")

@@ -17,6 +17,7 @@ merged), and `format: pt`.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -105,7 +106,9 @@ def merge_checkpoints(recipe: MergeRecipe, inputs: list[MergeInput], output: Pat
             raise MergeError(f"These checkpoints are different model families and cannot be merged: {described}.")
         a = files[0]
         baked = _baked_vae(vae, a) if vae is not None else {}
-        shapes, dtypes = a.shapes(), _dtypes(a)
+        discard = re.compile(recipe.discard_weights) if recipe.discard_weights.strip() else None
+        shapes = {key: shape for key, shape in a.shapes().items() if discard is None or not discard.search(key)}
+        dtypes = _dtypes(a)
         half = torch.float16
         plan = []
         for key, shape in shapes.items():

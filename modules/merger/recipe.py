@@ -7,7 +7,9 @@ them by the same names:
 - "Add difference": A + (B − C)·M (the usual "inpainting A + (custom B − base C)" recipe; C = B gives A);
 - "No interpolation": A alone (to bake a VAE in or save at half precision).
 
-Options: save at half precision (fp16), bake a VAE in (its weights replace the checkpoint's), and the
+Options: save at half precision (fp16), bake a VAE in (its weights replace the checkpoint's), leave
+out the weights whose keys a regular expression finds ("discard weights", e.g. `model_ema` for
+the EMA copy some files carry), and the
 output's name (default as A1111 names it: `A_0.7-B_0.3-Weighted_sum-merged`). The
 output is always `.safetensors`; a file of that name already there is refused, not overwritten.
 """
@@ -40,6 +42,7 @@ class MergeRecipe:
     save_as_half: bool = False
     custom_name: str = ""
     bake_in_vae: str = ""  # a VAE name, or "" for none
+    discard_weights: str = ""  # a regular expression: the keys it finds are left out of the result (A1111 1.10's option)
 
     def check(self) -> None:
         """MergeError naming the setting that cannot run."""
@@ -54,6 +57,12 @@ class MergeRecipe:
             raise MergeError("Add difference needs a tertiary model (C): the result is A + (B - C) x M.")
         if not (0.0 <= float(self.multiplier) <= 1.0) or self.multiplier != self.multiplier:
             raise MergeError(f"The multiplier M must be between 0 and 1, not {self.multiplier}.")
+        if self.discard_weights.strip():
+            try:
+                re.compile(self.discard_weights)
+            except re.error as error:
+                pattern, reason = self.discard_weights, str(error)
+                raise MergeError(f"Discard weights {pattern!r} is not a regular expression: {reason}.") from None
         if _UNSAFE_NAME.search(self.custom_name) or self.custom_name.strip() in (".", ".."):
             raise MergeError(f"The output name {self.custom_name!r} cannot be a file name (no / \\ : * ? \" < > |).")
 
@@ -80,7 +89,7 @@ class MergeRecipe:
             "custom_name": self.custom_name,
             "config_source": 0,
             "bake_in_vae": self.bake_in_vae or "None",
-            "discard_weights": "",
+            "discard_weights": self.discard_weights,
             "is_inpainting": False,
             "is_instruct_pix2pix": False,
         }

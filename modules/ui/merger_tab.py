@@ -57,6 +57,8 @@ def build_merger_tab(services: Services, words: Words, top_checkpoint: gr.Dropdo
                 vae = gr.Dropdown(vaes(), value=NO_VAE, label=L("Bake in VAE"), elem_id="merger-vae",
                                   info=L("Put this VAE's weights into the new checkpoint."))
                 half = gr.Checkbox(False, label=L("Save as float16"), elem_id="merger-half", info=L("Half the file size; what most shared models use."))
+            discard = gr.Textbox(label=L("Discard weights with matching name"), elem_id="merger-discard",
+                                 info=L("A regular expression: weights whose names it finds are left out (e.g. model_ema)."))
             with gr.Row():
                 merge = gr.Button(L("Merge"), variant="primary", elem_id="merger-run")
                 interrupt = gr.Button(L("Interrupt"), elem_id="merger-interrupt")
@@ -73,11 +75,12 @@ def build_merger_tab(services: Services, words: Words, top_checkpoint: gr.Dropdo
         return gr.Dropdown(choices=checkpoints()), gr.Dropdown(choices=checkpoints()), gr.Dropdown(choices=checkpoints()), gr.Dropdown(choices=vaes())
 
     def on_merge_run(a: str | None, b: str | None, c: str | None, chosen: str, m: float, custom: str, baked: str | None, as_half: bool,
-                 request: gr.Request) -> Iterator[Any]:
+                     dropped: str, request: gr.Request) -> Iterator[Any]:
         def say(text: str, **values: Any) -> str:
             return words.say(request, text, **values)
 
-        recipe = MergeRecipe(a or "", b or "", c or "", chosen, float(m), bool(as_half), custom or "", "" if baked in (None, NO_VAE) else baked)
+        recipe = MergeRecipe(a or "", b or "", c or "", chosen, float(m), bool(as_half), custom or "", "" if baked in (None, NO_VAE) else baked,
+                             dropped or "")
         try:
             job = services.merges.submit(recipe)
         except UserError as error:
@@ -119,6 +122,6 @@ def build_merger_tab(services: Services, words: Words, top_checkpoint: gr.Dropdo
 
     method.change(on_merger_method, [method], [method], show_progress="hidden")
     refresh.click(on_merger_refresh, None, [primary, secondary, tertiary, vae], show_progress="hidden")
-    merge.click(on_merge_run, [primary, secondary, tertiary, method, multiplier, name, vae, half], [progress, primary, secondary, tertiary, top_checkpoint],
+    merge.click(on_merge_run, [primary, secondary, tertiary, method, multiplier, name, vae, half, discard], [progress, primary, secondary, tertiary, top_checkpoint],
                 concurrency_limit=None, show_progress="hidden")
     interrupt.click(on_merge_interrupt, None, None, show_progress="hidden")

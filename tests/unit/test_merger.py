@@ -141,3 +141,14 @@ def test_a_malicious_pickle_is_refused_and_nothing_runs(models, tmp_path):
     with pytest.raises(MergeError, match="Cannot read evil.*refused"):
         merge_checkpoints(MergeRecipe("a", "evil"), [MergeInput(models["a"], "a"), MergeInput(evil, "evil")], tmp_path / "out.safetensors")
     assert not marker.exists() and not (tmp_path / "out.safetensors").exists()
+
+
+def test_discarded_weights_are_left_out_and_a_bad_pattern_is_named(models, tmp_path):
+    a = read_all(models["a"])
+    kept = merge(models, tmp_path / "slim.safetensors", NO_INTERPOLATION, ("a",), discard_weights=r"first_stage_model\.decoder\.")
+    gone = [k for k in a if k.startswith("first_stage_model.decoder.")]
+    assert gone and not any(k in kept for k in gone) and len(kept) == len(a) - len(gone)
+    with pytest.raises(MergeError, match=r"Discard weights '\(' is not a regular expression"):
+        MergeRecipe("a", "b", discard_weights="(").check()
+    recipe = json.loads(SafetensorsFile(tmp_path / "slim.safetensors").metadata["sd_merge_recipe"])
+    assert recipe["discard_weights"] == r"first_stage_model\.decoder\."
