@@ -249,34 +249,16 @@ def open_tensor_file(path: Path) -> TensorFile:
 
 def write_safetensors(path: Path, tensors: Iterable[tuple[str, torch.Tensor]], metadata: dict[str, str] | None = None) -> None:
     """Writes tensors atomically (temp file + rename), so a half-written file never has the final name."""
-    path = Path(path)
-    items = [(key, t.detach().contiguous().cpu()) for key, t in tensors]
-    header: dict[str, object] = {}
-    if metadata:
-        header["__metadata__"] = {str(k): str(v) for k, v in metadata.items()}
-    offset = 0
-    for key, t in items:
-        nbytes = t.numel() * t.element_size()
-        header[key] = {"dtype": _DTYPE_NAMES[t.dtype], "shape": list(t.shape), "data_offsets": [offset, offset + nbytes]}
-        offset += nbytes
-    encoded = json.dumps(header, separators=(",", ":")).encode()
-    encoded += b" " * (-len(encoded) % 8)
-
-    def write(out: BinaryIO) -> None:
-        out.write(struct.pack("<Q", len(encoded)))
-        out.write(encoded)
-        for _, t in items:
-            if t.numel():
-                out.write(t.reshape(-1).view(torch.uint8).numpy().tobytes())
-
-    write_atomically(path, write)  # a new model file reads like any other (not mkstemp's 0600)
+    items = {key: t.detach().contiguous().cpu() for key, t in tensors}
+    plan = [(key, t.dtype, tuple(t.shape)) for key, t in items.items()]
+    write_safetensors_streamed(path, plan, items.__getitem__, metadata)
 
 
 def write_safetensors_streamed(path: Path, plan: list[tuple[str, torch.dtype, tuple[int, ...]]],
                                produce: "Callable[[str], torch.Tensor]", metadata: dict[str, str] | None = None) -> None:
     """Writes a safetensors file whose tensors are made one at a time: `plan` names each tensor's
     key, dtype and shape (the header is written first from it), then `produce(key)` gives each in
-    turn, so only one output tensor is in memory at once. Atomic like `write_safetensors`; a
+    turn, so only one output tensor is in memory at once. Atomic (temp file + rename); a
     produced tensor whose dtype or shape differs from the plan raises before the file gets its name."""
     header: dict[str, object] = {}
     if metadata:
