@@ -88,7 +88,8 @@ class RefinerDenoiser:
     """The pass's guided denoiser until the refiner's turn, then the one `make(turn, call)` builds."""
 
     def __init__(self, guided: Any, switch: RefinerSwitch, table: torch.Tensor, make: Callable[[RefinerTurn, int], Any]):
-        self.current, self.guided, self.switch, self.table, self.make = guided, guided, switch, table, make
+        self.current, self.guided, self.switch, self.make = guided, guided, switch, make
+        self.table = table.detach().to("cpu", torch.float32)  # once, not at every model call (a GPU table would sync each step)
         self.sigma_min, self.sigma_max = guided.sigma_min, guided.sigma_max
 
     def __call__(self, x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
